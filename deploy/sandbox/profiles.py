@@ -1,0 +1,69 @@
+"""What each simulated trading system looks like: its services, ports, collectors and queues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One simulated HTTP service of a trading platform."""
+
+    name: str
+    port: int
+    critical: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A simulated trading system, from one seed runbook."""
+
+    name: str
+    seed: str
+    services: tuple[ServiceSpec, ...]
+    collectors: tuple[str, ...]
+    strategy_service: str
+    market_data_service: str
+    consumer_queues: tuple[str, ...]
+    generation_target: int
+    backup_sets: tuple[str, ...] = field(default=("postgres_daily", "postgres_incremental", "redis"))
+
+
+# Seed 000, "Service Inventory": ports and criticality.
+MASTERTRADE = Profile(
+    name="mastertrade",
+    seed="000 MasterTrade Operations Runbook",
+    services=(
+        ServiceSpec("market_data", 8000, True, "Market Data Service (collectors)"),
+        ServiceSpec("data_access", 8005, False, "Data Access API"),
+        ServiceSpec("strategy", 8006, True, "Strategy Service (generation)"),
+        ServiceSpec("alert_system", 8007, False, "Alert System"),
+        ServiceSpec("risk_manager", 8080, True, "Risk Manager"),
+        ServiceSpec("order_executor", 8081, True, "Order Executor"),
+    ),
+    collectors=(
+        "binance",
+        "coinbase",
+        "kraken",
+        "coingecko",
+        "fear_greed_index",
+        "twitter_sentiment",
+        "reddit_sentiment",
+        "onchain_glassnode",
+    ),
+    strategy_service="strategy",
+    market_data_service="market_data",
+    consumer_queues=("strategy_service.signals", "risk_manager.orders", "order_executor.executions"),
+    generation_target=500,
+)
+
+PROFILES: dict[str, Profile] = {MASTERTRADE.name: MASTERTRADE}
+
+
+def collector_names(profile: Profile, count: int | None) -> tuple[str, ...]:
+    """Return the profile's collectors, padded with numbered ones up to count (for load tests)."""
+    if count is None or count <= len(profile.collectors):
+        return profile.collectors if count is None else profile.collectors[:count]
+    extra = tuple(f"collector_{index:03d}" for index in range(len(profile.collectors), count))
+    return profile.collectors + extra
