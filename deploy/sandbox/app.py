@@ -35,6 +35,9 @@ class Sandbox:
     _runners: dict[str, web.AppRunner] = field(default_factory=dict, init=False)
     _control: web.AppRunner | None = field(default=None, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _reconciler: asyncio.Task[None] | None = field(default=None, init=False)
+    _reconcile_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
         if self.settings.profile not in PROFILES:
@@ -60,7 +63,7 @@ class Sandbox:
             dict(self.settings.containers),
             self.settings.image,
         )
-        self.chaos = Chaos(self.ctx)
+        self.chaos = Chaos(self.ctx, after_change=self.reconcile)
 
     def port_of(self, service: str) -> int:
         """Return the port a simulated service listens on."""
@@ -86,7 +89,7 @@ class Sandbox:
         except BaseException:
             await self.stop()
             raise
-        self._tasks.append(asyncio.create_task(self._reconcile_loop()))
+        self._reconciler = asyncio.create_task(self._reconcile_loop())
         self._tasks.append(asyncio.create_task(self._collector_loop()))
 
     async def _prepare_components(self) -> None:
@@ -134,6 +137,10 @@ class Sandbox:
 
     async def reconcile(self) -> None:
         """Bring each service's listener in line with its state and its container (if it has one)."""
+        async with self._reconcile_lock:
+            await self._reconcile_unlocked()
+
+    async def _reconcile_unlocked(self) -> None:
         for spec in self.ctx.profile.services:
             want = await self._desired_listening(spec.name)
             if want and spec.name not in self._runners:
@@ -147,8 +154,9 @@ class Sandbox:
     async def _reconcile_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ctx.reconcile.wait(), RECONCILE_INTERVAL)
-            self.ctx.reconcile.clear()
+                await asyncio.wait_for(self._stopping.wait(), RECONCILE_INTERVAL)
+            if self._stopping.is_set():
+                return
             try:
                 await self.reconcile()
             except Exception as error:  # noqa: BLE001 - the loop is a process boundary; it must keep going
@@ -161,6 +169,10 @@ class Sandbox:
 
     async def stop(self) -> None:
         """Stop every loop and listener, release held sessions and remove the sandbox's containers."""
+        self._stopping.set()
+        if self._reconciler is not None:
+            await self._reconciler  # never cancelled: it may be half-way through stopping a listener
+            self._reconciler = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class Chaos:
     """The faults of one sandbox: injecting, listing (pruning those the real component shows cleared), clearing."""
 
     ctx: SandboxContext
+    after_change: Callable[[], Awaitable[None]]
     catalogue: dict[str, Fault] = field(default_factory=fault_catalogue)
     injected: dict[tuple[str, str], InjectedFault] = field(default_factory=dict)
 
@@ -56,6 +58,7 @@ class Chaos:
         facts = await fault.inject(self.ctx, params)
         record = InjectedFault(fault, params, dt.datetime.now(dt.UTC), facts)
         self.injected[(name, params.target())] = record
+        await self.after_change()
         log_event(logger, logging.INFO, "fault_injected", fault=name, target=params.target())
         return record
 
@@ -77,6 +80,7 @@ class Chaos:
             await record.fault.clear(self.ctx, record.params)
             del self.injected[key]
             count += 1
+        await self.after_change()
         return count
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +44,6 @@ class SandboxContext:
     containers: dict[str, str]
     image: str
     held: HeldConnections = field(default_factory=HeldConnections)
-    reconcile: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def postgres(self) -> asyncpg.Pool:
         """Return the PostgreSQL pool of the simulated platform."""

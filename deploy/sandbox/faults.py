@@ -84,7 +84,6 @@ class ServiceDown(Fault):
             await containers.stop(ctx.backends.docker(), container)
         else:
             ctx.state.services[params.service].listening = False
-        ctx.reconcile.set()
         return {"container": container}
 
     async def active(self, ctx: SandboxContext, params: ServiceParams) -> bool:
@@ -98,7 +97,6 @@ class ServiceDown(Fault):
         if container is not None:
             await containers.start(ctx.backends.docker(), container)
         ctx.state.services[params.service].listening = True
-        ctx.reconcile.set()
 
 
 class ContainerDown(ServiceDown):
