@@ -1,0 +1,262 @@
+"""The exporter's configuration file: which probes run against which targets (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, model_validator
+
+from common.config import NonEmptyStr, PositiveSeconds, StrictModel, load_config, secret_from_fields
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _; optionally schema.name)")
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"invalid regular expression {value!r}: {error}") from None
+    return value
+
+
+def _metric_name(value: str) -> str:
+    if not METRIC_NAME.match(value) or value.startswith("__"):
+        raise ValueError(f"{value!r} is not a valid Prometheus metric name")
+    return value
+
+
+def _label_name(value: str) -> str:
+    if not LABEL_NAME.match(value) or value.startswith("__"):
+        raise ValueError(f"{value!r} is not a valid Prometheus label name")
+    return value
+
+
+SqlIdentifier = Annotated[str, AfterValidator(_identifier)]
+Regex = Annotated[str, AfterValidator(_regex)]
+MetricName = Annotated[str, AfterValidator(_metric_name)]
+LabelName = Annotated[str, AfterValidator(_label_name)]
+TargetName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+MaxSeries = Annotated[int, Field(ge=1, le=100_000)]
+
+
+class ProbeConfig(StrictModel):
+    """What every probe has: a target name (the `target` label) and its own timeout."""
+
+    name: TargetName
+    timeout_seconds: PositiveSeconds = 5.0
+
+
+class DsnConfig(ProbeConfig):
+    """A probe that connects to PostgreSQL; the DSN may come from a file (`dsn_file`)."""
+
+    dsn: SecretStr | None = None
+    dsn_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_dsn(self) -> DsnConfig:
+        if (self.dsn is None) == (self.dsn_file is None):
+            raise ValueError("give exactly one of dsn or dsn_file")
+        secret_from_fields(None, self.dsn_file, "dsn")  # an unreadable file is a config error now
+        return self
+
+    def resolved_dsn(self) -> str:
+        """Return the DSN, read from its file when given as dsn_file."""
+        value = secret_from_fields(
+            self.dsn.get_secret_value() if self.dsn is not None else None, self.dsn_file, "dsn"
+        )
+        assert value is not None
+        return value
+
+
+class ServiceHealthConfig(ProbeConfig):
+    """HTTP health endpoint of one service (seed 000, Service Inventory; seed 003, actuator)."""
+
+    url: HttpUrl
+    criticality: Literal["critical", "high", "medium", "low"] = "high"
+    status_path: str | None = "status"
+    healthy_values: tuple[NonEmptyStr, ...] = ("healthy", "UP", "ok", "OK")
+    components_path: str | None = None
+    max_components: MaxSeries = 50
+
+
+class CollectorsConfig(ProbeConfig):
+    """MasterTrade's /health/collectors (seed 000, Daily Operations 3)."""
+
+    url: HttpUrl
+    max_series: MaxSeries = 1000
+
+
+class GenerationRunsConfig(StrictModel):
+    """Optional table of generation runs, for the size of the last completed run."""
+
+    table: SqlIdentifier = "generation_runs"
+    completed_at_column: SqlIdentifier = "completed_at"
+    count_column: SqlIdentifier = "generated"
+
+
+class StrategyGenerationConfig(DsnConfig):
+    """Strategy generation read from PostgreSQL (seed 000, Daily Operations 2 and Issue 5)."""
+
+    table: SqlIdentifier = "strategies"
+    created_at_column: SqlIdentifier = "created_at"
+    status_column: SqlIdentifier | None = "status"
+    active_value: str = "active"
+    window_hours: Annotated[float, Field(gt=0, le=24 * 31)] = 24.0
+    runs: GenerationRunsConfig | None = None
+
+
+class BackupConfig(ProbeConfig):
+    """One backup set: files matched by a glob (seed 000, Daily Operations 6 and Backup & Recovery)."""
+
+    path_glob: NonEmptyStr
+    integrity: Literal["none", "gzip", "rdb"] = "none"
+    integrity_max_bytes: Annotated[int, Field(ge=0, le=1 << 34)] = 256 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _absolute(self) -> BackupConfig:
+        if not self.path_glob.startswith("/"):
+            raise ValueError("path_glob must be an absolute path")
+        if "*" in str(Path(self.path_glob).parent) or "?" in str(Path(self.path_glob).parent):
+            raise ValueError("only the file name part of path_glob may hold wildcards")
+        return self
+
+
+class RabbitMQConfig(ProbeConfig):
+    """Queue depth (seed 000, Issue 3): the management API for all queues, or AMQP for named ones."""
+
+    management_url: HttpUrl | None = None
+    username: str = "guest"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    vhost: str | None = None
+    include: tuple[Regex, ...] = ()
+    exclude: tuple[Regex, ...] = ()
+    max_queues: MaxSeries = 2000
+    amqp_url: SecretStr | None = None
+    queues: tuple[NonEmptyStr, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RabbitMQConfig:
+        if (self.management_url is None) == (self.amqp_url is None):
+            raise ValueError("give exactly one of management_url or amqp_url")
+        if self.amqp_url is not None and not self.queues:
+            raise ValueError("amqp_url needs the queues to declare passively")
+        secret_from_fields(None, self.password_file, "password")
+        return self
+
+    def resolved_password(self) -> str:
+        """Return the management API password (default guest)."""
+        inline = self.password.get_secret_value() if self.password is not None else None
+        return secret_from_fields(inline, self.password_file, "password") or "guest"
+
+
+class RedisConfig(ProbeConfig):
+    """Redis memory and clients (seed 000, Issue 4 and Evening Checklist 4)."""
+
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _password_readable(self) -> RedisConfig:
+        secret_from_fields(None, self.password_file, "password")
+        return self
+
+
+class PostgresConfig(DsnConfig):
+    """PostgreSQL connections and sizes (seed 000, Playbook 1 and Database Operations)."""
+
+    databases: tuple[NonEmptyStr, ...] = ()
+
+
+class SqlMetricConfig(StrictModel):
+    """One gauge taken from a column of an SQL probe's result rows."""
+
+    name: MetricName
+    help: NonEmptyStr
+    value_column: NonEmptyStr
+    label_columns: tuple[LabelName, ...] = ()
+
+
+class SqlConfig(DsnConfig):
+    """A read-only SQL query whose rows become gauges."""
+
+    query: NonEmptyStr
+    metrics: Annotated[tuple[SqlMetricConfig, ...], Field(min_length=1)]
+    max_series: MaxSeries = 1000
+
+
+class CommandJsonConfig(StrictModel):
+    """How to read numbers from a command's JSON output: a list of items, a label and value fields."""
+
+    list_path: str = ""
+    label_field: NonEmptyStr = "name"
+    value_fields: Annotated[dict[LabelName, NonEmptyStr], Field(min_length=1)]
+
+
+class CommandConfig(ProbeConfig):
+    """A command run without a shell: its exit code and, optionally, numbers from its output."""
+
+    argv: Annotated[tuple[NonEmptyStr, ...], Field(min_length=1)]
+    output: Literal["none", "number", "json"] = "none"
+    json_values: CommandJsonConfig | None = None
+    max_series: MaxSeries = 500
+    max_output_bytes: Annotated[int, Field(ge=1, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _json_needs_fields(self) -> CommandConfig:
+        if (self.output == "json") != (self.json_values is not None):
+            raise ValueError("json_values is required with output: json, and only then")
+        return self
+
+
+class ProbesConfig(StrictModel):
+    """Every probe instance, by type."""
+
+    service_health: tuple[ServiceHealthConfig, ...] = ()
+    collectors: tuple[CollectorsConfig, ...] = ()
+    strategy_generation: tuple[StrategyGenerationConfig, ...] = ()
+    backups: tuple[BackupConfig, ...] = ()
+    rabbitmq: tuple[RabbitMQConfig, ...] = ()
+    redis: tuple[RedisConfig, ...] = ()
+    postgres: tuple[PostgresConfig, ...] = ()
+    sql: tuple[SqlConfig, ...] = ()
+    command: tuple[CommandConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> ProbesConfig:
+        for kind in type(self).model_fields:
+            names = [probe.name for probe in getattr(self, kind)]
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValueError(f"{kind}: duplicate name(s) {', '.join(duplicates)}")
+        return self
+
+
+class ExporterSettings(StrictModel):
+    """Settings of the exporter process itself."""
+
+    default_scrape_timeout_seconds: PositiveSeconds = 10.0
+    scrape_timeout_margin_seconds: Annotated[float, Field(ge=0, le=60)] = 0.5
+    max_response_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 1024 * 1024
+
+
+class ExporterConfig(StrictModel):
+    """The whole exporter configuration file."""
+
+    exporter: ExporterSettings = ExporterSettings()
+    probes: ProbesConfig = ProbesConfig()
+
+
+def load(path: str | Path) -> ExporterConfig:
+    """Load and validate an exporter configuration file, raising ConfigError with located problems."""
+    return load_config(ExporterConfig, path)
