@@ -71,9 +71,7 @@ class DsnConfig(ProbeConfig):
 
     def resolved_dsn(self) -> str:
         """Return the DSN, read from its file when given as dsn_file."""
-        value = secret_from_fields(
-            self.dsn.get_secret_value() if self.dsn is not None else None, self.dsn_file, "dsn"
-        )
+        value = secret_from_fields(self.dsn.get_secret_value() if self.dsn is not None else None, self.dsn_file, "dsn")
         assert value is not None
         return value
 

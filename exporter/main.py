@@ -1,0 +1,81 @@
+"""`tradeops-exporter`: serve the runbook's checks as Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from common.cli import EnvDefaultParser, parse_listen_address
+from common.config import ConfigError
+from common.logs import setup_logging
+from common.web import PortInUseError, start_site
+from exporter.config import load
+from exporter.probeset import build_probe_set
+from exporter.web import Exporter, build_app
+
+DEFAULT_LISTEN = "0.0.0.0:10101"
+
+
+def build_parser() -> EnvDefaultParser:
+    """Return the exporter's argument parser."""
+    parser = EnvDefaultParser(prog="tradeops-exporter", description="Prometheus exporter for trading operations.")
+    parser.add_flag("--config.file", required=True, help="path of the YAML configuration")
+    parser.add_flag("--web.listen-address", default=DEFAULT_LISTEN, help="HOST:PORT to serve on")
+    parser.add_flag("--log.level", default="info", help="debug, info, warning or error")
+    parser.add_switch("--check-config", help="validate the configuration, print located errors, and exit")
+    return parser
+
+
+async def serve(config_path: Path, host: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration."""
+    exporter = Exporter(config_path, build_probe_set(load(config_path)))
+    runner = web.AppRunner(build_app(exporter), access_log=None)
+    await runner.setup()
+    try:
+        await start_site(runner, host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload()))
+        print(f"tradeops-exporter listening on {host}:{port}", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `tradeops-exporter`; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    config_path = Path(getattr(args, "config.file"))
+    try:
+        load(config_path)
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return 1
+    if args.check_config:
+        print(f"{config_path}: configuration is valid")
+        return 0
+    try:
+        host, port = parse_listen_address(getattr(args, "web.listen_address"))
+    except ValueError as error:
+        print(f"tradeops-exporter: {error}", file=sys.stderr)
+        return 2
+    setup_logging(getattr(args, "log.level"))
+    try:
+        asyncio.run(serve(config_path, host, port))
+    except PortInUseError as error:
+        print(f"tradeops-exporter: cannot start: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Queue depth and consumers (seed 000, Issue 3 and Playbook 2): management API or AMQP passive declare."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+import aiohttp
+from aio_pika.abc import AbstractRobustConnection
+
+from exporter.config import RabbitMQConfig
+from exporter.probes.base import Probe, ProbeError
+from exporter.probes.http import fetch_json
+from exporter.sink import MetricSink
+
+COLUMNS = "name,vhost,messages_ready,messages_unacknowledged,consumers"
+
+
+class QueueFilter:
+    """Include and exclude patterns (full match) over queue names."""
+
+    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+        self.include = [re.compile(p) for p in include]
+        self.exclude = [re.compile(p) for p in exclude]
+
+    def allows(self, name: str) -> bool:
+        """Return whether a queue is reported."""
+        if self.include and not any(p.fullmatch(name) for p in self.include):
+            return False
+        return not any(p.fullmatch(name) for p in self.exclude)
+
+
+def record_queue(sink: MetricSink, broker: str, vhost: str, name: str, values: dict[str, float]) -> None:
+    """Record one queue's depth gauges."""
+    labels = {"broker": broker, "vhost": vhost, "queue": name}
+    helps = {
+        "messages_ready": "Messages ready for delivery in the queue.",
+        "messages_unacknowledged": "Messages delivered and not yet acknowledged.",
+        "consumers": "Consumers attached to the queue.",
+    }
+    for key, value in values.items():
+        sink.gauge(f"tradeops_queue_{key}", helps[key], labels, value)
+
+
+class RabbitMQProbe(Probe):
+    """Reports every (filtered, capped) queue from the management API, or named queues over AMQP."""
+
+    kind = "rabbitmq"
+
+    def __init__(self, config: RabbitMQConfig, max_bytes: int) -> None:
+        super().__init__(config.name, config.timeout_seconds)
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self.max_bytes = max(max_bytes, 64 * 1024 * 1024)
+        self.filter = QueueFilter(config.include, config.exclude)
+        self.auth = aiohttp.BasicAuth(config.username, config.resolved_password())
+        self._amqp: AbstractRobustConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def collect(self, sink: MetricSink) -> None:
+        if self.config.management_url is not None:
+            await self._collect_management(sink)
+        else:
+            await self._collect_amqp(sink)
+
+    async def _collect_management(self, sink: MetricSink) -> None:
+        base = str(self.config.management_url).rstrip("/")
+        path = f"/api/queues/{quote(self.config.vhost, safe='')}" if self.config.vhost else "/api/queues"
+        url = f"{base}{path}?columns={COLUMNS}&disable_stats=true&enable_queue_totals=true"
+        if self._session is None:
+            # Its own session: the management API's credentials must not reach other probes' targets.
+            self._session = aiohttp.ClientSession(auth=self.auth)
+        status, document = await fetch_json(self._session, url, self.max_bytes)
+        if status == 401:
+            raise ProbeError("auth", "management API refused the credentials")
+        if status != 200 or not isinstance(document, list):
+            raise ProbeError("http_status", f"management API answered {status}")
+        reported = 0
+        for queue in sorted(document, key=_queue_key):
+            if not isinstance(queue, dict) or not self.filter.allows(str(queue.get("name", ""))):
+                continue
+            if reported >= self.config.max_queues:
+                sink.dropped_series += 1
+                continue
+            values = {
+                key: float(queue.get(key) or 0) for key in ("messages_ready", "messages_unacknowledged", "consumers")
+            }
+            record_queue(sink, self.target, str(queue.get("vhost", "/")), str(queue["name"]), values)
+            reported += 1
+
+    async def _connection(self) -> AbstractRobustConnection:
+        async with self._lock:
+            if self._amqp is None or self._amqp.is_closed:
+                assert self.config.amqp_url is not None
+                self._amqp = await aio_pika.connect_robust(
+                    self.config.amqp_url.get_secret_value(), timeout=self.timeout_seconds
+                )
+            return self._amqp
+
+    async def _collect_amqp(self, sink: MetricSink) -> None:
+        try:
+            connection = await self._connection()
+        except (OSError, aio_pika.exceptions.AMQPError) as error:
+            raise ProbeError("connection", repr(error)) from error
+        missing: list[str] = []
+        for name in self.config.queues:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                missing.append(name)
+                continue
+            result = queue.declaration_result
+            record_queue(
+                sink,
+                self.target,
+                self.config.vhost or "/",
+                name,
+                {"messages_ready": float(result.message_count or 0), "consumers": float(result.consumer_count or 0)},
+            )
+            await channel.close()
+        if missing:
+            sink.fail("missing_queue")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._amqp is not None:
+            await self._amqp.close()
+
+
+def _queue_key(queue: Any) -> tuple[str, str]:
+    if isinstance(queue, dict):
+        return str(queue.get("vhost", "")), str(queue.get("name", ""))
+    return "", ""
