@@ -56,7 +56,7 @@ class RabbitMQProbe(Probe):
         self._session: aiohttp.ClientSession | None = None
         self.max_bytes = max(max_bytes, 64 * 1024 * 1024)
         self.filter = QueueFilter(config.include, config.exclude)
-        self.auth = aiohttp.BasicAuth(config.username, config.resolved_password())
+        self.authorization = aiohttp.encode_basic_auth(config.username, config.resolved_password())
         self._amqp: AbstractRobustConnection | None = None
         self._lock = asyncio.Lock()
 
@@ -72,7 +72,7 @@ class RabbitMQProbe(Probe):
         url = f"{base}{path}?columns={COLUMNS}&disable_stats=true&enable_queue_totals=true"
         if self._session is None:
             # Its own session: the management API's credentials must not reach other probes' targets.
-            self._session = aiohttp.ClientSession(auth=self.auth)
+            self._session = aiohttp.ClientSession(headers={"Authorization": self.authorization})
         status, document = await fetch_json(self._session, url, self.max_bytes)
         if status == 401:
             raise ProbeError("auth", "management API refused the credentials")

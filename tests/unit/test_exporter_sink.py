@@ -1,0 +1,75 @@
+"""Merging samples from probes, and the JSON path lookups probes use."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from exporter.probes.files import gzip_intact, rdb_intact
+from exporter.probes.http import lookup
+from exporter.sink import MetricSink, merge
+
+
+def test_families_from_several_probes_merge_into_one_family_per_name() -> None:
+    first, second = MetricSink(), MetricSink()
+    first.gauge("tradeops_x", "help", {"a": "1"}, 1)
+    second.gauge("tradeops_x", "help", {"a": "2"}, 2)
+    families = list(merge([first, second]))
+    assert len(families) == 1
+    assert sorted(s.value for s in families[0].samples) == [1.0, 2.0]
+
+
+def test_a_probe_cannot_change_a_metrics_label_names() -> None:
+    sink = MetricSink()
+    sink.gauge("tradeops_x", "help", {"a": "1"}, 1)
+    with pytest.raises(ValueError, match="expected"):
+        sink.gauge("tradeops_x", "help", {"b": "1"}, 1)
+
+
+def test_counters_are_exposed_with_the_total_suffix() -> None:
+    sink = MetricSink()
+    sink.counter("tradeops_things", "help", {}, 3)
+    (family,) = merge([sink])
+    assert family.samples[0].name == "tradeops_things_total"
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "expected"),
+    [
+        ({"status": "UP"}, "status", "UP"),
+        ({"a": {"b": [1, {"c": 5}]}}, "a.b.1.c", 5),
+        ({"a": 1}, "a.b", None),
+        ([1, 2], "5", None),
+        ("text", "status", None),
+        ({"a": 1}, "", {"a": 1}),
+    ],
+)
+def test_lookup_follows_dotted_paths_and_returns_none_where_they_lead_nowhere(
+    document: object, path: str, expected: object
+) -> None:
+    assert lookup(document, path) == expected
+
+
+def test_gzip_check_accepts_a_whole_stream_and_rejects_a_truncated_one(tmp_path: Path) -> None:
+    base = tmp_path
+    whole = base / "whole.gz"
+    whole.write_bytes(gzip.compress(b"x" * 100_000))
+    truncated = base / "truncated.gz"
+    truncated.write_bytes(whole.read_bytes()[:50])
+    garbage = base / "garbage.gz"
+    garbage.write_bytes(b"not gzip at all")
+    assert gzip_intact(whole, 1 << 20)
+    assert not gzip_intact(truncated, 1 << 20)
+    assert not gzip_intact(garbage, 1 << 20)
+
+
+def test_rdb_check_wants_magic_and_eof_opcode(tmp_path: Path) -> None:
+    base = tmp_path
+    good = base / "good.rdb"
+    good.write_bytes(b"REDIS0011" + b"\x00" * 10 + b"\xff" + b"\x00" * 8)
+    bad = base / "bad.rdb"
+    bad.write_bytes(b"NOTREDIS" + b"\x00" * 20)
+    assert rdb_intact(good)
+    assert not rdb_intact(bad)
