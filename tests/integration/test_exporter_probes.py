@@ -174,7 +174,7 @@ async def test_exporter_starts_and_serves_with_every_backend_down(tmp_path: Path
         assert value(samples, "tradeops_probe_success", probe=probe, target=target) == 0, probe
         assert has(samples, "tradeops_probe_duration_seconds", probe=probe, target=target)
     assert (
-        value(samples, "tradeops_exporter_build_info", version=samples and _version(samples), python_version=_py()) == 1
+        value(samples, "tradeops_exporter_build_info", version=_version(samples), python_version=_py()) == 1
     )
 
 
@@ -296,7 +296,7 @@ async def test_sql_probe_turns_rows_into_gauges_and_a_failing_query_into_probe_f
 async def test_redis_probe_reports_memory_and_a_zero_maxmemory(tmp_path: Path, redis_url: str) -> None:
     config = write_config(tmp_path, {"redis": [{"name": "cache", "url": redis_url}]})
     client = aioredis.Redis.from_url(redis_url)
-    maxmemory = int((await client.config_get("maxmemory"))["maxmemory"])
+    maxmemory = int(str((await client.config_get("maxmemory"))["maxmemory"]))
     await client.aclose()
     async with running_exporter(config) as (url, _):
         samples = parse(await scrape_text(url))
