@@ -17,6 +17,14 @@ from exporter.probes.http import fetch_json
 from exporter.sink import MetricSink
 
 COLUMNS = "name,vhost,messages_ready,messages_unacknowledged,consumers"
+QUEUE_METRICS = {
+    "messages_ready": ("tradeops_queue_messages_ready", "Messages ready for delivery in the queue."),
+    "messages_unacknowledged": (
+        "tradeops_queue_messages_unacknowledged",
+        "Messages delivered and not yet acknowledged.",
+    ),
+    "consumers": ("tradeops_queue_consumers", "Consumers attached to the queue."),
+}
 
 
 class QueueFilter:
@@ -36,13 +44,9 @@ class QueueFilter:
 def record_queue(sink: MetricSink, broker: str, vhost: str, name: str, values: dict[str, float]) -> None:
     """Record one queue's depth gauges."""
     labels = {"broker": broker, "vhost": vhost, "queue": name}
-    helps = {
-        "messages_ready": "Messages ready for delivery in the queue.",
-        "messages_unacknowledged": "Messages delivered and not yet acknowledged.",
-        "consumers": "Consumers attached to the queue.",
-    }
     for key, value in values.items():
-        sink.gauge(f"tradeops_queue_{key}", helps[key], labels, value)
+        metric, help_text = QUEUE_METRICS[key]
+        sink.gauge(metric, help_text, labels, value)
 
 
 class RabbitMQProbe(Probe):

@@ -173,9 +173,7 @@ async def test_exporter_starts_and_serves_with_every_backend_down(tmp_path: Path
     for probe, target in probes:
         assert value(samples, "tradeops_probe_success", probe=probe, target=target) == 0, probe
         assert has(samples, "tradeops_probe_duration_seconds", probe=probe, target=target)
-    assert (
-        value(samples, "tradeops_exporter_build_info", version=_version(samples), python_version=_py()) == 1
-    )
+    assert value(samples, "tradeops_exporter_build_info", version=_version(samples), python_version=_py()) == 1
 
 
 def _version(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> str:
