@@ -1,0 +1,112 @@
+"""Built-in actions: `log` (records only) and `http_request` (allowlisted URLs and methods)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from pydantic import Field
+
+from common.logs import log_event
+from remediator.actions.base import (
+    Action,
+    ActionParams,
+    ActionResult,
+    PermanentActionError,
+    TransientActionError,
+)
+
+logger = logging.getLogger("remediator.actions")
+
+
+class LogParams(ActionParams):
+    message: Annotated[str, Field(max_length=1000)] = "remediation recorded"
+
+
+class LogAction(Action):
+    """Records that the rule matched; touches nothing."""
+
+    name = "log"
+    params_model = LogParams
+
+    async def run(self, params: LogParams, bound: Mapping[str, str]) -> ActionResult:
+        log_event(logger, logging.INFO, "log_action", message=params.message, **bound)
+        return ActionResult(params.message, changed=False)
+
+
+class EscalateParams(ActionParams):
+    note: Annotated[str, Field(max_length=1000)] = "needs a human"
+
+
+class EscalateAction(Action):
+    """Touches nothing and hands the incident to a human at once (for alerts no robot should fix)."""
+
+    name = "escalate"
+    params_model = EscalateParams
+    escalates = True
+
+    async def run(self, params: EscalateParams, bound: Mapping[str, str]) -> ActionResult:
+        return ActionResult(params.note, changed=False)
+
+
+class HttpRequestParams(ActionParams):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    json_body: dict[str, Any] | None = None
+    expect_status: tuple[int, ...] = (200, 201, 202, 204)
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+class HttpRequestAction(Action):
+    """Calls an HTTP endpoint of the platform. The URL, after `{label}` placeholders are filled with
+    allowlisted label values (path-quoted), must start with one of the configured URL prefixes."""
+
+    name = "http_request"
+    params_model = HttpRequestParams
+
+    def __init__(self, allowed_url_prefixes: tuple[str, ...]) -> None:
+        self.allowed_url_prefixes = allowed_url_prefixes
+        self._session: aiohttp.ClientSession | None = None
+
+    def resolve_url(self, template: str, bound: Mapping[str, str]) -> str:
+        """Fill placeholders with quoted values and check the result against the allowlist."""
+        url = template
+        for key, value in bound.items():
+            url = url.replace("{" + key + "}", quote(value, safe=""))
+        if "{" in url or "}" in url:
+            raise PermanentActionError(f"URL {url!r} has a placeholder no declared label fills")
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise PermanentActionError(f"URL {url!r} is not an absolute http(s) URL")
+        if not any(url.startswith(prefix) for prefix in self.allowed_url_prefixes):
+            raise PermanentActionError(f"URL {url!r} is outside the allowed URL prefixes")
+        return url
+
+    async def run(self, params: HttpRequestParams, bound: Mapping[str, str]) -> ActionResult:
+        url = self.resolve_url(params.url, bound)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"User-Agent": "tradeops-remediator"})
+        try:
+            async with self._session.request(
+                params.method,
+                url,
+                json=params.json_body,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=params.timeout_seconds),
+            ) as response:
+                text = (await response.content.read(4096)).decode(errors="replace")
+                status = response.status
+        except (aiohttp.ClientConnectionError, TimeoutError) as error:
+            raise TransientActionError(f"{params.method} {url}: {error!r}") from error
+        if status >= 500:
+            raise TransientActionError(f"{params.method} {url} answered {status}: {text[:200]}")
+        if status not in params.expect_status:
+            raise PermanentActionError(f"{params.method} {url} answered {status}: {text[:200]}")
+        return ActionResult(f"{params.method} {url} -> {status}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

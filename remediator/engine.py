@@ -1,0 +1,374 @@
+"""Deciding and acting: one alert at a time, every decision bounded, recorded and escalated when it must be."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import enum
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from common.logs import log_event
+from remediator.actions.base import (
+    ActionParams,
+    ActionRegistry,
+    PermanentActionError,
+    TransientActionError,
+    substitute,
+)
+from remediator.config import RemediatorConfig, RuleConfig
+from remediator.escalation import Escalation, Escalator
+from remediator.limits import MemoryLimits, in_window
+from remediator.matchers import matches_all
+from remediator.metrics import RemediatorMetrics
+from remediator.payload import WebhookAlert
+from remediator.store import Incident, Store, now
+
+logger = logging.getLogger("remediator")
+
+
+class Reason(enum.StrEnum):
+    """Why an alert did or did not run an action (docs/configuration.md, decision table)."""
+
+    EXECUTED = "executed"
+    DEDUPLICATED = "deduplicated"
+    RATE_LIMITED = "rate_limited"
+    COOLDOWN = "cooldown"
+    MAX_ATTEMPTS = "max_attempts"
+    NOT_ALLOWED = "not_allowed"
+    MAINTENANCE = "maintenance"
+    DRY_RUN = "dry_run"
+    CIRCUIT_OPEN = "circuit_open"
+    NO_RULE = "no_rule"
+    RESOLVED = "resolved"
+
+
+ESCALATING = {Reason.NOT_ALLOWED, Reason.MAX_ATTEMPTS, Reason.MAINTENANCE, Reason.CIRCUIT_OPEN, Reason.RATE_LIMITED}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision for one alert under one rule."""
+
+    rule: RuleConfig | None
+    reason: Reason
+    detail: str
+    params: ActionParams | None = None
+    bound: Mapping[str, str] | None = None
+    target: str | None = None
+
+    def describe(self, alert: WebhookAlert) -> dict[str, Any]:
+        """Return the JSON line --explain prints."""
+        return {
+            "alertname": alert.name,
+            "fingerprint": alert.fingerprint,
+            "status": alert.status,
+            "rule": self.rule.name if self.rule else None,
+            "action": self.rule.action if self.rule else None,
+            "decision": str(self.reason),
+            "reason": self.detail,
+            "target": self.target,
+        }
+
+
+def matching_rules(config: RemediatorConfig, labels: Mapping[str, str]) -> list[RuleConfig]:
+    """Return the rules an alert matches: the first, and the ones after it while `continue` is set."""
+    matched: list[RuleConfig] = []
+    for rule in config.rules:
+        if matches_all(rule.parsed_matchers(), labels):
+            matched.append(rule)
+            if not rule.continue_matching:
+                break
+    return matched
+
+
+def bind(rule: RuleConfig, labels: Mapping[str, str]) -> tuple[dict[str, str] | None, str]:
+    """Take declared label parameters from the alert, only when allowlisted; else (None, why)."""
+    bound: dict[str, str] = {}
+    for param, spec in rule.label_params.items():
+        value = labels.get(spec.label)
+        if value is None:
+            return None, f"label {spec.label!r} is missing"
+        if value not in spec.allowed:
+            return None, f"label {spec.label}={value!r} is not in the allowlist of parameter {param!r}"
+        bound[param] = value
+    return bound, ""
+
+
+def escalation_delay(config: RemediatorConfig, rule: RuleConfig | None, labels: Mapping[str, str]) -> dt.timedelta:
+    """How long a remediated alert may keep firing before a human is called (escalation matrix)."""
+    if rule is not None and rule.escalate_after_minutes is not None:
+        return dt.timedelta(minutes=rule.escalate_after_minutes)
+    minutes = config.escalation.after_minutes.get(labels.get("priority", ""), config.escalation.default_after_minutes)
+    return dt.timedelta(minutes=minutes)
+
+
+class Engine:
+    """Processes alerts from the durable inbox with bounded workers."""
+
+    def __init__(
+        self,
+        config: RemediatorConfig,
+        registry: ActionRegistry,
+        store: Store,
+        limits: MemoryLimits,
+        escalator: Escalator,
+        metrics: RemediatorMetrics,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self.limits = limits
+        self.escalator = escalator
+        self.metrics = metrics
+        self.queue: asyncio.Queue[tuple[int, WebhookAlert]] = asyncio.Queue(maxsize=config.limits.queue_size)
+        self._incident_locks: dict[str, asyncio.Lock] = {}
+        self._slots = asyncio.Semaphore(config.limits.concurrency)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def plan(self, alert: WebhookAlert, rule: RuleConfig, incident: Incident | None, consume: bool) -> Plan:
+        """Decide what to do for a firing alert under one rule; with consume=False no limit is spent."""
+        bound, why = bind(rule, alert.labels)
+        if bound is None:
+            return Plan(rule, Reason.NOT_ALLOWED, why)
+        target = rule.target_for(bound)
+        action = self.registry.get(rule.action)
+        try:
+            params = action.params_model.model_validate(substitute(rule.params, bound))
+        except ValidationError as error:
+            return Plan(rule, Reason.NOT_ALLOWED, f"parameters invalid: {error.errors(include_url=False)[0]['msg']}")
+        at = now()
+        if incident is not None and incident.attempts >= rule.max_attempts:
+            return Plan(
+                rule, Reason.MAX_ATTEMPTS, f"{incident.attempts} of {rule.max_attempts} attempts used", target=target
+            )
+        if (
+            incident is not None
+            and incident.last_attempt_at is not None
+            and at - incident.last_attempt_at < dt.timedelta(minutes=rule.retry_after_minutes)
+        ):
+            return Plan(rule, Reason.DEDUPLICATED, "incident already remediated; retry not yet due", target=target)
+        for window in self.config.maintenance_windows:
+            if in_window(window, at):
+                return Plan(rule, Reason.MAINTENANCE, f"inside maintenance window {window.name}", target=target)
+        if self.config.dry_run or rule.dry_run:
+            return Plan(rule, Reason.DRY_RUN, "dry run: would run " + rule.action, params, bound, target)
+        if not self.limits.breaker(rule.action).allows():
+            return Plan(rule, Reason.CIRCUIT_OPEN, f"circuit breaker of {rule.action} is open", target=target)
+        if self.limits.in_cooldown(target, rule.cooldown_minutes):
+            return Plan(
+                rule, Reason.COOLDOWN, f"{target} was acted on less than {rule.cooldown_minutes} min ago", target=target
+            )
+        if consume and not self.limits.take_token(rule.name, rule.rate):
+            return Plan(rule, Reason.RATE_LIMITED, f"rule {rule.name} is over its rate", target=target)
+        if (self.limits.budget_remaining() <= 0) if not consume else not self.limits.spend_budget():
+            return Plan(rule, Reason.RATE_LIMITED, "global hourly action budget exhausted", target=target)
+        return Plan(rule, Reason.EXECUTED, "running " + rule.action, params, bound, target)
+
+    def explain(self, alert: WebhookAlert) -> list[Plan]:
+        """Decide for an alert without side effects (for --explain)."""
+        if alert.status == "resolved":
+            return [Plan(None, Reason.RESOLVED, "resolved alerts never act; the incident is closed")]
+        rules = matching_rules(self.config, alert.labels)
+        if not rules:
+            return [Plan(None, Reason.NO_RULE, "no rule matches")]
+        return [self.plan(alert, rule, None, consume=False) for rule in rules]
+
+    async def start(self) -> None:
+        """Resume unprocessed inbox entries, then start the workers and the escalation loop."""
+        for item in await self.store.pending():
+            await self.queue.put(item)
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.limits.concurrency * 2)]
+        self._tasks.append(asyncio.create_task(self._escalation_loop()))
+
+    async def stop(self) -> None:
+        """Stop workers (unfinished inbox entries stay pending for the next start)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def has_room(self, count: int) -> bool:
+        """Whether `count` more alerts fit in the work queue."""
+        return self.queue.qsize() + count <= self.config.limits.queue_size
+
+    async def _worker(self) -> None:
+        while True:
+            inbox_id, alert = await self.queue.get()
+            self.metrics.queue_depth.set(self.queue.qsize())
+            try:
+                await self.process(alert)
+                await self.store.done(inbox_id)
+            except Exception as error:  # noqa: BLE001 - a worker must survive one bad alert; it stays pending
+                log_event(logger, logging.ERROR, "process_failed", incident=alert.incident_key, error=repr(error))
+
+    async def process(self, alert: WebhookAlert) -> list[Plan]:
+        """Decide and act for one alert, recording every step."""
+        rules = matching_rules(self.config, alert.labels)
+        if not rules:
+            plan = Plan(None, Reason.NO_RULE, "no rule matches")
+            await self._record(alert, plan)
+            return [plan]
+        plans = []
+        for rule in rules:
+            key = f"{alert.incident_key}#{rule.name}"
+            lock = self._incident_locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                plans.append(await self._process_rule(alert, rule, key))
+            if not lock.locked():
+                self._incident_locks.pop(key, None)
+        return plans
+
+    async def _process_rule(self, alert: WebhookAlert, rule: RuleConfig, key: str) -> Plan:
+        incident = await self.store.incident(key)
+        if alert.status == "resolved":
+            plan = Plan(rule, Reason.RESOLVED, "alert resolved: incident closed")
+            await self._record(alert, plan)
+            if incident is not None and incident.state == "open":
+                incident.state = "closed"
+                incident.escalate_at = None
+                await self.store.save(incident)
+                if incident.escalated:
+                    await self._escalate(
+                        alert.labels, key, "resolved", "the alert resolved", resolved=True, alert=alert
+                    )
+            return plan
+        if incident is None:
+            incident = Incident(key, alert.name, dict(alert.labels), rule.name, "open", 0, None, None, False, None)
+        elif incident.state == "closed":
+            incident.state = "open"
+        plan = self.plan(alert, rule, incident, consume=True)
+        await self._record(alert, plan)
+        if incident.escalate_at is None:
+            incident.escalate_at = now() + escalation_delay(self.config, rule, alert.labels)
+        if plan.reason is Reason.EXECUTED:
+            ok, detail = await self._execute(alert, rule, plan)
+            incident.attempts += 1
+            incident.last_attempt_at = now()
+            incident.escalate_at = now() + escalation_delay(self.config, rule, alert.labels)
+            await self.store.save(incident)
+            if not ok:
+                await self._escalate_incident(incident, alert, "action_failed", detail)
+            elif self.registry.get(rule.action).escalates:
+                await self._escalate_incident(incident, alert, "escalation_only", detail)
+        else:
+            await self.store.save(incident)
+            if plan.reason in ESCALATING:
+                await self._escalate_incident(incident, alert, str(plan.reason), plan.detail)
+        return plan
+
+    async def _execute(self, alert: WebhookAlert, rule: RuleConfig, plan: Plan) -> tuple[bool, str]:
+        action = self.registry.get(rule.action)
+        assert plan.params is not None
+        assert plan.bound is not None
+        assert plan.target is not None
+        self.limits.start_cooldown(plan.target)
+        started = time.perf_counter()
+        async with self._slots:
+            self.metrics.in_flight.inc()
+            try:
+                async with asyncio.timeout(rule.timeout_seconds):
+                    async for attempt in AsyncRetrying(
+                        stop=stop_after_attempt(rule.retries + 1),
+                        wait=wait_exponential(multiplier=0.5, max=10),
+                        retry=retry_if_exception_type(TransientActionError),
+                        reraise=True,
+                    ):
+                        with attempt:
+                            result = await action.run(plan.params, plan.bound)
+                ok, detail = True, result.detail
+            except (TransientActionError, PermanentActionError, TimeoutError) as error:
+                ok, detail = False, f"{type(error).__name__}: {error}"
+            finally:
+                self.metrics.in_flight.dec()
+        self.limits.breaker(rule.action).record(ok)
+        self.metrics.circuit_open.labels(rule.action).set(1 if self.limits.breaker(rule.action).is_open else 0)
+        self.metrics.actions.labels(rule.action, "success" if ok else "failure").inc()
+        self.metrics.action_duration.labels(rule.action).observe(time.perf_counter() - started)
+        self.metrics.budget_remaining.set(self.limits.budget_remaining())
+        await self.store.audit(alert, "action", rule.name, "success" if ok else "failure", detail)
+        log_event(
+            logger, logging.INFO, "action_done", incident=alert.incident_key, rule=rule.name, ok=ok, detail=detail
+        )
+        return ok, detail
+
+    async def _record(self, alert: WebhookAlert, plan: Plan) -> None:
+        rule = plan.rule.name if plan.rule else ""
+        self.metrics.decisions.labels(rule, str(plan.reason)).inc()
+        await self.store.audit(alert, "decision", rule or None, str(plan.reason), plan.detail)
+        log_event(
+            logger,
+            logging.INFO,
+            "decision",
+            incident=alert.incident_key,
+            rule=rule,
+            decision=plan.reason,
+            detail=plan.detail,
+        )
+
+    async def _escalate_incident(
+        self, incident: Incident, alert: WebhookAlert | None, reason: str, detail: str
+    ) -> None:
+        if incident.escalated:
+            return
+        incident.escalated = True
+        incident.escalation_reason = reason
+        await self.store.save(incident)
+        await self._escalate(incident.labels, incident.key, reason, detail, resolved=False, alert=alert)
+
+    async def _escalate(
+        self,
+        labels: Mapping[str, str],
+        key: str,
+        reason: str,
+        detail: str,
+        *,
+        resolved: bool,
+        alert: WebhookAlert | None,
+    ) -> None:
+        failed = await self.escalator.send(Escalation(key, labels, reason, detail, resolved))
+        for channel in failed:
+            self.metrics.escalation_failures.labels(channel).inc()
+        if not resolved:
+            self.metrics.escalations.labels(reason).inc()
+        if alert is not None:
+            event = "escalation_resolved" if resolved else "escalated"
+            await self.store.audit(
+                alert, event, None, reason, detail + (f" (failed: {', '.join(failed)})" if failed else "")
+            )
+        log_event(
+            logger,
+            logging.WARNING,
+            "escalated",
+            incident=key,
+            reason=reason,
+            resolved=resolved,
+            failed=",".join(failed),
+        )
+
+    async def escalate_due(self) -> int:
+        """Escalate open incidents still firing past their escalation time; return how many."""
+        due = await self.store.due_escalations(now())
+        for incident in due:
+            await self._escalate_incident(
+                incident, None, "still_firing", f"{incident.alertname} still firing after remediation"
+            )
+        return len(due)
+
+    async def _escalation_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.escalation.check_interval_seconds)
+            try:
+                await self.escalate_due()
+                await self.store.prune(now() - dt.timedelta(days=self.config.audit_retention_days))
+            except Exception as error:  # noqa: BLE001 - the loop is a process boundary; it must keep going
+                log_event(logger, logging.ERROR, "escalation_loop_failed", error=repr(error))

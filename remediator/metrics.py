@@ -1,0 +1,61 @@
+"""The remediator's own metrics (tradeops_remediator_*), in a registry owned by the process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class RemediatorMetrics:
+    """Counters and gauges of one remediator; never the global default registry."""
+
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.alerts_received = Counter(
+            "tradeops_remediator_alerts_received", "Alerts received by the webhook, by status.", ["status"], registry=r
+        )
+        self.truncated_alerts = Counter(
+            "tradeops_remediator_truncated_alerts",
+            "Alerts Alertmanager left out of payloads (truncatedAlerts).",
+            registry=r,
+        )
+        self.decisions = Counter(
+            "tradeops_remediator_decisions",
+            "Decisions taken per alert and rule, by reason.",
+            ["rule", "reason"],
+            registry=r,
+        )
+        self.actions = Counter(
+            "tradeops_remediator_actions",
+            "Actions run, by outcome (success, failure).",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.action_duration = Histogram(
+            "tradeops_remediator_action_duration_seconds",
+            "How long actions took, retries included.",
+            ["action"],
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+        self.escalations = Counter(
+            "tradeops_remediator_escalations", "Escalations sent, by reason.", ["reason"], registry=r
+        )
+        self.escalation_failures = Counter(
+            "tradeops_remediator_escalation_failures", "Escalations a channel did not accept.", ["channel"], registry=r
+        )
+        self.in_flight = Gauge("tradeops_remediator_in_flight_actions", "Actions running now.", registry=r)
+        self.queue_depth = Gauge("tradeops_remediator_queue_depth", "Alerts waiting to be processed.", registry=r)
+        self.budget_remaining = Gauge(
+            "tradeops_remediator_budget_remaining", "Actions left in the trailing hour's global budget.", registry=r
+        )
+        self.circuit_open = Gauge(
+            "tradeops_remediator_circuit_open", "1 while an action's circuit breaker is open.", ["action"], registry=r
+        )
+        self.webhook_requests = Counter(
+            "tradeops_remediator_webhook_requests", "Webhook requests answered, by HTTP status.", ["code"], registry=r
+        )
