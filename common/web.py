@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
@@ -22,6 +22,19 @@ def metrics_response(registry: CollectorRegistry) -> web.Response:
 def json_error(status: int, message: str, **extra: object) -> web.Response:
     """Build a JSON error body `{"error": message, ...}` with the given status."""
     return web.json_response({"error": message, **extra}, status=status)
+
+
+async def read_limited(stream: StreamReader, max_bytes: int) -> bytes:
+    """Read a body up to max_bytes + 1 bytes, so an oversized body is detected without buffering it whole."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = await stream.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class PortInUseError(RuntimeError):

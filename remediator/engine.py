@@ -170,6 +170,9 @@ class Engine:
             return Plan(rule, Reason.RATE_LIMITED, f"rule {rule.name} is over its rate", target=target)
         if (self.limits.budget_remaining() <= 0) if not consume else not self.limits.spend_budget():
             return Plan(rule, Reason.RATE_LIMITED, "global hourly action budget exhausted", target=target)
+        if consume:
+            # Set in the same synchronous step as the check: no other alert can pass the cooldown meanwhile.
+            self.limits.start_cooldown(target)
         return Plan(rule, Reason.EXECUTED, "running " + rule.action, params, bound, target)
 
     def explain(self, alert: WebhookAlert) -> list[Plan]:
@@ -210,6 +213,8 @@ class Engine:
                 await self.store.done(inbox_id)
             except Exception as error:  # noqa: BLE001 - a worker must survive one bad alert; it stays pending
                 log_event(logger, logging.ERROR, "process_failed", incident=alert.incident_key, error=repr(error))
+            finally:
+                self.queue.task_done()
 
     async def process(self, alert: WebhookAlert) -> list[Plan]:
         """Decide and act for one alert, recording every step."""
@@ -271,7 +276,6 @@ class Engine:
         assert plan.params is not None
         assert plan.bound is not None
         assert plan.target is not None
-        self.limits.start_cooldown(plan.target)
         started = time.perf_counter()
         async with self._slots:
             self.metrics.in_flight.inc()

@@ -128,7 +128,9 @@ def in_window(window: MaintenanceWindow, at: dt.datetime) -> bool:
     if window.nth_of_month is not None and (at.day - 1) // 7 + 1 != window.nth_of_month:
         return False
     current = at.time()
-    return start <= current < end if start <= end else current >= start or current < end
+    if start == end:
+        return True  # a whole day (e.g. every day of a weekday window)
+    return start <= current < end if start < end else current >= start or current < end
 
 
 WEEKDAY_INDEX = {"monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5, "sunday": 6}

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tradeops-remediator: {error}", file=sys.stderr)
         return 2
     if config.token() is None and not config.allow_unauthenticated:
-        print(  # noqa: T201
+        print(
             "tradeops-remediator: no webhook token: set TRADEOPS_WEBHOOK_TOKEN or webhook_token(_file), "
             "or allow_unauthenticated: true",
             file=sys.stderr,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from common.config import ConfigError, validation_details
 from common.logs import log_event
-from common.web import healthy, json_error, metrics_response
+from common.web import healthy, json_error, metrics_response, read_limited
 from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
 from remediator.engine import Engine
@@ -89,7 +89,7 @@ async def webhook(request: web.Request) -> web.Response:
         return _answer(request, json_error(413, f"body larger than {limit} bytes"))
     if request.content_type != "application/json":
         return _answer(request, json_error(415, "content type must be application/json"))
-    body = await request.content.read(limit + 1)
+    body = await read_limited(request.content, limit)
     if len(body) > limit:
         return _answer(request, json_error(413, f"body larger than {limit} bytes"))
     try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from common.web import read_limited
 from exporter.config import CollectorsConfig, ServiceHealthConfig
 from exporter.probes.base import Probe, ProbeError
 from exporter.sink import MetricSink
@@ -20,7 +21,7 @@ async def fetch_json(session: aiohttp.ClientSession, url: str, max_bytes: int) -
     """GET a URL and parse its JSON body; a body over max_bytes or not JSON raises ProbeError."""
     try:
         async with session.get(url, allow_redirects=False) as response:
-            body = await read_limited(response, max_bytes)
+            body = await read_limited(response.content, max_bytes)
             status = response.status
     except aiohttp.ClientConnectionError as error:
         raise ProbeError("connection", f"{url}: {error}") from error
@@ -32,19 +33,6 @@ async def fetch_json(session: aiohttp.ClientSession, url: str, max_bytes: int) -
         return status, json.loads(body) if body.strip() else None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         return status, _NotJson(str(error))
-
-
-async def read_limited(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    """Read a body up to max_bytes + 1 bytes (so that an oversized body is detected, not buffered whole)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= max_bytes:
-        chunk = await response.content.read(max_bytes + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 class _NotJson:
