@@ -50,6 +50,7 @@ class Reason(enum.StrEnum):
     RESOLVED = "resolved"
 
 
+PRUNE_INTERVAL_SECONDS = 3600
 ESCALATING = {Reason.NOT_ALLOWED, Reason.MAX_ATTEMPTS, Reason.MAINTENANCE, Reason.CIRCUIT_OPEN, Reason.RATE_LIMITED}
 
 
@@ -369,10 +370,13 @@ class Engine:
         return len(due)
 
     async def _escalation_loop(self) -> None:
+        last_prune = 0.0
         while True:
             await asyncio.sleep(self.config.escalation.check_interval_seconds)
             try:
                 await self.escalate_due()
-                await self.store.prune(now() - dt.timedelta(days=self.config.audit_retention_days))
+                if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
+                    await self.store.prune(now() - dt.timedelta(days=self.config.audit_retention_days))
+                    last_prune = time.monotonic()
             except Exception as error:  # noqa: BLE001 - the loop is a process boundary; it must keep going
                 log_event(logger, logging.ERROR, "escalation_loop_failed", error=repr(error))

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from remediator.payload import WebhookAlert
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = FULL;
+PRAGMA synchronous = NORMAL;  -- WAL: every commit survives a process crash; see docs/configuration.md
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -52,6 +53,10 @@ CREATE INDEX IF NOT EXISTS incidents_escalate ON incidents (state, escalate_at);
 """
 
 
+class StoreClosedError(RuntimeError):
+    """The store was used after close()."""
+
+
 def now() -> dt.datetime:
     """Return the current UTC time."""
     return dt.datetime.now(dt.UTC)
@@ -84,11 +89,18 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.executescript(SCHEMA)
-        self._lock = asyncio.Lock()
+        # Held inside the worker thread: a cancelled caller cannot release it while SQLite is still busy.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _locked(self, function: Any, *args: Any) -> Any:
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            return function(*args)
 
     async def _run(self, function: Any, *args: Any) -> Any:
-        async with self._lock:
-            return await asyncio.to_thread(function, *args)
+        return await asyncio.to_thread(self._locked, function, *args)
 
     async def receive(self, alerts: list[WebhookAlert]) -> list[int]:
         """Durably record received alerts (one transaction) before the webhook answers; return inbox ids."""
@@ -218,8 +230,15 @@ class Store:
         await self._run(_prune)
 
     async def close(self) -> None:
-        """Close the database."""
-        await self._run(self._db.close)
+        """Close the database once every running call has finished."""
+
+        def _close() -> None:
+            with self._lock:
+                if not self._closed:
+                    self._closed = True
+                    self._db.close()
+
+        await asyncio.to_thread(_close)
 
 
 def _incident(row: tuple[Any, ...]) -> Incident:
