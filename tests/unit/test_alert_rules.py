@@ -26,10 +26,12 @@ def alerts() -> list[dict[str, Any]]:
     return found
 
 
-def exporter_metric_names() -> set[str]:
+def produced_metric_names() -> set[str]:
+    """Metric names the exporter and the remediator register (counters without their _total suffix)."""
     names: set[str] = set()
-    for path in (ROOT / "exporter").rglob("*.py"):
-        names |= set(re.findall(r'"(tradeops_[a-z0-9_]+)"', path.read_text()))
+    for package in ("exporter", "remediator"):
+        for path in (ROOT / package).rglob("*.py"):
+            names |= set(re.findall(r'"(tradeops_[a-z0-9_]+)"', path.read_text()))
     return names
 
 
@@ -70,14 +72,14 @@ def test_every_for_has_a_reason_comment_above_the_alert() -> None:
                 assert lines[index - 1].strip().startswith("#"), f"{path.name}: {line.strip()} has no reason comment"
 
 
-def test_every_tradeops_metric_a_rule_uses_is_documented_and_produced_by_the_exporter() -> None:
+def test_every_tradeops_metric_a_rule_uses_is_documented_and_produced() -> None:
     documented = (ROOT / "docs/metrics.md").read_text()
-    produced = exporter_metric_names()
+    produced = produced_metric_names()
     for path in RULE_FILES:
         for metric in set(METRIC.findall(path.read_text())):
-            base = metric.removesuffix("_total")
+            base = re.sub(r"_(total|bucket|count|sum)$", "", metric)
             assert f"`{metric}`" in documented or f"`{base}_total`" in documented, f"{metric} not in docs/metrics.md"
-            assert base in produced, f"{metric} is not produced by exporter/"
+            assert base in produced, f"{metric} is not produced by exporter/ or remediator/"
 
 
 def test_every_alert_has_a_promtool_test() -> None:
