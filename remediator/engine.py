@@ -244,9 +244,9 @@ class Engine:
                 incident.escalate_at = None
                 await self.store.save(incident)
                 if incident.escalated:
-                    await self._escalate(
-                        alert.labels, key, "resolved", "the alert resolved", resolved=True, alert=alert
-                    )
+                    # Same labels as the escalation (its reason included), so Alertmanager resolves that alert.
+                    reason = incident.escalation_reason or "resolved"
+                    await self._escalate(incident.labels, key, reason, "the alert resolved", resolved=True, alert=alert)
             return plan
         if incident is None:
             incident = Incident(key, alert.name, dict(alert.labels), rule.name, "open", 0, None, None, False, None)
