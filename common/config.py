@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -93,26 +93,6 @@ def load_config(model: type[ModelT], path: str | Path) -> ModelT:
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(source, [ConfigErrorDetail(where, f"invalid YAML: {problem}")]) from None
     return parse_config(model, data, source)
-
-
-class Secret(StrictModel):
-    """A secret given inline or, as Prometheus does, read from a file (`*_file`)."""
-
-    value: SecretStr | None = None
-    file: Path | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Secret:
-        if (self.value is None) == (self.file is None):
-            raise ValueError("give exactly one of value or file")
-        return self
-
-    def reveal(self) -> str:
-        """Return the secret's text, reading the file each time so rotated secrets are picked up."""
-        if self.value is not None:
-            return self.value.get_secret_value()
-        assert self.file is not None
-        return read_secret_file(self.file)
 
 
 def read_secret_file(path: Path) -> str:

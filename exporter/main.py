@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
-
 from common.cli import EnvDefaultParser, parse_listen_address
 from common.config import ConfigError
 from common.logs import setup_logging
-from common.web import PortInUseError, start_site
+from common.service import run_service, serve_until_stopped
 from exporter.config import load
 from exporter.probeset import build_probe_set
 from exporter.web import Exporter, build_app
@@ -34,19 +30,7 @@ def build_parser() -> EnvDefaultParser:
 async def serve(config_path: Path, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration."""
     exporter = Exporter(config_path, build_probe_set(load(config_path)))
-    runner = web.AppRunner(build_app(exporter), access_log=None)
-    await runner.setup()
-    try:
-        await start_site(runner, host, port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload()))
-        print(f"tradeops-exporter listening on {host}:{port}", file=sys.stderr, flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_stopped(build_app(exporter), host, port, "tradeops-exporter", exporter.reload)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,14 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tradeops-exporter: {error}", file=sys.stderr)
         return 2
     setup_logging(getattr(args, "log.level"))
-    try:
-        asyncio.run(serve(config_path, host, port))
-    except PortInUseError as error:
-        print(f"tradeops-exporter: cannot start: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return run_service("tradeops-exporter", serve(config_path, host, port))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import enum
 import logging
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from common.logs import log_event
+from common.service import cancel_and_wait
 from remediator.actions.base import (
     ActionParams,
     ActionRegistry,
@@ -194,11 +194,7 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop workers (unfinished inbox entries stay pending for the next start)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     def has_room(self, count: int) -> bool:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
 from pydantic import ValidationError
 
 from common.cli import EnvDefaultParser, parse_listen_address
 from common.config import ConfigError, validation_details
 from common.logs import setup_logging
-from common.web import PortInUseError, start_site
+from common.service import run_service, serve_until_stopped
 from remediator.app import build_engine, load_checked
 from remediator.config import RemediatorConfig
 from remediator.metrics import RemediatorMetrics
@@ -57,24 +54,13 @@ def explain(config: RemediatorConfig, payload_path: Path) -> int:
 
 async def serve(remediator: Remediator, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration, keeping all state."""
-    runner = web.AppRunner(build_app(remediator), access_log=None)
-    await runner.setup()
     tls = remediator.config.tls
     context = None
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls.cert_file, tls.key_file)
-    try:
-        await start_site(runner, host, port, ssl_context=context)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(remediator.reload()))
-        print(f"tradeops-remediator listening on {host}:{port}", file=sys.stderr, flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    app = build_app(remediator)
+    await serve_until_stopped(app, host, port, "tradeops-remediator", remediator.reload, ssl_context=context)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,14 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     setup_logging(getattr(args, "log.level"))
     remediator = Remediator(build_engine(config, RemediatorMetrics()), config_path)
-    try:
-        asyncio.run(serve(remediator, host, port))
-    except PortInUseError as error:
-        print(f"tradeops-remediator: cannot start: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return run_service("tradeops-remediator", serve(remediator, host, port))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from common.logs import log_event
+from common.service import cancel_and_wait
 from common.web import start_site
 from sandbox import backups, containers, generation
 from sandbox.backends import Backends, BackendUnavailableError
@@ -173,11 +174,7 @@ class Sandbox:
         if self._reconciler is not None:
             await self._reconciler  # never cancelled: it may be half-way through stopping a listener
             self._reconciler = None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         for service in list(self._runners):
             await self._stop_service(service)

@@ -1,0 +1,61 @@
+"""Running one of the services: serve an app until a signal, reload on SIGHUP, exit codes for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from common.web import PortInUseError, start_site
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel background tasks and wait until each has finished."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def serve_until_stopped(
+    app: web.Application,
+    host: str,
+    port: int,
+    name: str,
+    on_reload: Callable[[], Awaitable[object]],
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Serve the app until SIGINT or SIGTERM; SIGHUP calls on_reload. Always cleans the app up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await start_site(runner, host, port, ssl_context=ssl_context)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(on_reload()))
+        print(f"{name} listening on {host}:{port}", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_service(name: str, main: Coroutine[Any, Any, None]) -> int:
+    """Run a service's main coroutine; a taken port exits 1 with a clear message, Ctrl-C exits 0."""
+    try:
+        asyncio.run(main)
+    except PortInUseError as error:
+        print(f"{name}: cannot start: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
