@@ -9,6 +9,12 @@ from pydantic import ValidationError
 from common.config import ConfigError, ConfigErrorDetail, validation_details
 from remediator.actions.base import ActionRegistry, substitute
 from remediator.actions.builtin import EscalateAction, HttpRequestAction, LogAction
+from remediator.actions.command import CommandAction
+from remediator.actions.docker_restart import DockerRestartAction
+from remediator.actions.postgres import PostgresCancelQueriesAction, PostgresTerminateAction
+from remediator.actions.rabbitmq_purge import RabbitMQPurgeAction
+from remediator.actions.redis_actions import RedisConfigSetAction, RedisDeleteKeysAction, RedisFlushDbAction
+from remediator.actions.silence import AlertmanagerSilenceAction
 from remediator.config import RemediatorConfig, load
 from remediator.engine import Engine
 from remediator.escalation import Escalator
@@ -18,8 +24,26 @@ from remediator.store import Store
 
 
 def build_registry(config: RemediatorConfig) -> ActionRegistry:
-    """Create the actions this remediator can run."""
-    return ActionRegistry([LogAction(), EscalateAction(), HttpRequestAction(config.allowed_url_prefixes)])
+    """Create the actions this remediator can run, connected to the configured backends."""
+    backends = config.backends
+    redis_url = backends.redis_url.get_secret_value() if backends.redis_url else None
+    alertmanager = str(backends.alertmanager_url) if backends.alertmanager_url else None
+    return ActionRegistry(
+        [
+            LogAction(),
+            EscalateAction(),
+            HttpRequestAction(config.allowed_url_prefixes),
+            DockerRestartAction(backends.docker_host),
+            RabbitMQPurgeAction(backends.amqp()),
+            PostgresTerminateAction(backends.postgres()),
+            PostgresCancelQueriesAction(backends.postgres()),
+            RedisDeleteKeysAction(redis_url),
+            RedisFlushDbAction(redis_url),
+            RedisConfigSetAction(redis_url),
+            CommandAction(),
+            AlertmanagerSilenceAction(alertmanager),
+        ]
+    )
 
 
 def rule_errors(config: RemediatorConfig, registry: ActionRegistry) -> list[ConfigErrorDetail]:

@@ -155,6 +155,34 @@ class TlsConfig(StrictModel):
     key_file: Path
 
 
+class BackendsConfig(StrictModel):
+    """Where the actions' components are; each secret may come from a file."""
+
+    docker_host: str | None = None
+    postgres_dsn: SecretStr | None = None
+    postgres_dsn_file: Path | None = None
+    redis_url: SecretStr | None = None
+    amqp_url: SecretStr | None = None
+    amqp_url_file: Path | None = None
+    alertmanager_url: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _files_readable(self) -> BackendsConfig:
+        secret_from_fields(None, self.postgres_dsn_file, "postgres_dsn")
+        secret_from_fields(None, self.amqp_url_file, "amqp_url")
+        return self
+
+    def postgres(self) -> str | None:
+        """The PostgreSQL DSN, if configured."""
+        inline = self.postgres_dsn.get_secret_value() if self.postgres_dsn else None
+        return secret_from_fields(inline, self.postgres_dsn_file, "postgres_dsn")
+
+    def amqp(self) -> str | None:
+        """The AMQP URL, if configured."""
+        inline = self.amqp_url.get_secret_value() if self.amqp_url else None
+        return secret_from_fields(inline, self.amqp_url_file, "amqp_url")
+
+
 class RemediatorConfig(StrictModel):
     """The whole remediator configuration file."""
 
@@ -167,6 +195,7 @@ class RemediatorConfig(StrictModel):
     dry_run: bool = False
     tls: TlsConfig | None = None
     allowed_url_prefixes: tuple[NonEmptyStr, ...] = ()
+    backends: BackendsConfig = BackendsConfig()
     limits: LimitsConfig = LimitsConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()

@@ -1,0 +1,63 @@
+"""alertmanager_silence: silence an alert while its remediation settles, expiring by itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Annotated
+
+import aiohttp
+from pydantic import Field
+
+from remediator.actions.base import Action, ActionParams, ActionResult, PermanentActionError, TransientActionError
+
+
+class SilenceParams(ActionParams):
+    alertname: Annotated[str, Field(min_length=1, max_length=256)]
+    match_labels: dict[str, Annotated[str, Field(max_length=1024)]] = Field(default_factory=dict)
+    duration_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
+    comment: Annotated[str, Field(max_length=1000)] = "tradeops: remediation settling"
+
+
+class AlertmanagerSilenceAction(Action):
+    """Creates a silence with equality matchers (never regex), ending after duration_minutes."""
+
+    name = "alertmanager_silence"
+    params_model = SilenceParams
+
+    def __init__(self, alertmanager_url: str | None) -> None:
+        self.url = alertmanager_url
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run(self, params: SilenceParams, bound: Mapping[str, str]) -> ActionResult:
+        if self.url is None:
+            raise PermanentActionError("no Alertmanager configured (backends.alertmanager_url)")
+        start = dt.datetime.now(dt.UTC)
+        matchers = [{"name": "alertname", "value": params.alertname, "isRegex": False, "isEqual": True}]
+        matchers += [
+            {"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in sorted(params.match_labels.items())
+        ]
+        body = {
+            "matchers": matchers,
+            "startsAt": start.isoformat(),
+            "endsAt": (start + dt.timedelta(minutes=params.duration_minutes)).isoformat(),
+            "createdBy": "tradeops-remediator",
+            "comment": params.comment,
+        }
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        try:
+            async with self._session.post(f"{self.url.rstrip('/')}/api/v2/silences", json=body) as response:
+                answer = await response.json(content_type=None)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise TransientActionError(f"Alertmanager: {error!r}") from error
+        if status >= 500:
+            raise TransientActionError(f"Alertmanager answered {status}")
+        if status != 200:
+            raise PermanentActionError(f"Alertmanager refused the silence ({status}): {answer}")
+        return ActionResult(f"silence {answer.get('silenceID')} for {params.duration_minutes} min")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
