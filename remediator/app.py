@@ -58,7 +58,7 @@ def rule_errors(config: RemediatorConfig, registry: ActionRegistry) -> list[Conf
                 )
             )
             continue
-        sample = {name: spec.allowed[0] for name, spec in rule.label_params.items()}
+        sample = {name: spec.example() for name, spec in rule.label_params.items()}
         model = registry.get(rule.action).params_model
         try:
             model.model_validate(substitute(rule.params, sample))

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, HttpUrl, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, ValidationInfo, model_validator
 
 from common.config import NonEmptyStr, StrictModel, load_config, secret_from_fields
 from remediator.matchers import Matcher, parse_matcher
@@ -26,18 +26,33 @@ MatcherText = Annotated[str, AfterValidator(_matcher)]
 
 
 class LabelParam(StrictModel):
-    """A parameter taken from an alert label, only if its value is allowlisted."""
+    """A parameter taken from an alert label, only if its value is allowlisted: `allowed` passes the value
+    through unchanged; `map` allows its keys and gives the mapped value instead (service -> container name)."""
 
     label: NonEmptyStr
-    allowed: Annotated[tuple[Annotated[str, Field(min_length=1, max_length=256)], ...], Field(min_length=1)]
+    allowed: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = ()
+    map: dict[
+        Annotated[str, Field(min_length=1, max_length=256)], Annotated[str, Field(min_length=1, max_length=256)]
+    ] = Field(default_factory=dict)
 
-    @field_validator("allowed")
-    @classmethod
-    def _plain_values(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
+    @model_validator(mode="after")
+    def _one_allowlist(self) -> LabelParam:
+        if bool(self.allowed) == bool(self.map):
+            raise ValueError("give exactly one of allowed (a list) or map (label value -> parameter value)")
+        for value in (*self.allowed, *self.map, *self.map.values()):
             if any(ch in value for ch in "\n\r\x00"):
                 raise ValueError("allowlisted values may not contain control characters")
-        return values
+        return self
+
+    def resolve(self, value: str) -> str | None:
+        """Return the parameter value for an allowlisted label value, else None."""
+        if self.map:
+            return self.map.get(value)
+        return value if value in self.allowed else None
+
+    def example(self) -> str:
+        """An allowed parameter value (to validate the rule's parameters at load time)."""
+        return next(iter(self.map.values())) if self.map else self.allowed[0]
 
 
 class RateLimit(StrictModel):

@@ -97,9 +97,10 @@ def bind(rule: RuleConfig, labels: Mapping[str, str]) -> tuple[dict[str, str] | 
         value = labels.get(spec.label)
         if value is None:
             return None, f"label {spec.label!r} is missing"
-        if value not in spec.allowed:
+        resolved = spec.resolve(value)
+        if resolved is None:
             return None, f"label {spec.label}={value!r} is not in the allowlist of parameter {param!r}"
-        bound[param] = value
+        bound[param] = resolved
     return bound, ""
 
 
