@@ -1,0 +1,353 @@
+"""Scripted faults for the demo and the e2e tests: each injects a real fault and watches the loop close."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import yaml
+
+from sandbox.stack import Stack
+
+Outcome = Literal["resolved", "escalated"]
+STEPS = ("injected", "metric", "pending", "firing", "webhook", "decision", "action", "escalated", "resolved")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One fault and what the product must do about it."""
+
+    name: str
+    description: str
+    faults: tuple[tuple[str, dict[str, Any]], ...]
+    alert: str
+    signal: str  # PromQL that returns data once the fault is visible in the exporter's metrics
+    rule: str | None
+    decision: str
+    outcome: Outcome
+    needs_docker: bool = False
+    min_actions: int = 1
+    max_actions: int = 1
+    setup: Callable[[Stack], Awaitable[None]] | None = None
+    teardown: Callable[[Stack], Awaitable[None]] | None = None
+    during: Callable[[Stack, Timeline], Awaitable[None]] | None = None
+
+
+@dataclass
+class Timeline:
+    """When each step of the loop was first seen, in seconds after the fault was injected."""
+
+    started: float = field(default_factory=time.monotonic)
+    since: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    seen: dict[str, float] = field(default_factory=dict)
+    decisions: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    escalations: list[str] = field(default_factory=list)
+
+    def mark(self, step: str) -> bool:
+        """Record a step the first time it is seen; return whether it is new."""
+        if step in self.seen:
+            return False
+        self.seen[step] = time.monotonic() - self.started
+        return True
+
+
+@dataclass
+class ScenarioResult:
+    """How a scenario ended."""
+
+    scenario: Scenario
+    timeline: Timeline
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Whether everything went as the scenario expects."""
+        return not self.problems
+
+
+async def _json(http: aiohttp.ClientSession, url: str, **params: str) -> Any:
+    async with http.get(url, params=params) as response:
+        return await response.json()
+
+
+async def observe(stack: Stack, scenario: Scenario, timeline: Timeline, http: aiohttp.ClientSession) -> list[str]:
+    """Poll Prometheus, the remediator's audit and the sandbox once; mark new steps; return their names."""
+    urls = stack.urls()
+    new: list[str] = []
+    query = await _json(http, f"{urls['prometheus']}/api/v1/query", query=scenario.signal)
+    if query.get("data", {}).get("result") and timeline.mark("metric"):
+        new.append("metric")
+    alerts = (await _json(http, f"{urls['prometheus']}/api/v1/alerts"))["data"]["alerts"]
+    states = {a["state"] for a in alerts if a["labels"].get("alertname") == scenario.alert}
+    for state in ("pending", "firing"):
+        if (state in states or (state == "pending" and "firing" in states)) and timeline.mark(state):
+            new.append(state)
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    async with http.get(
+        f"{urls['remediator']}/api/v1/remediations", params={"limit": "500"}, headers=headers
+    ) as response:
+        entries = (await response.json())["remediations"]
+    mine = [
+        e
+        for e in reversed(entries)
+        if e["labels"].get("alertname") == scenario.alert and dt.datetime.fromisoformat(e["at"]) >= timeline.since
+    ]
+    timeline.decisions = [e["decision"] for e in mine if e["event"] == "decision" and e["status"] == "firing"]
+    timeline.actions = [e["decision"] for e in mine if e["event"] == "action"]
+    timeline.escalations = [e["decision"] for e in mine if e["event"] == "escalated"]
+    for step, present in (
+        ("webhook", bool(mine)),
+        ("decision", bool(timeline.decisions)),
+        ("action", bool(timeline.actions)),
+        ("escalated", bool(timeline.escalations)),
+    ):
+        if present and timeline.mark(step):
+            new.append(step)
+    if "firing" in timeline.seen and not states:
+        chaos = await _json(http, urls["chaos"])
+        if not chaos["active"] and timeline.mark("resolved"):
+            new.append("resolved")
+    return new
+
+
+async def run_scenario(
+    stack: Stack, scenario: Scenario, report: Callable[[str], None] = lambda _: None, budget_seconds: float = 120
+) -> ScenarioResult:
+    """Inject the scenario's faults, follow the loop until it ends (bounded), clear what is left, judge it."""
+    timeline = Timeline()
+    problems: list[str] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        if scenario.setup is not None:
+            await scenario.setup(stack)
+        timeline = Timeline()
+        for fault, body in scenario.faults:
+            async with http.post(f"{stack.urls()['chaos']}/{fault}", json=body) as response:
+                if response.status != 201:
+                    problems.append(f"injecting {fault} failed: {response.status} {await response.text()}")
+        timeline.mark("injected")
+        report(f"  {0:6.1f}s injected {', '.join(f for f, _ in scenario.faults)}")
+        deadline = time.monotonic() + budget_seconds
+        during_done = False
+        while not problems and time.monotonic() < deadline:
+            for step in await observe(stack, scenario, timeline, http):
+                report(f"  {timeline.seen[step]:6.1f}s {_describe(step, timeline)}")
+            if scenario.during is not None and not during_done and "webhook" in timeline.seen:
+                during_done = True
+                await scenario.during(stack, timeline)
+            if scenario.outcome in timeline.seen and len(timeline.actions) >= scenario.min_actions:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2)  # anything that would wrongly come after the end (a second action) shows up
+        await observe(stack, scenario, timeline, http)
+        async with http.delete(stack.urls()["chaos"]):
+            pass
+        if scenario.teardown is not None:
+            await scenario.teardown(stack)
+    problems += _judge(scenario, timeline)
+    return ScenarioResult(scenario, timeline, problems)
+
+
+def _describe(step: str, timeline: Timeline) -> str:
+    detail = {
+        "metric": "metric changed",
+        "pending": "alert pending",
+        "firing": "alert firing",
+        "webhook": "webhook received",
+        "decision": f"decision: {timeline.decisions[0] if timeline.decisions else '?'}",
+        "action": f"action: {timeline.actions[0] if timeline.actions else '?'}",
+        "escalated": f"escalated: {timeline.escalations[0] if timeline.escalations else '?'}",
+        "resolved": "resolved: alert gone, fault cleared on the real component",
+    }
+    return detail.get(step, step)
+
+
+def _judge(scenario: Scenario, timeline: Timeline) -> list[str]:
+    problems = []
+    if scenario.outcome not in timeline.seen:
+        missing = [s for s in STEPS if s not in timeline.seen and s not in {"escalated", "resolved", "action"}]
+        problems.append(f"never {scenario.outcome} (not seen: {', '.join(missing) or 'nothing missing'})")
+    if scenario.decision not in timeline.decisions:
+        problems.append(f"decision {scenario.decision!r} never taken (took {timeline.decisions})")
+    successes = timeline.actions.count("success")
+    count = len(timeline.actions)
+    if not scenario.min_actions <= count <= scenario.max_actions:
+        problems.append(f"{count} action(s) ran, expected {scenario.min_actions} to {scenario.max_actions}")
+    if scenario.outcome == "resolved" and scenario.min_actions and successes == 0:
+        problems.append("no action succeeded")
+    return problems
+
+
+async def _maintenance_on(stack: Stack) -> None:
+    await _reload_remediator(stack, {"maintenance_windows": [{"name": "demo", "start": "00:00", "end": "00:00"}]})
+
+
+async def _maintenance_off(stack: Stack) -> None:
+    await _reload_remediator(stack, {"maintenance_windows": []})
+
+
+async def _reload_remediator(stack: Stack, overrides: dict[str, Any]) -> None:
+    path = stack.options.run_dir / "remediator.yml"
+    config = yaml.safe_load(path.read_text())
+    config.update(overrides)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    async with aiohttp.ClientSession() as http, http.post(f"{stack.urls()['remediator']}/-/reload") as response:
+        if response.status != 200:
+            raise RuntimeError(f"remediator reload failed: {await response.text()}")
+
+
+async def _restart_remediator(stack: Stack, timeline: Timeline) -> None:
+    await stack.restart_remediator()
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "service-down",
+        "the strategy service's container stops -> restarted",
+        (("service_down", {"service": "strategy"}),),
+        "CriticalServiceDown",
+        'tradeops_service_up{service="strategy"} == 0',
+        "restart-critical-service",
+        "executed",
+        "resolved",
+        needs_docker=True,
+    ),
+    Scenario(
+        "queue-buildup",
+        "12,000 messages pile up in a queue with no consumer -> purged",
+        (("queue_buildup", {"queue": "strategy_service.signals", "messages": 12000}),),
+        "QueueDepthCritical",
+        "tradeops_queue_messages_ready > 10000",
+        "purge-stale-queue",
+        "executed",
+        "resolved",
+    ),
+    Scenario(
+        "idle-connections",
+        "a leaking pool holds 55 idle PostgreSQL sessions -> terminated",
+        (("pg_idle_connections", {"count": 55}),),
+        "PostgresConnectionPoolExhausted",
+        "server:tradeops_postgres_connections:ratio >= 0.5",
+        "terminate-idle-connections",
+        "executed",
+        "resolved",
+    ),
+    Scenario(
+        "generation-stalled",
+        "no strategy generated for 30 hours -> generation triggered",
+        (("generation_stalled", {}),),
+        "StrategyGenerationStalled",
+        "time() - tradeops_strategy_last_generation_timestamp_seconds > 97200",
+        "trigger-generation",
+        "executed",
+        "resolved",
+    ),
+    Scenario(
+        "backup-stale",
+        "last night's PostgreSQL backup is missing (newest is 2 days old) -> backup run",
+        (("backup_stale", {"set": "postgres_daily"}),),
+        "BackupStale",
+        'time() - tradeops_backup_newest_timestamp_seconds{set="postgres_daily"} > 86400',
+        "run-backup",
+        "executed",
+        "resolved",
+    ),
+    Scenario(
+        "redis-memory",
+        "cache keys fill Redis to 95% of maxmemory -> keys removed by pattern",
+        (("redis_fill", {"value_bytes": 65536}),),
+        "RedisMemoryHigh",
+        "tradeops_redis_memory_used_bytes / (tradeops_redis_memory_max_bytes > 0) > 0.9",
+        "evict-cache-keys",
+        "executed",
+        "resolved",
+    ),
+    Scenario(
+        "collector-failed",
+        "the binance collector fails, circuit breaker open -> breaker reset",
+        (("collector_failed", {"collector": "binance"}),),
+        "CollectorFailed",
+        'tradeops_collector_status{collector="binance",status="failed"} == 1',
+        "reset-collector",
+        "executed",
+        "resolved",
+    ),
+    Scenario(
+        "not-allowed",
+        "a collector outside the allowlist fails -> escalated through Alertmanager, no action",
+        (("collector_failed", {"collector": "collector_009"}),),
+        "CollectorFailed",
+        'tradeops_collector_status{collector="collector_009",status="failed"} == 1',
+        "reset-collector",
+        "not_allowed",
+        "escalated",
+        min_actions=0,
+        max_actions=0,
+    ),
+    Scenario(
+        "maintenance",
+        "generation stalls inside a maintenance window -> escalated, no action",
+        (("generation_stalled", {}),),
+        "StrategyGenerationStalled",
+        "time() - tradeops_strategy_last_generation_timestamp_seconds > 97200",
+        "trigger-generation",
+        "maintenance",
+        "escalated",
+        min_actions=0,
+        max_actions=0,
+        setup=_maintenance_on,
+        teardown=_maintenance_off,
+    ),
+    Scenario(
+        "not-fixed",
+        "a service stays down although its container restarts -> retried, then escalated",
+        (("service_down", {"service": "risk_manager"}),),
+        "CriticalServiceDown",
+        'tradeops_service_up{service="risk_manager"} == 0',
+        "restart-critical-service",
+        "executed",
+        "escalated",
+        needs_docker=True,
+        min_actions=1,
+        max_actions=2,
+    ),
+    Scenario(
+        "remediator-restart",
+        "the remediator is killed mid-incident and restarted -> one action, not two",
+        (("queue_buildup", {"queue": "risk_manager.orders", "messages": 11000}),),
+        "QueueDepthCritical",
+        "tradeops_queue_messages_ready > 10000",
+        "purge-stale-queue",
+        "executed",
+        "resolved",
+        during=_restart_remediator,
+    ),
+)
+
+TWO_FAULTS = Scenario(
+    "two-faults",
+    "a queue builds up while a collector fails -> both remediated",
+    (
+        ("queue_buildup", {"queue": "order_executor.executions", "messages": 12000}),
+        ("collector_failed", {"collector": "kraken"}),
+    ),
+    "QueueDepthCritical",
+    "tradeops_queue_messages_ready > 10000",
+    "purge-stale-queue",
+    "executed",
+    "resolved",
+)
+ALL_SCENARIOS = (*SCENARIOS, TWO_FAULTS)
+
+
+def by_name(name: str) -> Scenario:
+    """Return the scenario with this name (KeyError lists the known ones)."""
+    for scenario in ALL_SCENARIOS:
+        if scenario.name == name:
+            return scenario
+    raise KeyError(f"unknown scenario {name!r}; known: {', '.join(s.name for s in ALL_SCENARIOS)}")

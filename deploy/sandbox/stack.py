@@ -1,0 +1,471 @@
+"""The whole product on one machine: sandbox, exporter, remediator, Prometheus, Alertmanager and a Redis with
+maxmemory, configured from the shipped profiles with demo timings (see docs/benchmarks.md and the README)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import os
+import re
+import secrets
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from common.web import free_port
+from sandbox import containers as containers_module
+from sandbox.app import Sandbox
+from sandbox.profiles import MASTERTRADE
+from sandbox.settings import SandboxSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE_DIR = ROOT / "deploy/profiles/mastertrade"
+RULES_DIR = ROOT / "alert_rules"
+
+
+class MissingPrerequisiteError(RuntimeError):
+    """A program the stack needs is not installed; the message says how to get it."""
+
+
+def require(program: str, package: str) -> str:
+    """Return a program's path or raise MissingPrerequisiteError naming the Debian package."""
+    path = shutil.which(program)
+    if path is None:
+        raise MissingPrerequisiteError(
+            f"{program} is not installed: apt-get install -y --no-install-recommends {package}"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How fast the loop turns. The demo's are short; the shipped rules' expressions are unchanged."""
+
+    scrape_seconds: float = 1.0
+    evaluation_seconds: float = 1.0
+    alert_for_seconds: float = 3.0
+    group_wait_seconds: float = 1.0
+    group_interval_seconds: float = 2.0
+    repeat_interval_seconds: float = 10.0
+    retry_after_minutes: float = 0.25
+    cooldown_minutes: float = 0.05
+    escalate_after_minutes: float = 0.75
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """Where everything listens."""
+
+    prometheus: int
+    alertmanager: int
+    exporter: int
+    remediator: int
+    redis: int
+    chaos: int
+    services: dict[str, int]
+
+    @classmethod
+    def standard(cls) -> StackPorts:
+        """The usual ports (the demo): 9090, 9093, 10101, 10102, the runbook's service ports."""
+        return cls(9090, 9093, 10101, 10102, 16379, 8099, {s.name: s.port for s in MASTERTRADE.services})
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Free loopback ports (tests)."""
+        return cls(
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            {s.name: free_port() for s in MASTERTRADE.services},
+        )
+
+
+@dataclass
+class StackOptions:
+    """What differs between one stack and another."""
+
+    run_dir: Path
+    ports: StackPorts
+    postgres_admin_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    database: str = "mastertrade"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    rabbitmq_api: str = "http://127.0.0.1:15672"
+    docker_host: str | None = None
+    container_prefix: str = "mastertrade_"
+    timings: Timings = field(default_factory=Timings)
+    remediator_overrides: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=lambda: {"postgres_connections_ratio_exhausted": 0.5})
+
+
+def _with_port(url: str, port: int) -> str:
+    return re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", url, count=1)
+
+
+@dataclass
+class Stack:
+    """A running stack; `urls` says where each part is."""
+
+    options: StackOptions
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    sandbox: Sandbox | None = None
+    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    @property
+    def dsn(self) -> str:
+        """DSN of the simulated platform's database."""
+        base, _, _ = self.options.postgres_admin_dsn.rpartition("/")
+        return f"{base}/{self.options.database}"
+
+    @property
+    def backup_root(self) -> Path:
+        """Where the simulated backups are."""
+        return self.options.run_dir / "backups"
+
+    def container(self, service: str) -> str:
+        """The container standing in for a service."""
+        return f"{self.options.container_prefix}{service}"
+
+    def urls(self) -> dict[str, str]:
+        """Where each part of the stack answers."""
+        p = self.options.ports
+        return {
+            "prometheus": f"http://127.0.0.1:{p.prometheus}",
+            "alertmanager": f"http://127.0.0.1:{p.alertmanager}",
+            "exporter": f"http://127.0.0.1:{p.exporter}/metrics",
+            "remediator": f"http://127.0.0.1:{p.remediator}",
+            "chaos": f"http://127.0.0.1:{p.chaos}/chaos",
+        }
+
+    # -- configuration -------------------------------------------------------------------------------------
+    def exporter_config(self) -> dict[str, Any]:
+        """The shipped exporter profile, pointed at this stack."""
+        config: dict[str, Any] = yaml.safe_load((PROFILE_DIR / "exporter.yml").read_text())
+        probes = config["probes"]
+        for probe in probes["service_health"]:
+            probe["url"] = _with_port(probe["url"], self.options.ports.services[probe["name"]])
+        for probe in probes["collectors"]:
+            probe["url"] = _with_port(probe["url"], self.options.ports.services["market_data"])
+        for probe in probes["strategy_generation"]:
+            probe["dsn"] = self.dsn
+        for probe in probes["backups"]:
+            probe["path_glob"] = probe["path_glob"].replace("/var/lib/tradeops-sandbox/backups", str(self.backup_root))
+        probes["rabbitmq"][0]["management_url"] = self.options.rabbitmq_api
+        probes["rabbitmq"][0]["include"] = [re.escape(q) for q in MASTERTRADE.consumer_queues]
+        probes["redis"][0]["url"] = f"redis://127.0.0.1:{self.options.ports.redis}/0"
+        probes["postgres"][0]["dsn"] = self.options.postgres_admin_dsn
+        probes["postgres"][0]["databases"] = [self.options.database]
+        return config
+
+    def remediator_config(self) -> dict[str, Any]:
+        """The shipped remediator profile, pointed at this stack, with the stack's timings."""
+        config: dict[str, Any] = yaml.safe_load((PROFILE_DIR / "remediator.yml").read_text())
+        t = self.options.timings
+        ports = self.options.ports
+        config["audit_path"] = str(self.options.run_dir / "remediator" / "audit.sqlite3")
+        config["allowed_url_prefixes"] = [
+            _with_port(u, ports.services["strategy" if ":8006" in u else "market_data"])
+            for u in config["allowed_url_prefixes"]
+        ]
+        config["backends"] = {
+            "docker_host": self.options.docker_host,
+            "postgres_dsn": self.options.postgres_admin_dsn,
+            "redis_url": f"redis://127.0.0.1:{ports.redis}",
+            "amqp_url": self.options.amqp_url,
+            "alertmanager_url": self.urls()["alertmanager"],
+        }
+        config["maintenance_windows"] = []
+        config["escalation"]["alertmanager"]["url"] = self.urls()["alertmanager"]
+        config["escalation"]["after_minutes"] = dict.fromkeys(("P0", "P1", "P2", "P3"), t.escalate_after_minutes)
+        config["escalation"]["check_interval_seconds"] = 1
+        config["limits"]["actions_per_hour"] = 100
+        for rule in config["rules"]:
+            rule["retry_after_minutes"] = t.retry_after_minutes
+            rule["cooldown_minutes"] = t.cooldown_minutes
+            rule["rate"] = {"per_minute": 60, "burst": 10}
+            params = rule.get("params", {})
+            if "url" in params:
+                params["url"] = _with_port(
+                    params["url"], ports.services["strategy" if ":8006" in params["url"] else "market_data"]
+                )
+            if rule["action"] == "postgres_terminate":
+                params["database"] = self.options.database
+                params["idle_minutes"] = 0
+            if rule["action"] == "command":
+                params["argv"] = [
+                    sys.executable,
+                    "-m",
+                    "sandbox.main",
+                    "--backup-root",
+                    str(self.backup_root),
+                    "--backup-now",
+                    "{set}",
+                ]
+            container = rule.get("label_params", {}).get("container")
+            if container is not None:
+                container["map"] = {service: self.container(service) for service in container["map"]}
+        config.update(copy.deepcopy(self.options.remediator_overrides))
+        return config
+
+    def rules_dir(self) -> Path:
+        """The shipped rule files with `for:` shortened and site thresholds overridden for the stack."""
+        target = self.options.run_dir / "rules"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in RULES_DIR.glob("*.yml"):
+            document = yaml.safe_load(path.read_text())
+            for group in document["groups"]:
+                group.pop("interval", None)
+                for rule in group["rules"]:
+                    if "for" in rule:
+                        rule["for"] = f"{self.options.timings.alert_for_seconds:g}s"
+                    name = rule.get("record", "")
+                    for key, value in self.options.thresholds.items():
+                        if name == f"tradeops:{key}:threshold":
+                            rule["expr"] = f"vector({value})"
+            (target / path.name).write_text(yaml.safe_dump(document, sort_keys=False))
+        return target
+
+    def prometheus_config(self) -> dict[str, Any]:
+        """Scrape the exporter, the remediator and the simulated services; alert to this Alertmanager."""
+        t = self.options.timings
+        services = [f"127.0.0.1:{port}" for port in self.options.ports.services.values()]
+        return {
+            "global": {
+                "scrape_interval": f"{t.scrape_seconds:g}s",
+                "evaluation_interval": f"{t.evaluation_seconds:g}s",
+                "scrape_timeout": f"{t.scrape_seconds:g}s",
+            },
+            "rule_files": [str(self.rules_dir() / "*.yml")],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.options.ports.alertmanager}"]}]}]
+            },
+            "scrape_configs": [
+                {
+                    "job_name": "tradeops-exporter",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.options.ports.exporter}"]}],
+                },
+                {
+                    "job_name": "tradeops-remediator",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.options.ports.remediator}"]}],
+                },
+                {"job_name": "mastertrade", "static_configs": [{"targets": services}]},
+            ],
+        }
+
+    def alertmanager_config(self) -> dict[str, Any]:
+        """Route every alert to the remediator with bearer auth; RemediationEscalated goes to the 'pager'."""
+        t = self.options.timings
+        webhook = {
+            "url": f"{self.urls()['remediator']}/webhook",
+            "send_resolved": True,
+            "http_config": {"authorization": {"type": "Bearer", "credentials": self.token}},
+        }
+        return {
+            "route": {
+                "receiver": "tradeops-remediator",
+                "group_by": ["alertname", "service", "queue", "set", "collector", "server", "instance_name", "system"],
+                "group_wait": f"{t.group_wait_seconds:g}s",
+                "group_interval": f"{t.group_interval_seconds:g}s",
+                "repeat_interval": f"{t.repeat_interval_seconds:g}s",
+                "routes": [{"matchers": ['alertname="RemediationEscalated"'], "receiver": "pager"}],
+            },
+            "receivers": [{"name": "tradeops-remediator", "webhook_configs": [webhook]}, {"name": "pager"}],
+        }
+
+    # -- processes ------------------------------------------------------------------------------------------
+    async def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.options.run_dir / f"{name}.log").open("wb")
+        self.processes[name] = await asyncio.create_subprocess_exec(
+            *argv, stdout=log, stderr=log, env=env, start_new_session=True
+        )
+        log.close()
+
+    async def start(self) -> None:
+        """Start every part and wait until each answers; on failure stop what started and raise."""
+        prometheus = require("prometheus", "prometheus")
+        alertmanager = require("prometheus-alertmanager", "prometheus-alertmanager")
+        redis_server = require("redis-server", "redis-server")
+        run = self.options.run_dir
+        run.mkdir(parents=True, exist_ok=True)
+        ports = self.options.ports
+        try:
+            await self._spawn(
+                "redis",
+                [
+                    redis_server,
+                    "--port",
+                    str(ports.redis),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--maxmemory",
+                    "64mb",
+                    "--maxmemory-policy",
+                    "noeviction",
+                ],
+            )
+            containers = (
+                {MASTERTRADE.strategy_service: self.container(MASTERTRADE.strategy_service)}
+                if self.options.docker_host
+                else {}
+            )
+            self.sandbox = Sandbox(
+                SandboxSettings(
+                    ports=dict(ports.services),
+                    control_port=ports.chaos,
+                    postgres_dsn=self.dsn,
+                    redis_url=f"redis://127.0.0.1:{ports.redis}/0",
+                    amqp_url=self.options.amqp_url,
+                    docker_host=self.options.docker_host,
+                    containers=containers,
+                    backup_root=self.backup_root,
+                )
+            )
+            await self.sandbox.start()
+            for name, document in (
+                ("exporter", self.exporter_config()),
+                ("remediator", self.remediator_config()),
+                ("prometheus", self.prometheus_config()),
+                ("alertmanager", self.alertmanager_config()),
+            ):
+                (run / f"{name}.yml").write_text(yaml.safe_dump(document, sort_keys=False))
+            env = {**os.environ, "TRADEOPS_WEBHOOK_TOKEN": self.token}
+            await self._spawn(
+                "exporter",
+                [
+                    sys.executable,
+                    "-m",
+                    "exporter.main",
+                    "--config.file",
+                    str(run / "exporter.yml"),
+                    "--web.listen-address",
+                    f"127.0.0.1:{ports.exporter}",
+                ],
+            )
+            await self._spawn(
+                "remediator",
+                [
+                    sys.executable,
+                    "-m",
+                    "remediator.main",
+                    "--config.file",
+                    str(run / "remediator.yml"),
+                    "--web.listen-address",
+                    f"127.0.0.1:{ports.remediator}",
+                ],
+                env,
+            )
+            await self._spawn(
+                "alertmanager",
+                [
+                    alertmanager,
+                    f"--config.file={run / 'alertmanager.yml'}",
+                    f"--storage.path={run / 'alertmanager-data'}",
+                    "--cluster.listen-address=",
+                    f"--web.listen-address=127.0.0.1:{ports.alertmanager}",
+                ],
+            )
+            await self._spawn(
+                "prometheus",
+                [
+                    prometheus,
+                    f"--config.file={run / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={run / 'prometheus-data'}",
+                    f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+                    "--web.enable-lifecycle",
+                ],
+            )
+            urls = self.urls()
+            for url in (
+                f"{urls['prometheus']}/-/ready",
+                f"{urls['alertmanager']}/-/ready",
+                urls["exporter"],
+                f"{urls['remediator']}/-/ready",
+            ):
+                await self.wait_ready(url)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def wait_ready(self, url: str, seconds: float = 60) -> None:
+        """Wait (bounded) until a URL answers 200; raise naming the process log on failure."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            for _ in range(int(seconds * 5)):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(url) as response:
+                        if response.status == 200:
+                            return
+                for name, process in self.processes.items():
+                    if process.returncode is not None:
+                        log = (self.options.run_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                        raise RuntimeError(f"{name} exited with {process.returncode}:\n{log}")
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"{url} did not become ready within {seconds}s (logs in {self.options.run_dir})")
+
+    async def restart_remediator(self) -> None:
+        """Kill the remediator and start it again on the same state (its SQLite store survives)."""
+        process = self.processes.pop("remediator")
+        process.kill()
+        await process.wait()
+        run = self.options.run_dir
+        env = {**os.environ, "TRADEOPS_WEBHOOK_TOKEN": self.token}
+        await self._spawn(
+            "remediator",
+            [
+                sys.executable,
+                "-m",
+                "remediator.main",
+                "--config.file",
+                str(run / "remediator.yml"),
+                "--web.listen-address",
+                f"127.0.0.1:{self.options.ports.remediator}",
+            ],
+            env,
+        )
+        await self.wait_ready(f"{self.urls()['remediator']}/-/ready")
+
+    async def stop(self) -> None:
+        """Stop every process and the sandbox; leave nothing running."""
+        for process in self.processes.values():
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+        for process in self.processes.values():
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        self.processes.clear()
+        if self.sandbox is not None:
+            with contextlib.suppress(Exception):
+                await self.sandbox.chaos.clear_all()
+            if self.options.docker_host is not None:
+                with contextlib.suppress(Exception):
+                    await containers_module.remove(self.sandbox.ctx.backends.docker(), self.container("risk_manager"))
+            await self.sandbox.stop()
+            self.sandbox = None
+
+
+@contextlib.asynccontextmanager
+async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
+    """Start a stack and always stop it."""
+    stack = Stack(options)
+    await stack.start()
+    try:
+        yield stack
+    finally:
+        await stack.stop()
