@@ -53,8 +53,7 @@ def breakdown(result: ScenarioResult, timings: Timings) -> str:
         if step in seen
     ]
     return (
-        " | ".join(parts)
-        + f"  (scrape {timings.scrape_seconds:g}s, eval {timings.evaluation_seconds:g}s,"
+        " | ".join(parts) + f"  (scrape {timings.scrape_seconds:g}s, eval {timings.evaluation_seconds:g}s,"
         f" for {timings.alert_for_seconds:g}s, group_wait {timings.group_wait_seconds:g}s)"
     )
 

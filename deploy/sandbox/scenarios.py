@@ -25,7 +25,7 @@ class Scenario:
     name: str
     description: str
     faults: tuple[tuple[str, dict[str, Any]], ...]
-    alert: str
+    alerts: tuple[str, ...]
     signal: str  # PromQL that returns data once the fault is visible in the exporter's metrics
     rule: str | None
     decision: str
@@ -36,6 +36,7 @@ class Scenario:
     setup: Callable[[Stack], Awaitable[None]] | None = None
     teardown: Callable[[Stack], Awaitable[None]] | None = None
     during: Callable[[Stack, Timeline], Awaitable[None]] | None = None
+    during_step: str = "action"
 
 
 @dataclass
@@ -84,7 +85,7 @@ async def observe(stack: Stack, scenario: Scenario, timeline: Timeline, http: ai
     if query.get("data", {}).get("result") and timeline.mark("metric"):
         new.append("metric")
     alerts = (await _json(http, f"{urls['prometheus']}/api/v1/alerts"))["data"]["alerts"]
-    states = {a["state"] for a in alerts if a["labels"].get("alertname") == scenario.alert}
+    states = {a["state"] for a in alerts if a["labels"].get("alertname") in scenario.alerts}
     for state in ("pending", "firing"):
         if (state in states or (state == "pending" and "firing" in states)) and timeline.mark(state):
             new.append(state)
@@ -96,7 +97,7 @@ async def observe(stack: Stack, scenario: Scenario, timeline: Timeline, http: ai
     mine = [
         e
         for e in reversed(entries)
-        if e["labels"].get("alertname") == scenario.alert and dt.datetime.fromisoformat(e["at"]) >= timeline.since
+        if e["labels"].get("alertname") in scenario.alerts and dt.datetime.fromisoformat(e["at"]) >= timeline.since
     ]
     timeline.decisions = [e["decision"] for e in mine if e["event"] == "decision" and e["status"] == "firing"]
     timeline.actions = [e["decision"] for e in mine if e["event"] == "action"]
@@ -123,6 +124,7 @@ async def run_scenario(
     timeline = Timeline()
     problems: list[str] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        await _wait_until_quiet(stack, scenario, http)
         if scenario.setup is not None:
             await scenario.setup(stack)
         timeline = Timeline()
@@ -137,8 +139,9 @@ async def run_scenario(
         while not problems and time.monotonic() < deadline:
             for step in await observe(stack, scenario, timeline, http):
                 report(f"  {timeline.seen[step]:6.1f}s {_describe(step, timeline)}")
-            if scenario.during is not None and not during_done and "webhook" in timeline.seen:
+            if scenario.during is not None and not during_done and scenario.during_step in timeline.seen:
                 during_done = True
+                report(f"  {time.monotonic() - timeline.started:6.1f}s {scenario.during.__doc__ or 'intervention'}")
                 await scenario.during(stack, timeline)
             if scenario.outcome in timeline.seen and len(timeline.actions) >= scenario.min_actions:
                 break
@@ -151,6 +154,16 @@ async def run_scenario(
             await scenario.teardown(stack)
     problems += _judge(scenario, timeline)
     return ScenarioResult(scenario, timeline, problems)
+
+
+async def _wait_until_quiet(stack: Stack, scenario: Scenario, http: aiohttp.ClientSession, seconds: float = 60) -> None:
+    """Wait (bounded) until no alert of the scenario is pending or firing, so a scenario never joins the
+    previous one's incident."""
+    for _ in range(int(seconds * 2)):
+        alerts = (await _json(http, f"{stack.urls()['prometheus']}/api/v1/alerts"))["data"]["alerts"]
+        if not any(a["labels"].get("alertname") in scenario.alerts for a in alerts):
+            return
+        await asyncio.sleep(0.5)
 
 
 def _describe(step: str, timeline: Timeline) -> str:
@@ -202,145 +215,156 @@ async def _reload_remediator(stack: Stack, overrides: dict[str, Any]) -> None:
 
 
 async def _restart_remediator(stack: Stack, timeline: Timeline) -> None:
+    """remediator killed (SIGKILL) and restarted on its own state"""
     await stack.restart_remediator()
 
 
+QUEUE_SIGNAL = "tradeops_queue_messages_ready > 10000"
+STALLED_SIGNAL = "time() - tradeops_strategy_last_generation_timestamp_seconds > 97200"
+COLLECTOR_ALERTS = ("CollectorFailed", "CollectorCircuitBreakerOpen")  # one fault raises both; one action serves
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
-        "service-down",
-        "the strategy service's container stops -> restarted",
-        (("service_down", {"service": "strategy"}),),
-        "CriticalServiceDown",
-        'tradeops_service_up{service="strategy"} == 0',
-        "restart-critical-service",
-        "executed",
-        "resolved",
+        name="service-down",
+        description="the strategy service's container stops -> restarted",
+        faults=(("service_down", {"service": "strategy"}),),
+        alerts=("CriticalServiceDown",),
+        signal='tradeops_service_up{service="strategy"} == 0',
+        rule="restart-critical-service",
+        decision="executed",
+        outcome="resolved",
         needs_docker=True,
     ),
     Scenario(
-        "queue-buildup",
-        "12,000 messages pile up in a queue with no consumer -> purged",
-        (("queue_buildup", {"queue": "strategy_service.signals", "messages": 12000}),),
-        "QueueDepthCritical",
-        "tradeops_queue_messages_ready > 10000",
-        "purge-stale-queue",
-        "executed",
-        "resolved",
+        name="queue-buildup",
+        description="12,000 messages pile up in a queue with no consumer -> purged",
+        faults=(("queue_buildup", {"queue": "strategy_service.signals", "messages": 12000}),),
+        alerts=("QueueDepthCritical",),
+        signal=QUEUE_SIGNAL,
+        rule="purge-stale-queue",
+        decision="executed",
+        outcome="resolved",
     ),
     Scenario(
-        "idle-connections",
-        "a leaking pool holds 55 idle PostgreSQL sessions -> terminated",
-        (("pg_idle_connections", {"count": 55}),),
-        "PostgresConnectionPoolExhausted",
-        "server:tradeops_postgres_connections:ratio >= 0.5",
-        "terminate-idle-connections",
-        "executed",
-        "resolved",
+        name="idle-connections",
+        description="a leaking pool holds 45 idle PostgreSQL sessions -> terminated",
+        faults=(("pg_idle_connections", {"count": 45}),),
+        alerts=("PostgresConnectionPoolExhausted",),
+        signal="server:tradeops_postgres_connections:ratio >= 0.4",
+        rule="terminate-idle-connections",
+        decision="executed",
+        outcome="resolved",
     ),
     Scenario(
-        "generation-stalled",
-        "no strategy generated for 30 hours -> generation triggered",
-        (("generation_stalled", {}),),
-        "StrategyGenerationStalled",
-        "time() - tradeops_strategy_last_generation_timestamp_seconds > 97200",
-        "trigger-generation",
-        "executed",
-        "resolved",
+        name="generation-stalled",
+        description="no strategy generated for 30 hours -> generation triggered",
+        faults=(("generation_stalled", {}),),
+        alerts=("StrategyGenerationStalled",),
+        signal=STALLED_SIGNAL,
+        rule="trigger-generation",
+        decision="executed",
+        outcome="resolved",
     ),
     Scenario(
-        "backup-stale",
-        "last night's PostgreSQL backup is missing (newest is 2 days old) -> backup run",
-        (("backup_stale", {"set": "postgres_daily"}),),
-        "BackupStale",
-        'time() - tradeops_backup_newest_timestamp_seconds{set="postgres_daily"} > 86400',
-        "run-backup",
-        "executed",
-        "resolved",
+        name="backup-stale",
+        description="last night's PostgreSQL backup is missing (newest is 2 days old) -> backup run",
+        faults=(("backup_stale", {"set": "postgres_daily"}),),
+        alerts=("BackupStale",),
+        signal='time() - tradeops_backup_newest_timestamp_seconds{set="postgres_daily"} > 86400',
+        rule="run-backup",
+        decision="executed",
+        outcome="resolved",
     ),
     Scenario(
-        "redis-memory",
-        "cache keys fill Redis to 95% of maxmemory -> keys removed by pattern",
-        (("redis_fill", {"value_bytes": 65536}),),
-        "RedisMemoryHigh",
-        "tradeops_redis_memory_used_bytes / (tradeops_redis_memory_max_bytes > 0) > 0.9",
-        "evict-cache-keys",
-        "executed",
-        "resolved",
+        name="redis-memory",
+        description="cache keys fill Redis to 95% of maxmemory -> keys removed by pattern",
+        faults=(("redis_fill", {"value_bytes": 65536}),),
+        alerts=("RedisMemoryHigh",),
+        signal="tradeops_redis_memory_used_bytes / (tradeops_redis_memory_max_bytes > 0) > 0.9",
+        rule="evict-cache-keys",
+        decision="executed",
+        outcome="resolved",
     ),
     Scenario(
-        "collector-failed",
-        "the binance collector fails, circuit breaker open -> breaker reset",
-        (("collector_failed", {"collector": "binance"}),),
-        "CollectorFailed",
-        'tradeops_collector_status{collector="binance",status="failed"} == 1',
-        "reset-collector",
-        "executed",
-        "resolved",
+        name="collector-failed",
+        description="the binance collector fails, circuit breaker open -> breaker reset (once for both alerts)",
+        faults=(("collector_failed", {"collector": "binance"}),),
+        alerts=COLLECTOR_ALERTS,
+        signal='tradeops_collector_status{collector="binance",status="failed"} == 1',
+        rule="reset-collector",
+        decision="executed",
+        outcome="resolved",
     ),
     Scenario(
-        "not-allowed",
-        "a collector outside the allowlist fails -> escalated through Alertmanager, no action",
-        (("collector_failed", {"collector": "collector_009"}),),
-        "CollectorFailed",
-        'tradeops_collector_status{collector="collector_009",status="failed"} == 1',
-        "reset-collector",
-        "not_allowed",
-        "escalated",
+        name="not-allowed",
+        description="a collector outside the allowlist fails -> escalated through Alertmanager, no action",
+        faults=(("collector_failed", {"collector": "collector_009"}),),
+        alerts=COLLECTOR_ALERTS,
+        signal='tradeops_collector_status{collector="collector_009",status="failed"} == 1',
+        rule="reset-collector",
+        decision="not_allowed",
+        outcome="escalated",
         min_actions=0,
         max_actions=0,
     ),
     Scenario(
-        "maintenance",
-        "generation stalls inside a maintenance window -> escalated, no action",
-        (("generation_stalled", {}),),
-        "StrategyGenerationStalled",
-        "time() - tradeops_strategy_last_generation_timestamp_seconds > 97200",
-        "trigger-generation",
-        "maintenance",
-        "escalated",
+        name="maintenance",
+        description="generation stalls inside a maintenance window -> escalated, no action",
+        faults=(("generation_stalled", {}),),
+        alerts=("StrategyGenerationStalled",),
+        signal=STALLED_SIGNAL,
+        rule="trigger-generation",
+        decision="maintenance",
+        outcome="escalated",
         min_actions=0,
         max_actions=0,
         setup=_maintenance_on,
         teardown=_maintenance_off,
     ),
     Scenario(
-        "not-fixed",
-        "a service stays down although its container restarts -> retried, then escalated",
-        (("service_down", {"service": "risk_manager"}),),
-        "CriticalServiceDown",
-        'tradeops_service_up{service="risk_manager"} == 0',
-        "restart-critical-service",
-        "executed",
-        "escalated",
+        name="not-fixed",
+        description="a service stays down although its container restarts -> retried once, then escalated",
+        faults=(("service_down", {"service": "risk_manager"}),),
+        alerts=("CriticalServiceDown",),
+        signal='tradeops_service_up{service="risk_manager"} == 0',
+        rule="restart-critical-service",
+        decision="max_attempts",
+        outcome="escalated",
         needs_docker=True,
-        min_actions=1,
+        min_actions=2,
         max_actions=2,
     ),
     Scenario(
-        "remediator-restart",
-        "the remediator is killed mid-incident and restarted -> one action, not two",
-        (("queue_buildup", {"queue": "risk_manager.orders", "messages": 11000}),),
-        "QueueDepthCritical",
-        "tradeops_queue_messages_ready > 10000",
-        "purge-stale-queue",
-        "executed",
-        "resolved",
+        name="remediator-restart",
+        description="the remediator is killed mid-incident and restarted -> still exactly two attempts, then escalated",
+        faults=(("service_down", {"service": "risk_manager"}),),
+        alerts=("CriticalServiceDown",),
+        signal='tradeops_service_up{service="risk_manager"} == 0',
+        rule="restart-critical-service",
+        decision="max_attempts",
+        outcome="escalated",
+        needs_docker=True,
+        min_actions=2,
+        max_actions=2,
         during=_restart_remediator,
+        during_step="action",
     ),
 )
 
 TWO_FAULTS = Scenario(
-    "two-faults",
-    "a queue builds up while a collector fails -> both remediated",
-    (
+    name="two-faults",
+    description="a queue builds up while generation stalls -> both remediated",
+    faults=(
         ("queue_buildup", {"queue": "order_executor.executions", "messages": 12000}),
-        ("collector_failed", {"collector": "kraken"}),
+        ("generation_stalled", {}),
     ),
-    "QueueDepthCritical",
-    "tradeops_queue_messages_ready > 10000",
-    "purge-stale-queue",
-    "executed",
-    "resolved",
+    alerts=("QueueDepthCritical", "StrategyGenerationStalled"),
+    signal=QUEUE_SIGNAL,
+    rule="purge-stale-queue",
+    decision="executed",
+    outcome="resolved",
+    min_actions=2,
+    max_actions=2,
 )
 ALL_SCENARIOS = (*SCENARIOS, TWO_FAULTS)
 

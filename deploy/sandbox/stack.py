@@ -104,7 +104,7 @@ class StackOptions:
     container_prefix: str = "mastertrade_"
     timings: Timings = field(default_factory=Timings)
     remediator_overrides: dict[str, Any] = field(default_factory=dict)
-    thresholds: dict[str, float] = field(default_factory=lambda: {"postgres_connections_ratio_exhausted": 0.5})
+    thresholds: dict[str, float] = field(default_factory=lambda: {"postgres_connections_ratio_exhausted": 0.4})
 
 
 def _with_port(url: str, port: int) -> str:
@@ -331,9 +331,15 @@ class Stack:
                     docker_host=self.options.docker_host,
                     containers=containers,
                     backup_root=self.backup_root,
+                    collectors=10,  # two beyond the remediator's allowlist, for the not-allowed scenario
                 )
             )
             await self.sandbox.start()
+            if self.options.docker_host is not None:
+                # A container the sandbox does not link to its service: restarting it cannot fix the service.
+                client = self.sandbox.ctx.backends.docker()
+                image = self.sandbox.settings.image
+                await containers_module.ensure_running(client, self.container("risk_manager"), "risk_manager", image)
             for name, document in (
                 ("exporter", self.exporter_config()),
                 ("remediator", self.remediator_config()),
