@@ -148,12 +148,30 @@ async def run_scenario(
             await asyncio.sleep(0.5)
         await asyncio.sleep(2)  # anything that would wrongly come after the end (a second action) shows up
         await observe(stack, scenario, timeline, http)
+        diagnosis = await _diagnose(stack, http)
         async with http.delete(stack.urls()["chaos"]):
             pass
         if scenario.teardown is not None:
             await scenario.teardown(stack)
     problems += _judge(scenario, timeline)
+    if problems and diagnosis:
+        problems.append("diagnosis: " + diagnosis)
     return ScenarioResult(scenario, timeline, problems)
+
+
+async def _diagnose(stack: Stack, http: aiohttp.ClientSession) -> str:
+    """What Prometheus knows that explains a stuck loop: failed scrapes, failing probes, firing alerts."""
+    prometheus = stack.urls()["prometheus"]
+    found = []
+    for label, query in (
+        ("scrapes failed in the last 5m", "sum by (job, instance) (count_over_time((up == 0)[5m:1s])) > 0"),
+        ("probe failures", "sum by (probe, target, reason) (tradeops_probe_failures_total) > 0"),
+        ("alerts", 'ALERTS{alertstate="firing"}'),
+    ):
+        result = (await _json(http, f"{prometheus}/api/v1/query", query=query)).get("data", {}).get("result", [])
+        if result:
+            found.append(f"{label}: " + ", ".join(f"{r['metric']}={r['value'][1]}" for r in result[:10]))
+    return "; ".join(found)
 
 
 async def _wait_until_quiet(stack: Stack, scenario: Scenario, http: aiohttp.ClientSession, seconds: float = 60) -> None:
