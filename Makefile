@@ -36,7 +36,7 @@ demo: $(STAMP) prereqs
 	$(BIN)/python -m sandbox.demo $(ARGS)
 
 bench: $(STAMP) prereqs
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -108,20 +108,23 @@ class Store:
 
     def _receive(self, alerts: list[WebhookAlert]) -> list[int]:
         stamp = now().isoformat()
-        ids: list[int] = []
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for alert in alerts:
-                cursor = self._db.execute(
-                    "INSERT INTO inbox (received_at, alert) VALUES (?, ?)", (stamp, alert.model_dump_json())
-                )
-                ids.append(int(cursor.lastrowid or 0))
-                self._audit(alert, "received", None, None, "")
+            first = self._db.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0] + 1
+            self._db.executemany(
+                "INSERT INTO inbox (id, received_at, alert) VALUES (?, ?, ?)",
+                [(first + offset, stamp, alert.model_dump_json()) for offset, alert in enumerate(alerts)],
+            )
+            self._db.executemany(
+                "INSERT INTO audit (at, incident, alertname, status, event, rule, decision, detail, labels) "
+                "VALUES (?, ?, ?, ?, 'received', NULL, NULL, '', ?)",
+                [(stamp, a.incident_key, a.name, a.status, json.dumps(a.labels, sort_keys=True)) for a in alerts],
+            )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        return ids
+        return list(range(first, first + len(alerts)))
 
     async def pending(self) -> list[tuple[int, WebhookAlert]]:
         """Return inbox entries not yet processed (after a restart: the work to resume)."""

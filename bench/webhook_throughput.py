@@ -1,0 +1,193 @@
+"""Webhook throughput and p99 latency of tradeops-remediator beside a bare aiohttp handler (the floor), for
+payloads of 1, 100 and 1,000 alerts; then a storm of 10,000 distinct alerts. Prints figures; asserts nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from common.web import free_port
+
+FLOOR = """
+import sys
+from aiohttp import web
+async def handle(request):
+    await request.json()
+    return web.json_response({"ok": True})
+app = web.Application(client_max_size=64 * 1024 * 1024)
+app.router.add_post("/webhook", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+TOKEN = "bench-token"
+CONCURRENCY = 8
+REQUESTS = {1: 2000, 100: 200, 1000: 30}
+
+
+def alert(index: int, batch: int) -> dict[str, Any]:
+    labels = {"alertname": "BenchAlert", "instance": f"i{batch}-{index}", "priority": "P2"}
+    return {
+        "status": "firing",
+        "labels": labels,
+        "annotations": {},
+        "startsAt": "2026-11-22T03:00:00Z",
+        "fingerprint": hashlib.sha256(json.dumps(labels).encode()).hexdigest()[:16],
+    }
+
+
+def payload(size: int, batch: int) -> bytes:
+    body = {"version": "4", "status": "firing", "truncatedAlerts": 0, "alerts": [alert(i, batch) for i in range(size)]}
+    return json.dumps(body).encode()
+
+
+async def wait_up(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} never came up")
+
+
+async def load(url: str, size: int, requests: int) -> tuple[float, float, int]:
+    """Send `requests` payloads of `size` alerts with CONCURRENCY workers; return alerts/s, p99 ms, errors."""
+    bodies = [payload(size, n) for n in range(requests)]
+    latencies: list[float] = []
+    errors = 0
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while not queue.empty():
+            body = queue.get_nowait()
+            started = time.perf_counter()
+            async with http.post(url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    async with aiohttp.ClientSession() as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(http) for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+    p99 = statistics.quantiles(latencies, n=100)[98] * 1000 if len(latencies) >= 2 else latencies[0] * 1000
+    return size * requests / elapsed, p99, errors
+
+
+def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Exposition text as {(sample name, sorted labels): value}."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="tradeops-bench-"))
+    floor_port, remediator_port = free_port(), free_port()
+    config = {
+        "audit_path": str(work / "audit.sqlite3"),
+        "limits": {
+            "actions_per_hour": 30,
+            "concurrency": 4,
+            "queue_size": 1_000_000,
+            "max_body_bytes": 64 * 1024 * 1024,
+        },
+        "rules": [
+            {
+                "name": "bench",
+                "matchers": ['alertname="BenchAlert"'],
+                "action": "log",
+                "cooldown_minutes": 0,
+                "rate": {"per_minute": 10000, "burst": 10000},
+            }
+        ],
+    }
+    (work / "remediator.yml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "TRADEOPS_WEBHOOK_TOKEN": TOKEN}
+    floor = await asyncio.create_subprocess_exec(sys.executable, "-c", FLOOR, str(floor_port))
+    remediator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "remediator.main",
+        "--config.file",
+        str(work / "remediator.yml"),
+        "--web.listen-address",
+        f"127.0.0.1:{remediator_port}",
+        "--log.level",
+        "error",
+        env=env,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_up(f"http://127.0.0.1:{floor_port}/webhook")
+        await wait_up(f"http://127.0.0.1:{remediator_port}/-/healthy")
+        print(f"webhook throughput, {CONCURRENCY} concurrent clients, same machine, same run")
+        print("alerts/payload | floor alerts/s | floor p99 ms | tradeops alerts/s | tradeops p99 ms | ratio")
+        for size, requests in REQUESTS.items():
+            floor_rate, floor_p99, _ = await load(f"http://127.0.0.1:{floor_port}/webhook", size, requests)
+            rate, p99, errors = await load(f"http://127.0.0.1:{remediator_port}/webhook", size, requests)
+            note = f"  ({errors} non-200)" if errors else ""
+            row = [f"{size}", f"{floor_rate:.0f}", f"{floor_p99:.1f}", f"{rate:.0f}", f"{p99:.1f}"]
+            print(" | ".join(row) + f" | {rate / floor_rate:.2f}{note}")
+
+        print("\nstorm: 10,000 distinct alerts in 100 payloads of 100")
+        before = rss_kib(remediator.pid)
+        started = time.perf_counter()
+        storm_rate, _, errors = await load(f"http://127.0.0.1:{remediator_port}/webhook", 100, 100)
+        accepted = time.perf_counter() - started
+        metrics_url = f"http://127.0.0.1:{remediator_port}/metrics"
+        async with aiohttp.ClientSession() as http:
+            while True:
+                async with http.get(metrics_url) as response:
+                    samples = parse(await response.text())
+                if samples.get(("tradeops_remediator_queue_depth", ()), 1) == 0:
+                    break
+                await asyncio.sleep(0.5)
+            processed = time.perf_counter() - started
+        executed = samples.get(("tradeops_remediator_decisions_total", (("reason", "executed"), ("rule", "bench"))), 0)
+        limited = samples.get(
+            ("tradeops_remediator_decisions_total", (("reason", "rate_limited"), ("rule", "bench"))), 0
+        )
+        received = samples.get(("tradeops_remediator_alerts_received_total", (("status", "firing"),)), 0)
+        print(f"  accepted in {accepted:.1f}s ({storm_rate:.0f} alerts/s, {errors} non-200)")
+        print(f"  every alert processed {processed:.1f}s after the storm began")
+        print(f"  received {received:.0f} alerts in all runs; decisions: {executed:.0f} executed (budget 30/hour),")
+        print(f"  {limited:.0f} rate_limited (each one recorded in the audit and escalated)")
+        after = rss_kib(remediator.pid)
+        print(f"  remediator RSS: {before / 1024:.0f} MiB before the storm, {after / 1024:.0f} MiB after")
+    finally:
+        for process in (floor, remediator):
+            process.terminate()
+            await process.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
