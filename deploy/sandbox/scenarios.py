@@ -240,6 +240,8 @@ async def _restart_remediator(stack: Stack, timeline: Timeline) -> None:
 QUEUE_SIGNAL = "tradeops_queue_messages_ready > 10000"
 STALLED_SIGNAL = "time() - tradeops_strategy_last_generation_timestamp_seconds > 97200"
 COLLECTOR_ALERTS = ("CollectorFailed", "CollectorCircuitBreakerOpen")  # one fault raises both; one action serves
+# After 06:00 UTC a stalled generation also misses the daily target: both alerts, one generation run.
+GENERATION_ALERTS = ("StrategyGenerationStalled", "StrategyGenerationBelowTarget")
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
@@ -277,7 +279,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="generation-stalled",
         description="no strategy generated for 30 hours -> generation triggered",
         faults=(("generation_stalled", {}),),
-        alerts=("StrategyGenerationStalled",),
+        alerts=GENERATION_ALERTS,
         signal=STALLED_SIGNAL,
         rule="trigger-generation",
         decision="executed",
@@ -329,7 +331,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="maintenance",
         description="generation stalls inside a maintenance window -> escalated, no action",
         faults=(("generation_stalled", {}),),
-        alerts=("StrategyGenerationStalled",),
+        alerts=GENERATION_ALERTS,
         signal=STALLED_SIGNAL,
         rule="trigger-generation",
         decision="maintenance",
@@ -376,7 +378,7 @@ TWO_FAULTS = Scenario(
         ("queue_buildup", {"queue": "order_executor.executions", "messages": 12000}),
         ("generation_stalled", {}),
     ),
-    alerts=("QueueDepthCritical", "StrategyGenerationStalled"),
+    alerts=("QueueDepthCritical", *GENERATION_ALERTS),
     signal=QUEUE_SIGNAL,
     rule="purge-stale-queue",
     decision="executed",

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import aio_pika
 import aiohttp
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 
 from exporter.config import RabbitMQConfig
 from exporter.probes.base import Probe, ProbeError
@@ -61,7 +61,7 @@ class RabbitMQProbe(Probe):
         self.max_bytes = max(max_bytes, 64 * 1024 * 1024)
         self.filter = QueueFilter(config.include, config.exclude)
         self.authorization = aiohttp.encode_basic_auth(config.username, config.resolved_password())
-        self._amqp: AbstractRobustConnection | None = None
+        self._amqp: AbstractConnection | None = None
         self._lock = asyncio.Lock()
 
     async def collect(self, sink: MetricSink) -> None:
@@ -95,11 +95,13 @@ class RabbitMQProbe(Probe):
             record_queue(sink, self.target, str(queue.get("vhost", "/")), str(queue["name"]), values)
             reported += 1
 
-    async def _connection(self) -> AbstractRobustConnection:
+    async def _connection(self) -> AbstractConnection:
         async with self._lock:
             if self._amqp is None or self._amqp.is_closed:
                 assert self.config.amqp_url is not None
-                self._amqp = await aio_pika.connect_robust(
+                # Plain, not robust: a robust connection keeps reconnecting in the background after a timeout;
+                # here the next scrape reconnects.
+                self._amqp = await aio_pika.connect(
                     self.config.amqp_url.get_secret_value(), timeout=self.timeout_seconds
                 )
             return self._amqp

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Annotated
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 from pydantic import Field
 
 from remediator.actions.base import Action, ActionParams, ActionResult, PermanentActionError, TransientActionError
@@ -25,20 +25,25 @@ class RabbitMQPurgeAction(Action):
 
     def __init__(self, amqp_url: str | None) -> None:
         self.amqp_url = amqp_url
-        self._connection: AbstractRobustConnection | None = None
 
-    async def _channel(self) -> aio_pika.abc.AbstractChannel:
+    async def _connect(self) -> AbstractConnection:
+        # A plain connection per run: a robust one keeps reconnecting in the background after a timeout.
         if self.amqp_url is None:
             raise PermanentActionError("no RabbitMQ configured (backends.amqp_url)")
         try:
-            if self._connection is None or self._connection.is_closed:
-                self._connection = await aio_pika.connect_robust(self.amqp_url, timeout=10)
-            return await self._connection.channel()
+            return await aio_pika.connect(self.amqp_url, timeout=10)
         except (OSError, aio_pika.exceptions.AMQPError) as error:
             raise TransientActionError(f"RabbitMQ: {error!r}") from error
 
     async def run(self, params: RabbitMQPurgeParams, bound: Mapping[str, str]) -> ActionResult:
-        channel = await self._channel()
+        connection = await self._connect()
+        try:
+            return await self._purge(connection, params)
+        finally:
+            await connection.close()
+
+    async def _purge(self, connection: AbstractConnection, params: RabbitMQPurgeParams) -> ActionResult:
+        channel = await connection.channel()
         try:
             try:
                 queue = await channel.declare_queue(params.queue, passive=True)
@@ -52,7 +57,3 @@ class RabbitMQPurgeAction(Action):
         finally:
             if not channel.is_closed:
                 await channel.close()
-
-    async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
