@@ -37,6 +37,16 @@ class EnvDefaultParser(argparse.ArgumentParser):
         self.add_argument(flag, action="store_true", default=default, help=f"{help} (env {variable})")
 
 
+def service_parser(prog: str, description: str, default_listen: str) -> EnvDefaultParser:
+    """Return a parser with the flags every tradeops service takes (Prometheus style)."""
+    parser = EnvDefaultParser(prog=prog, description=description)
+    parser.add_flag("--config.file", required=True, help="path of the YAML configuration")
+    parser.add_flag("--web.listen-address", default=default_listen, help="HOST:PORT to serve on")
+    parser.add_flag("--log.level", default="info", help="debug, info, warning or error")
+    parser.add_switch("--check-config", help="validate the configuration, print located errors, and exit")
+    return parser
+
+
 def parse_listen_address(address: str) -> tuple[str, int]:
     """Split HOST:PORT (IPv6 in brackets) into its parts, raising ValueError on anything else."""
     host, sep, port_text = address.rpartition(":")

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli import EnvDefaultParser, parse_listen_address
+from common.cli import EnvDefaultParser, parse_listen_address, service_parser
 from common.config import ConfigError
 from common.logs import setup_logging
 from common.service import run_service, serve_until_stopped
@@ -19,12 +19,7 @@ DEFAULT_LISTEN = "0.0.0.0:10101"
 
 def build_parser() -> EnvDefaultParser:
     """Return the exporter's argument parser."""
-    parser = EnvDefaultParser(prog="tradeops-exporter", description="Prometheus exporter for trading operations.")
-    parser.add_flag("--config.file", required=True, help="path of the YAML configuration")
-    parser.add_flag("--web.listen-address", default=DEFAULT_LISTEN, help="HOST:PORT to serve on")
-    parser.add_flag("--log.level", default="info", help="debug, info, warning or error")
-    parser.add_switch("--check-config", help="validate the configuration, print located errors, and exit")
-    return parser
+    return service_parser("tradeops-exporter", "Prometheus exporter for trading operations.", DEFAULT_LISTEN)
 
 
 async def serve(config_path: Path, host: str, port: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from common.cli import EnvDefaultParser, parse_listen_address
+from common.cli import EnvDefaultParser, parse_listen_address, service_parser
 from common.config import ConfigError, validation_details
 from common.logs import setup_logging
 from common.service import run_service, serve_until_stopped
@@ -25,11 +25,7 @@ DEFAULT_LISTEN = "0.0.0.0:10102"
 
 def build_parser() -> EnvDefaultParser:
     """Return the remediator's argument parser."""
-    parser = EnvDefaultParser(prog="tradeops-remediator", description="Alertmanager webhook remediator.")
-    parser.add_flag("--config.file", required=True, help="path of the YAML configuration")
-    parser.add_flag("--web.listen-address", default=DEFAULT_LISTEN, help="HOST:PORT to serve on")
-    parser.add_flag("--log.level", default="info", help="debug, info, warning or error")
-    parser.add_switch("--check-config", help="validate the configuration, print located errors, and exit")
+    parser = service_parser("tradeops-remediator", "Alertmanager webhook remediator.", DEFAULT_LISTEN)
     parser.add_flag("--explain", help="print the decision for each alert of this payload file; run nothing")
     return parser
 

@@ -289,6 +289,13 @@ class Stack:
         )
         log.close()
 
+    async def _spawn_service(self, name: str, port: int) -> None:
+        """Run one of the product's own services (exporter, remediator) on its generated config."""
+        config = self.options.run_dir / f"{name}.yml"
+        argv = [sys.executable, "-m", f"{name}.main", "--config.file", str(config)]
+        argv += ["--web.listen-address", f"127.0.0.1:{port}"]
+        await self._spawn(name, argv, {**os.environ, "TRADEOPS_WEBHOOK_TOKEN": self.token})
+
     async def start(self) -> None:
         """Start every part and wait until each answers; on failure stop what started and raise."""
         prometheus = require("prometheus", "prometheus")
@@ -347,32 +354,8 @@ class Stack:
                 ("alertmanager", self.alertmanager_config()),
             ):
                 (run / f"{name}.yml").write_text(yaml.safe_dump(document, sort_keys=False))
-            env = {**os.environ, "TRADEOPS_WEBHOOK_TOKEN": self.token}
-            await self._spawn(
-                "exporter",
-                [
-                    sys.executable,
-                    "-m",
-                    "exporter.main",
-                    "--config.file",
-                    str(run / "exporter.yml"),
-                    "--web.listen-address",
-                    f"127.0.0.1:{ports.exporter}",
-                ],
-            )
-            await self._spawn(
-                "remediator",
-                [
-                    sys.executable,
-                    "-m",
-                    "remediator.main",
-                    "--config.file",
-                    str(run / "remediator.yml"),
-                    "--web.listen-address",
-                    f"127.0.0.1:{ports.remediator}",
-                ],
-                env,
-            )
+            await self._spawn_service("exporter", ports.exporter)
+            await self._spawn_service("remediator", ports.remediator)
             await self._spawn(
                 "alertmanager",
                 [
@@ -425,21 +408,7 @@ class Stack:
         process = self.processes.pop("remediator")
         process.kill()
         await process.wait()
-        run = self.options.run_dir
-        env = {**os.environ, "TRADEOPS_WEBHOOK_TOKEN": self.token}
-        await self._spawn(
-            "remediator",
-            [
-                sys.executable,
-                "-m",
-                "remediator.main",
-                "--config.file",
-                str(run / "remediator.yml"),
-                "--web.listen-address",
-                f"127.0.0.1:{self.options.ports.remediator}",
-            ],
-            env,
-        )
+        await self._spawn_service("remediator", self.options.ports.remediator)
         await self.wait_ready(f"{self.urls()['remediator']}/-/ready")
 
     async def stop(self) -> None:
