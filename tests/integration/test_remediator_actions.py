@@ -32,6 +32,8 @@ from remediator.actions.redis_actions import (
     RedisConfigSetParams,
     RedisDeleteKeysAction,
     RedisDeleteKeysParams,
+    RedisFlushDbAction,
+    RedisFlushDbParams,
 )
 from remediator.actions.silence import AlertmanagerSilenceAction, SilenceParams
 from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
@@ -271,3 +273,26 @@ async def test_alertmanager_silence_with_alertmanager_down_is_transient() -> Non
             await action.run(SilenceParams(alertname="X"), {})
     finally:
         await action.close()
+
+
+async def test_redis_flush_db_empties_only_its_own_logical_database(redis_url: str) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    target = aioredis.Redis.from_url(f"{base}/13")
+    neighbour = aioredis.Redis.from_url(f"{base}/12")
+    key = unique("tradeops:flush")
+    await target.set(key, "1")
+    await neighbour.set(key, "1")
+    action = RedisFlushDbAction(base)
+    try:
+        result = await action.run(RedisFlushDbParams(db=13), {})
+        assert result.detail == "flushed db 13"
+        assert await target.dbsize() == 0  # ASYNC only defers freeing the memory
+        assert await target.get(key) is None
+        assert await neighbour.get(key) == b"1"
+    finally:
+        await neighbour.delete(key)
+        await target.aclose()
+        await neighbour.aclose()
+        await action.close()
+    with pytest.raises(ValidationError):
+        RedisFlushDbParams.model_validate({"db": 16})
