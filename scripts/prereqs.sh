@@ -39,6 +39,7 @@ ensure_pkg prometheus-alertmanager prometheus-alertmanager
 ensure_pkg dockerd docker.io
 ensure_pkg busybox busybox-static
 ensure_pkg curl curl
+ensure_pkg openssl openssl
 
 # PostgreSQL
 if ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from common.web import free_port
+from tests.prereqs import require_binary
 from tests.processes import alertmanager, process, wait_http
 from tests.remediator_helpers import TOKEN, alert, payload, recorder
 
@@ -190,3 +192,61 @@ async def _wait_for_alerts(http: aiohttp.ClientSession, am_url: str, expect: int
             return alerts
         await asyncio.sleep(0.1)
     raise AssertionError(f"Alertmanager holds {len(alerts)} RemediationEscalated alerts, expected {expect}")
+
+
+async def test_the_listener_serves_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    openssl = require_binary("openssl")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    config = write(
+        tmp_path, {"audit_path": str(tmp_path / "a.db"), "tls": {"cert_file": str(cert), "key_file": str(key)}}
+    )
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "remediator.main",
+        "--config.file",
+        str(config),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
+    async with process(argv, tmp_path / "remediator.log", env={**os.environ, "TRADEOPS_WEBHOOK_TOKEN": TOKEN}):
+        context = ssl.create_default_context(cafile=str(cert))
+        connector = aiohttp.TCPConnector(ssl=context)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"https://127.0.0.1:{port}/-/healthy") as response:
+                        assert response.status == 200
+                        break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the HTTPS listener never answered")
+        async with aiohttp.ClientSession() as plain:
+            with pytest.raises(aiohttp.ClientError):
+                async with plain.get(f"http://127.0.0.1:{port}/-/healthy") as response:
+                    await response.read()

@@ -289,3 +289,30 @@ async def test_no_label_value_outside_the_allowlist_ever_reaches_the_platform(
         assert path in {"/platform/collectors/binance/reset", "/platform/collectors/kraken/reset"}
     if status == "resolved":
         assert platform_calls(calls) == []
+
+
+async def test_escalations_take_the_pagerduty_events_v2_shape_with_a_routing_key_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "routing_key"
+    key_file.write_text("R0UT1NG\n")
+    async with recorder() as (base, calls):
+        cfg = config(
+            tmp_path,
+            base,
+            escalation={
+                "webhooks": [{"url": f"{base}/escalations", "shape": "pagerduty", "routing_key_file": str(key_file)}],
+            },
+        )
+        async with remediator_client(cfg) as (client, remediator):
+            judged = alert(name="ApiLatencyHigh")
+            await post(client, payload(judged))
+            await settle(remediator)
+            await post(client, payload({**judged, "status": "resolved"}))
+            await settle(remediator)
+    trigger, resolve = escalations(calls)
+    assert trigger["routing_key"] == "R0UT1NG"
+    assert trigger["event_action"] == "trigger"
+    assert resolve["event_action"] == "resolve"
+    assert trigger["dedup_key"] == resolve["dedup_key"]
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["source"] == "tradeops-remediator"
+    assert trigger["payload"]["custom_details"]["alertname"] == "ApiLatencyHigh"
