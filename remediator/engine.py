@@ -26,6 +26,7 @@ from remediator.actions.base import (
 from remediator.config import RemediatorConfig, RuleConfig
 from remediator.escalation import Escalation, Escalator
 from remediator.limits import MemoryLimits, in_window
+from remediator.locks import KeyedLocks
 from remediator.matchers import matches_all
 from remediator.metrics import RemediatorMetrics
 from remediator.payload import WebhookAlert
@@ -131,7 +132,7 @@ class Engine:
         self.escalator = escalator
         self.metrics = metrics
         self.queue: asyncio.Queue[tuple[int, WebhookAlert]] = asyncio.Queue(maxsize=config.limits.queue_size)
-        self._incident_locks: dict[str, asyncio.Lock] = {}
+        self._incident_locks = KeyedLocks()
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -224,11 +225,8 @@ class Engine:
         plans = []
         for rule in rules:
             key = f"{alert.incident_key}#{rule.name}"
-            lock = self._incident_locks.setdefault(key, asyncio.Lock())
-            async with lock:
+            async with self._incident_locks.hold(key):
                 plans.append(await self._process_rule(alert, rule, key))
-            if not lock.locked():
-                self._incident_locks.pop(key, None)
         return plans
 
     async def _process_rule(self, alert: WebhookAlert, rule: RuleConfig, key: str) -> Plan:
