@@ -10,7 +10,7 @@ from common.cli import EnvDefaultParser, parse_listen_address, service_parser
 from common.config import ConfigError
 from common.logs import setup_logging
 from common.service import run_service, serve_until_stopped
-from exporter.config import load
+from exporter.config import ExporterConfig, load
 from exporter.probeset import build_probe_set
 from exporter.web import Exporter, build_app
 
@@ -22,9 +22,9 @@ def build_parser() -> EnvDefaultParser:
     return service_parser("tradeops-exporter", "Prometheus exporter for trading operations.", DEFAULT_LISTEN)
 
 
-async def serve(config_path: Path, host: str, port: int) -> None:
+async def serve(config_path: Path, config: ExporterConfig, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration."""
-    exporter = Exporter(config_path, build_probe_set(load(config_path)))
+    exporter = Exporter(config_path, build_probe_set(config))
     await serve_until_stopped(build_app(exporter), host, port, "tradeops-exporter", exporter.reload)
 
 
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config_path = Path(getattr(args, "config.file"))
     try:
-        load(config_path)
+        config = load(config_path)
     except ConfigError as error:
         print(error.render(), file=sys.stderr)
         return 1
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tradeops-exporter: {error}", file=sys.stderr)
         return 2
     setup_logging(getattr(args, "log.level"))
-    return run_service("tradeops-exporter", serve(config_path, host, port))
+    return run_service("tradeops-exporter", serve(config_path, config, host, port))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -82,8 +83,9 @@ class RuleConfig(StrictModel):
     continue_matching: bool = Field(default=False, alias="continue")
     source: str = ""
 
+    @cached_property
     def parsed_matchers(self) -> tuple[Matcher, ...]:
-        """Return the rule's matchers, parsed."""
+        """The rule's matchers, parsed once (the rule is frozen)."""
         return tuple(parse_matcher(text) for text in self.matchers)
 
     def target_for(self, bound: dict[str, str]) -> str:

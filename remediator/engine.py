@@ -84,7 +84,7 @@ def matching_rules(config: RemediatorConfig, labels: Mapping[str, str]) -> list[
     """Return the rules an alert matches: the first, and the ones after it while `continue` is set."""
     matched: list[RuleConfig] = []
     for rule in config.rules:
-        if matches_all(rule.parsed_matchers(), labels):
+        if matches_all(rule.parsed_matchers, labels):
             matched.append(rule)
             if not rule.continue_matching:
                 break
@@ -171,7 +171,8 @@ class Engine:
             )
         if consume and not self.limits.take_token(rule.name, rule.rate):
             return Plan(rule, Reason.RATE_LIMITED, f"rule {rule.name} is over its rate", target=target)
-        if (self.limits.budget_remaining() <= 0) if not consume else not self.limits.spend_budget():
+        budget_left = self.limits.spend_budget() if consume else self.limits.budget_remaining() > 0
+        if not budget_left:
             return Plan(rule, Reason.RATE_LIMITED, "global hourly action budget exhausted", target=target)
         if consume:
             # Set in the same synchronous step as the check: no other alert can pass the cooldown meanwhile.

@@ -31,6 +31,11 @@ class Remediator:
     config_path: Path | None
     loader: Callable[[Path], RemediatorConfig] = load_checked
     last_reload_error: str = field(default="")
+    token: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Resolved once (env, inline or file), not per request; a reload resolves it again.
+        self.token = self.engine.config.token()
 
     @property
     def config(self) -> RemediatorConfig:
@@ -49,6 +54,7 @@ class Remediator:
             return False
         old_registry = self.engine.registry
         self.engine.config = config
+        self.token = config.token()
         self.engine.registry = build_registry(config)
         self.engine.limits.reconfigure(
             config.limits.actions_per_hour, config.circuit_breaker.failures, config.circuit_breaker.open_minutes * 60
@@ -65,7 +71,7 @@ REMEDIATOR = web.AppKey("remediator", Remediator)
 
 def authorized(request: web.Request) -> bool:
     """Check the bearer token in constant time; no configured token means no check."""
-    token = request.app[REMEDIATOR].config.token()
+    token = request.app[REMEDIATOR].token
     if token is None:
         return True
     header = request.headers.get("Authorization", "")
