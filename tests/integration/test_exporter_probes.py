@@ -353,7 +353,7 @@ async def test_rabbitmq_probe_reads_real_queues_with_filters_and_a_series_cap(tm
         await connection.close()
 
 
-async def test_backup_probe_handles_fresh_missing_empty_unreadable_and_truncated_sets(tmp_path: Path) -> None:
+async def test_backup_probe_handles_fresh_missing_empty_and_truncated_sets(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "a.sql.gz").write_bytes(gzip.compress(b"old"))
@@ -364,8 +364,6 @@ async def test_backup_probe_handles_fresh_missing_empty_unreadable_and_truncated
     truncated = tmp_path / "truncated"
     truncated.mkdir()
     (truncated / "c.sql.gz").write_bytes(gzip.compress(b"x" * 50_000)[:40])
-    unreadable = tmp_path / "unreadable"
-    unreadable.mkdir()
     config = write_config(
         tmp_path,
         {
@@ -374,16 +372,11 @@ async def test_backup_probe_handles_fresh_missing_empty_unreadable_and_truncated
                 {"name": "missing", "path_glob": f"{tmp_path}/nowhere/*.sql.gz"},
                 {"name": "empty", "path_glob": f"{empty}/*.sql.gz"},
                 {"name": "truncated", "path_glob": f"{truncated}/*.sql.gz", "integrity": "gzip"},
-                {"name": "unreadable", "path_glob": f"{unreadable}/*.gz"},
             ]
         },
     )
-    unreadable.chmod(0)
-    try:
-        async with running_exporter(config) as (url, _):
-            samples = parse(await scrape_text(url))
-    finally:
-        unreadable.chmod(0o755)
+    async with running_exporter(config) as (url, _):
+        samples = parse(await scrape_text(url))
     assert value(samples, "tradeops_backup_files", set="fresh") == 2
     assert (
         value(samples, "tradeops_backup_newest_timestamp_seconds", set="fresh") == (fresh / "b.sql.gz").stat().st_mtime
@@ -393,8 +386,24 @@ async def test_backup_probe_handles_fresh_missing_empty_unreadable_and_truncated
     assert value(samples, "tradeops_backup_files", set="empty") == 0
     assert not has(samples, "tradeops_backup_newest_timestamp_seconds", set="empty")
     assert value(samples, "tradeops_backup_newest_intact", set="truncated") == 0
-    if os.geteuid() != 0:  # root reads anything; the check is meaningful only for a normal user
-        assert value(samples, "tradeops_probe_success", probe="backup", target="unreadable") == 0
+
+
+async def test_an_unreadable_backup_directory_fails_the_probe(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads any directory: an unreadable one cannot be made here")
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    config = write_config(tmp_path, {"backups": [{"name": "unreadable", "path_glob": f"{unreadable}/*.gz"}]})
+    unreadable.chmod(0)
+    try:
+        async with running_exporter(config) as (url, _):
+            samples = parse(await scrape_text(url))
+    finally:
+        unreadable.chmod(0o755)
+    assert value(samples, "tradeops_probe_success", probe="backup", target="unreadable") == 0
+    assert (
+        value(samples, "tradeops_probe_failures_total", probe="backup", target="unreadable", reason="unreadable") == 1
+    )
 
 
 async def test_command_probe_reports_exit_code_numbers_and_pm2_style_json(tmp_path: Path) -> None:

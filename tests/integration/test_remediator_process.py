@@ -48,9 +48,8 @@ def test_check_config_accepts_the_shipped_profile_and_locates_every_error(tmp_pa
         tmp_path,
         {
             "rules": [
-                {"name": "a", "matchers": ['alertname="X"'], "action": "reboot_everything"},
+                {"name": "a", "matchers": ['alertname="X"'], "action": "log"},
                 {"name": "b", "matchers": ['alertname=~"("'], "action": "log"},
-                {"name": "c", "matchers": ['alertname="Y"'], "action": "http_request", "params": {"method": "YEET"}},
             ],
             "limits": {"concurrency": 0},
             "colour": "blue",
