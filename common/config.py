@@ -73,7 +73,7 @@ def parse_config(model: type[ModelT], data: Any, source: str) -> ModelT:
     if not isinstance(data, Mapping):
         raise ConfigError(source, [ConfigErrorDetail("", "the top level must be a mapping")])
     try:
-        return model.model_validate(data, context={"base_dir": Path(source).parent})
+        return model.model_validate(data)
     except ValidationError as error:
         raise ConfigError(source, validation_details(error)) from None
 

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, HttpUrl, SecretStr, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, model_validator
 
 from common.config import NonEmptyStr, StrictModel, load_config, secret_from_fields
 from remediator.matchers import Matcher, parse_matcher
@@ -220,7 +220,7 @@ class RemediatorConfig(StrictModel):
     rules: tuple[RuleConfig, ...] = ()
 
     @model_validator(mode="after")
-    def _checks(self, info: ValidationInfo) -> RemediatorConfig:
+    def _checks(self) -> RemediatorConfig:
         secret_from_fields(None, self.webhook_token_file, "webhook_token")
         names = [rule.name for rule in self.rules]
         duplicates = sorted({name for name in names if names.count(name) > 1})
