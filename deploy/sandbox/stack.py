@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from common.web import free_port
+from common.web import free_ports
 from sandbox import containers as containers_module
 from sandbox.app import Sandbox
 from sandbox.profiles import MASTERTRADE
@@ -79,15 +79,9 @@ class StackPorts:
     @classmethod
     def free(cls) -> StackPorts:
         """Free loopback ports (tests)."""
-        return cls(
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            {s.name: free_port() for s in MASTERTRADE.services},
-        )
+        own = free_ports(6 + len(MASTERTRADE.services))
+        services = {s.name: own[6 + index] for index, s in enumerate(MASTERTRADE.services)}
+        return cls(own[0], own[1], own[2], own[3], own[4], own[5], services)
 
 
 @dataclass
