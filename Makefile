@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TRADEOPS_DOCKER_HOST ?= unix:///run/tradeops-docker/docker.sock
 
-.PHONY: test lint typecheck unit prereqs venv demo bench clean
+.PHONY: test lint typecheck unit prereqs venv demo bench generate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(STAMP) prereqs
 
 bench: $(STAMP) prereqs
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+generate: $(STAMP)
+	$(BIN)/python -m tools.dashboards
+	$(BIN)/python -m tools.deploy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -53,6 +53,7 @@ class Reason(enum.StrEnum):
 
 PRUNE_INTERVAL_SECONDS = 3600
 ESCALATING = {Reason.NOT_ALLOWED, Reason.MAX_ATTEMPTS, Reason.MAINTENANCE, Reason.CIRCUIT_OPEN, Reason.RATE_LIMITED}
+ESCALATION_REASONS = (*sorted(ESCALATING), "action_failed", "escalation_only", "still_firing")
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,19 @@ class Engine:
             return [Plan(None, Reason.NO_RULE, "no rule matches")]
         return [self.plan(alert, rule, None, consume=False) for rule in rules]
 
+    def prepare_metrics(self) -> None:
+        """Create the series of every configured rule, action, reason and channel at 0 (also after a reload)."""
+        self.metrics.prepare(
+            [(rule.name, rule.action) for rule in self.config.rules],
+            [reason for reason in Reason if reason is not Reason.NO_RULE],
+            ESCALATION_REASONS,
+            self.escalator.channel_names(),
+        )
+        self.metrics.decisions.labels("", Reason.NO_RULE)
+
     async def start(self) -> None:
         """Resume unprocessed inbox entries, then start the workers and the escalation loop."""
+        self.prepare_metrics()
         for item in await self.store.pending():
             await self.queue.put(item)
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.limits.concurrency * 2)]

@@ -100,6 +100,11 @@ class Escalator:
                     if response.status >= 300:
                         raise EscalationDeliveryError(f"{url} answered {response.status}")
 
+    def channel_names(self) -> list[str]:
+        """Return the names `send` reports failed channels by."""
+        names = ["alertmanager"] if self.config.alertmanager is not None else []
+        return names + [f"webhook:{channel.shape}" for channel in self.config.webhooks]
+
     async def send(self, escalation: Escalation) -> list[str]:
         """Deliver to every channel; return the channels that failed (each failure logged)."""
         failed: list[str] = []

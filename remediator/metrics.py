@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -59,3 +60,26 @@ class RemediatorMetrics:
         self.webhook_requests = Counter(
             "tradeops_remediator_webhook_requests", "Webhook requests answered, by HTTP status.", ["code"], registry=r
         )
+
+    def prepare(
+        self,
+        rules: Iterable[tuple[str, str]],
+        decisions: Iterable[str],
+        escalations: Iterable[str],
+        channels: Iterable[str],
+    ) -> None:
+        """Create the known label values at 0, so rate() sees the first increment and dashboards have series."""
+        reasons = list(decisions)
+        for rule, action in rules:
+            for reason in reasons:
+                self.decisions.labels(rule, reason)
+            for outcome in ("success", "failure"):
+                self.actions.labels(action, outcome)
+            self.action_duration.labels(action)
+            self.circuit_open.labels(action)
+        for reason in escalations:
+            self.escalations.labels(reason)
+        for channel in channels:
+            self.escalation_failures.labels(channel)
+        for status in ("firing", "resolved"):
+            self.alerts_received.labels(status)

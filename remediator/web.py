@@ -60,6 +60,7 @@ class Remediator:
             config.limits.actions_per_hour, config.circuit_breaker.failures, config.circuit_breaker.open_minutes * 60
         )
         self.engine.escalator.config = config.escalation
+        self.engine.prepare_metrics()
         await old_registry.close()
         self.last_reload_error = ""
         log_event(logger, logging.INFO, "reloaded", rules=len(config.rules))

@@ -40,6 +40,7 @@ ensure_pkg dockerd docker.io
 ensure_pkg busybox busybox-static
 ensure_pkg curl curl
 ensure_pkg openssl openssl
+ensure_pkg docker-compose docker-compose
 
 # PostgreSQL
 if ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then

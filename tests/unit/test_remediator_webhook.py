@@ -316,3 +316,14 @@ async def test_escalations_take_the_pagerduty_events_v2_shape_with_a_routing_key
     assert trigger["payload"]["severity"] == "critical"
     assert trigger["payload"]["source"] == "tradeops-remediator"
     assert trigger["payload"]["custom_details"]["alertname"] == "ApiLatencyHigh"
+
+
+async def test_known_label_values_are_exported_at_zero_before_anything_happens(tmp_path: Path) -> None:
+    async with recorder() as (base, _), remediator_client(config(tmp_path, base)) as (client, _remediator):
+        text = await (await client.get("/metrics")).text()
+    assert 'tradeops_remediator_actions_total{action="http_request",outcome="failure"} 0.0' in text
+    assert 'tradeops_remediator_decisions_total{reason="executed",rule="trigger-generation"} 0.0' in text
+    assert 'tradeops_remediator_decisions_total{reason="no_rule",rule=""} 0.0' in text
+    assert 'tradeops_remediator_escalations_total{reason="still_firing"} 0.0' in text
+    assert 'tradeops_remediator_escalation_failures_total{channel="webhook:generic"} 0.0' in text
+    assert 'tradeops_remediator_circuit_open{action="escalate"} 0.0' in text
