@@ -18,9 +18,12 @@ from remediator.actions.silence import AlertmanagerSilenceAction
 from remediator.config import RemediatorConfig, load
 from remediator.engine import Engine
 from remediator.escalation import Escalator
-from remediator.limits import MemoryLimits
+from remediator.memory_state import MemoryState
 from remediator.metrics import RemediatorMetrics
-from remediator.store import Store
+from remediator.postgres_store import PostgresStore
+from remediator.redis_state import RedisState
+from remediator.state import AuditStore, StateBackend
+from remediator.store import SqliteStore
 
 
 def build_registry(config: RemediatorConfig) -> ActionRegistry:
@@ -77,11 +80,28 @@ def load_checked(path: Path) -> RemediatorConfig:
     return config
 
 
-def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics, limits: MemoryLimits | None = None) -> Engine:
-    """Create an engine with its store, limits and escalator (nothing runs until start())."""
-    limits = limits or MemoryLimits(
-        config.limits.actions_per_hour, config.circuit_breaker.failures, config.circuit_breaker.open_minutes * 60
-    )
+def build_store(config: RemediatorConfig) -> AuditStore:
+    """The configured audit store (SQLite by default; PostgreSQL to share it between replicas)."""
+    if config.audit == "postgres":
+        assert config.audit_postgres is not None  # the config's validator guarantees it
+        pg = config.audit_postgres
+        return PostgresStore(pg.postgres_dsn(), config.replica, pg.pool_size, pg.timeout_seconds)
+    return SqliteStore(config.audit_path)
+
+
+def build_state(config: RemediatorConfig, store: AuditStore) -> StateBackend:
+    """The configured state backend (memory by default; Redis to share it between replicas)."""
+    if config.state == "redis":
+        assert config.state_redis is not None  # the config's validator guarantees it
+        redis = config.state_redis
+        retention = config.audit_retention_days * 86400
+        return RedisState(redis.redis_url(), redis.key_prefix, redis.timeout_seconds, retention)
+    return MemoryState(store)
+
+
+def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics) -> Engine:
+    """Create an engine with its store, state and escalator (nothing connects or runs until start())."""
+    store = build_store(config)
     return Engine(
-        config, build_registry(config), Store(config.audit_path), limits, Escalator(config.escalation), metrics
+        config, build_registry(config), store, build_state(config, store), Escalator(config.escalation), metrics
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -200,14 +201,64 @@ class BackendsConfig(StrictModel):
         return secret_from_fields(inline, self.amqp_url_file, "amqp_url")
 
 
+class RedisStateConfig(StrictModel):
+    """The shared state of replicas in Redis: dedup, attempts, limits, locks and pending escalations."""
+
+    url: SecretStr | None = None
+    url_file: Path | None = None
+    # A hash tag keeps every key in one Redis Cluster slot, so the atomic scripts may touch them together.
+    key_prefix: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:{}-]+$")] = "{tradeops}"
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    lock_margin_seconds: Annotated[float, Field(ge=1, le=3600)] = 60.0
+
+    @model_validator(mode="after")
+    def _one_url(self) -> RedisStateConfig:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url or url_file")
+        secret_from_fields(None, self.url_file, "url")
+        return self
+
+    def redis_url(self) -> str:
+        """The Redis URL, read from its file when given as url_file."""
+        inline = self.url.get_secret_value() if self.url is not None else None
+        return secret_from_fields(inline, self.url_file, "url") or ""
+
+
+class PostgresAuditConfig(StrictModel):
+    """The audit trail, inbox and incidents in PostgreSQL (shared by replicas)."""
+
+    dsn: SecretStr | None = None
+    dsn_file: Path | None = None
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 4
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @model_validator(mode="after")
+    def _one_dsn(self) -> PostgresAuditConfig:
+        if (self.dsn is None) == (self.dsn_file is None):
+            raise ValueError("give exactly one of dsn or dsn_file")
+        secret_from_fields(None, self.dsn_file, "dsn")
+        return self
+
+    def postgres_dsn(self) -> str:
+        """The DSN, read from its file when given as dsn_file."""
+        inline = self.dsn.get_secret_value() if self.dsn is not None else None
+        return secret_from_fields(inline, self.dsn_file, "dsn") or ""
+
+
 class RemediatorConfig(StrictModel):
     """The whole remediator configuration file."""
 
     webhook_token: SecretStr | None = None
     webhook_token_file: Path | None = None
     allow_unauthenticated: bool = False
-    state: Literal["memory"] = "memory"
+    state: Literal["memory", "redis"] = "memory"
+    state_redis: RedisStateConfig | None = None
+    audit: Literal["sqlite", "postgres"] = "sqlite"
     audit_path: Path = Path("/var/lib/tradeops-remediator/audit.sqlite3")
+    audit_postgres: PostgresAuditConfig | None = None
+    replica: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
+        default_factory=lambda: re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "remediator"
+    )
     audit_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
     dry_run: bool = False
     tls: TlsConfig | None = None
@@ -222,6 +273,10 @@ class RemediatorConfig(StrictModel):
     @model_validator(mode="after")
     def _checks(self) -> RemediatorConfig:
         secret_from_fields(None, self.webhook_token_file, "webhook_token")
+        if self.state == "redis" and self.state_redis is None:
+            raise ValueError("state: redis needs state_redis (url or url_file)")
+        if self.audit == "postgres" and self.audit_postgres is None:
+            raise ValueError("audit: postgres needs audit_postgres (dsn or dsn_file)")
         names = [rule.name for rule in self.rules]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -25,12 +25,12 @@ from remediator.actions.base import (
 )
 from remediator.config import RemediatorConfig, RuleConfig
 from remediator.escalation import Escalation, Escalator
-from remediator.limits import MemoryLimits, in_window
-from remediator.locks import KeyedLocks
+from remediator.incident import Incident, now
 from remediator.matchers import matches_all
 from remediator.metrics import RemediatorMetrics
 from remediator.payload import WebhookAlert
-from remediator.store import Incident, Store, now
+from remediator.state import Admission, AuditStore, BreakerPolicy, Denial, StateBackend, StateUnavailableError
+from remediator.windows import in_window
 
 logger = logging.getLogger("remediator")
 
@@ -49,11 +49,19 @@ class Reason(enum.StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     NO_RULE = "no_rule"
     RESOLVED = "resolved"
+    STATE_UNAVAILABLE = "state_unavailable"
 
 
 PRUNE_INTERVAL_SECONDS = 3600
 ESCALATING = {Reason.NOT_ALLOWED, Reason.MAX_ATTEMPTS, Reason.MAINTENANCE, Reason.CIRCUIT_OPEN, Reason.RATE_LIMITED}
-ESCALATION_REASONS = (*sorted(ESCALATING), "action_failed", "escalation_only", "still_firing")
+ESCALATION_REASONS = (*sorted(ESCALATING), "action_failed", "escalation_only", "still_firing", "state_unavailable")
+# While the state backend is down, one escalation per incident per this many seconds (no shared dedup then).
+UNAVAILABLE_ESCALATION_REPEAT_SECONDS = 300
+DENIALS = {
+    Denial.COOLDOWN: (Reason.COOLDOWN, "{target} was acted on less than {minutes:g} min ago"),
+    Denial.RATE: (Reason.RATE_LIMITED, "rule {rule} is over its rate"),
+    Denial.BUDGET: (Reason.RATE_LIMITED, "global hourly action budget exhausted"),
+}
 
 
 @dataclass(frozen=True)
@@ -121,23 +129,33 @@ class Engine:
         self,
         config: RemediatorConfig,
         registry: ActionRegistry,
-        store: Store,
-        limits: MemoryLimits,
+        store: AuditStore,
+        state: StateBackend,
         escalator: Escalator,
         metrics: RemediatorMetrics,
     ) -> None:
         self.config = config
         self.registry = registry
         self.store = store
-        self.limits = limits
+        self.state = state
         self.escalator = escalator
         self.metrics = metrics
         self.queue: asyncio.Queue[tuple[int, WebhookAlert]] = asyncio.Queue(maxsize=config.limits.queue_size)
-        self._incident_locks = KeyedLocks()
+        self._unavailable_escalations: dict[str, float] = {}
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._tasks: list[asyncio.Task[None]] = []
 
-    def plan(self, alert: WebhookAlert, rule: RuleConfig, incident: Incident | None, consume: bool) -> Plan:
+    @property
+    def breaker_policy(self) -> BreakerPolicy:
+        """The circuit breakers' bounds in force."""
+        return BreakerPolicy(self.config.circuit_breaker.failures, self.config.circuit_breaker.open_minutes * 60)
+
+    def lock_seconds(self, rule: RuleConfig | None) -> float:
+        """How long an incident's lock outlives a replica that died holding it."""
+        margin = self.config.state_redis.lock_margin_seconds if self.config.state_redis is not None else 60.0
+        return (rule.timeout_seconds if rule is not None else 0) + margin
+
+    async def plan(self, alert: WebhookAlert, rule: RuleConfig, incident: Incident | None, consume: bool) -> Plan:
         """Decide what to do for a firing alert under one rule; with consume=False no limit is spent."""
         bound, why = bind(rule, alert.labels)
         if bound is None:
@@ -164,30 +182,33 @@ class Engine:
                 return Plan(rule, Reason.MAINTENANCE, f"inside maintenance window {window.name}", target=target)
         if self.config.dry_run or rule.dry_run:
             return Plan(rule, Reason.DRY_RUN, "dry run: would run " + rule.action, params, bound, target)
-        if not self.limits.breaker(rule.action).allows():
+        if not await self.state.breaker_allows(rule.action, self.breaker_policy):
             return Plan(rule, Reason.CIRCUIT_OPEN, f"circuit breaker of {rule.action} is open", target=target)
-        if self.limits.in_cooldown(target, rule.cooldown_minutes):
+        admission = Admission(
+            rule.name,
+            rule.rate,
+            target,
+            rule.cooldown_minutes * 60,
+            self.config.limits.actions_per_hour,
+            alert.incident_key,
+        )
+        # Cooldown, rate and budget are checked and taken in one atomic step of the state backend.
+        denial = await self.state.admit(admission, consume)
+        if denial is not None:
+            reason, text = DENIALS[denial]
             return Plan(
-                rule, Reason.COOLDOWN, f"{target} was acted on less than {rule.cooldown_minutes} min ago", target=target
+                rule, reason, text.format(target=target, minutes=rule.cooldown_minutes, rule=rule.name), target=target
             )
-        if consume and not self.limits.take_token(rule.name, rule.rate):
-            return Plan(rule, Reason.RATE_LIMITED, f"rule {rule.name} is over its rate", target=target)
-        budget_left = self.limits.spend_budget() if consume else self.limits.budget_remaining() > 0
-        if not budget_left:
-            return Plan(rule, Reason.RATE_LIMITED, "global hourly action budget exhausted", target=target)
-        if consume:
-            # Set in the same synchronous step as the check: no other alert can pass the cooldown meanwhile.
-            self.limits.start_cooldown(target)
         return Plan(rule, Reason.EXECUTED, "running " + rule.action, params, bound, target)
 
-    def explain(self, alert: WebhookAlert) -> list[Plan]:
+    async def explain(self, alert: WebhookAlert) -> list[Plan]:
         """Decide for an alert without side effects (for --explain)."""
         if alert.status == "resolved":
             return [Plan(None, Reason.RESOLVED, "resolved alerts never act; the incident is closed")]
         rules = matching_rules(self.config, alert.labels)
         if not rules:
             return [Plan(None, Reason.NO_RULE, "no rule matches")]
-        return [self.plan(alert, rule, None, consume=False) for rule in rules]
+        return [await self.plan(alert, rule, None, consume=False) for rule in rules]
 
     def prepare_metrics(self) -> None:
         """Create the series of every configured rule, action, reason and channel at 0 (also after a reload)."""
@@ -202,6 +223,8 @@ class Engine:
     async def start(self) -> None:
         """Resume unprocessed inbox entries, then start the workers and the escalation loop."""
         self.prepare_metrics()
+        await self.store.open()
+        await self.state.open()
         for item in await self.store.pending():
             await self.queue.put(item)
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.limits.concurrency * 2)]
@@ -238,19 +261,40 @@ class Engine:
         plans = []
         for rule in rules:
             key = f"{alert.incident_key}#{rule.name}"
-            async with self._incident_locks.hold(key):
-                plans.append(await self._process_rule(alert, rule, key))
+            try:
+                plans.append(await self._process_locked(alert, rule, key))
+            except StateUnavailableError as error:
+                plans.append(await self._fail_closed(alert, rule, key, str(error)))
         return plans
 
+    async def _process_locked(self, alert: WebhookAlert, rule: RuleConfig, key: str) -> Plan:
+        async with self.state.hold(key, self.lock_seconds(rule)) as won:
+            if not won:
+                plan = Plan(rule, Reason.DEDUPLICATED, "another replica held this incident past its lock's lifetime")
+                await self._record(alert, plan)
+                return plan
+            return await self._process_rule(alert, rule, key)
+
+    async def _fail_closed(self, alert: WebhookAlert, rule: RuleConfig, key: str, why: str) -> Plan:
+        """The state backend is unreachable: never act; escalate a firing alert (at most every few minutes)."""
+        plan = Plan(rule, Reason.STATE_UNAVAILABLE, f"failing closed, no action: {why}")
+        await self._record(alert, plan)
+        if alert.status == "firing":
+            last = self._unavailable_escalations.get(key)
+            if last is None or time.monotonic() - last > UNAVAILABLE_ESCALATION_REPEAT_SECONDS:
+                self._unavailable_escalations[key] = time.monotonic()
+                await self._escalate(alert.labels, key, "state_unavailable", why, resolved=False, alert=alert)
+        return plan
+
     async def _process_rule(self, alert: WebhookAlert, rule: RuleConfig, key: str) -> Plan:
-        incident = await self.store.incident(key)
+        incident = await self.state.incident(key)
         if alert.status == "resolved":
             plan = Plan(rule, Reason.RESOLVED, "alert resolved: incident closed")
             await self._record(alert, plan)
             if incident is not None and incident.state == "open":
                 incident.state = "closed"
                 incident.escalate_at = None
-                await self.store.save(incident)
+                await self.state.save(incident)
                 if incident.escalated:
                     # Same labels as the escalation (its reason included), so Alertmanager resolves that alert.
                     reason = incident.escalation_reason or "resolved"
@@ -260,22 +304,24 @@ class Engine:
             incident = Incident(key, alert.name, dict(alert.labels), rule.name, "open", 0, None, None, False, None)
         elif incident.state == "closed":
             incident.state = "open"
-        plan = self.plan(alert, rule, incident, consume=True)
+        plan = await self.plan(alert, rule, incident, consume=True)
         await self._record(alert, plan)
         if incident.escalate_at is None:
             incident.escalate_at = now() + escalation_delay(self.config, rule, alert.labels)
         if plan.reason is Reason.EXECUTED:
-            ok, detail = await self._execute(alert, rule, plan)
+            # The attempt is claimed before the action runs: a replica killed mid-action leaves it counted,
+            # so neither a restart nor another replica runs it again before the rule's retry is due.
             incident.attempts += 1
             incident.last_attempt_at = now()
             incident.escalate_at = now() + escalation_delay(self.config, rule, alert.labels)
-            await self.store.save(incident)
+            await self.state.save(incident)
+            ok, detail = await self._execute(alert, rule, plan)
             if not ok:
                 await self._escalate_incident(incident, alert, "action_failed", detail)
             elif self.registry.get(rule.action).escalates:
                 await self._escalate_incident(incident, alert, "escalation_only", detail)
         else:
-            await self.store.save(incident)
+            await self.state.save(incident)
             if plan.reason in ESCALATING:
                 await self._escalate_incident(incident, alert, str(plan.reason), plan.detail)
         return plan
@@ -303,15 +349,14 @@ class Engine:
                 ok, detail = False, f"{type(error).__name__}: {error}"
             finally:
                 self.metrics.in_flight.dec()
-        self.limits.breaker(rule.action).record(ok)
-        self.metrics.circuit_open.labels(rule.action).set(1 if self.limits.breaker(rule.action).is_open else 0)
         self.metrics.actions.labels(rule.action, "success" if ok else "failure").inc()
         self.metrics.action_duration.labels(rule.action).observe(time.perf_counter() - started)
-        self.metrics.budget_remaining.set(self.limits.budget_remaining())
         await self.store.audit(alert, "action", rule.name, "success" if ok else "failure", detail)
         log_event(
             logger, logging.INFO, "action_done", incident=alert.incident_key, rule=rule.name, ok=ok, detail=detail
         )
+        is_open = await self.state.record_outcome(rule.action, ok, self.breaker_policy)
+        self.metrics.circuit_open.labels(rule.action).set(1 if is_open else 0)
         return ok, detail
 
     async def _record(self, alert: WebhookAlert, plan: Plan) -> None:
@@ -335,7 +380,7 @@ class Engine:
             return
         incident.escalated = True
         incident.escalation_reason = reason
-        await self.store.save(incident)
+        await self.state.save(incident)
         await self._escalate(incident.labels, incident.key, reason, detail, resolved=False, alert=alert)
 
     async def _escalate(
@@ -370,12 +415,24 @@ class Engine:
 
     async def escalate_due(self) -> int:
         """Escalate open incidents still firing past their escalation time; return how many."""
-        due = await self.store.due_escalations(now())
-        for incident in due:
-            await self._escalate_incident(
-                incident, None, "still_firing", f"{incident.alertname} still firing after remediation"
-            )
-        return len(due)
+        escalated = 0
+        for found in await self.state.due_escalations(now()):
+            # Under the incident's lock and re-read: a replica or a resolve may have got there first.
+            async with self.state.hold(found.key, self.lock_seconds(None)) as won:
+                incident = await self.state.incident(found.key) if won else None
+                if (
+                    incident is None
+                    or incident.state != "open"
+                    or incident.escalated
+                    or incident.escalate_at is None
+                    or incident.escalate_at > now()
+                ):
+                    continue
+                await self._escalate_incident(
+                    incident, None, "still_firing", f"{incident.alertname} still firing after remediation"
+                )
+                escalated += 1
+        return escalated
 
     async def _escalation_loop(self) -> None:
         last_prune = 0.0
@@ -384,7 +441,9 @@ class Engine:
             try:
                 await self.escalate_due()
                 if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
-                    await self.store.prune(now() - dt.timedelta(days=self.config.audit_retention_days))
+                    cutoff = now() - dt.timedelta(days=self.config.audit_retention_days)
+                    await self.store.prune(cutoff)
+                    await self.state.prune(cutoff)
                     last_prune = time.monotonic()
             except Exception as error:  # noqa: BLE001 - the loop is a process boundary; it must keep going
                 log_event(logger, logging.ERROR, "escalation_loop_failed", error=repr(error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import sys
@@ -41,10 +42,17 @@ def explain(config: RemediatorConfig, payload_path: Path) -> int:
         for detail in validation_details(error):
             print(f"{payload_path}: {detail}", file=sys.stderr)
         return 1
-    engine = build_engine(config.model_copy(update={"audit_path": Path(":memory:")}), RemediatorMetrics())
-    for alert in payload.alerts:
-        for plan in engine.explain(alert):
-            print(json.dumps(plan.describe(alert)))
+    # Decided as for a fresh incident on a fresh, private state: nothing shared is read or written.
+    private = config.model_copy(update={"audit_path": Path(":memory:"), "state": "memory", "audit": "sqlite"})
+    engine = build_engine(private, RemediatorMetrics())
+
+    async def _explain() -> None:
+        for alert in payload.alerts:
+            for plan in await engine.explain(alert):
+                print(json.dumps(plan.describe(alert)))
+        await engine.store.close()
+
+    asyncio.run(_explain())
     return 0
 
 

@@ -7,11 +7,12 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from remediator.incident import Incident, now
 from remediator.payload import WebhookAlert
+from remediator.state import AuditUnavailableError
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -57,32 +58,11 @@ class StoreClosedError(RuntimeError):
     """The store was used after close()."""
 
 
-def now() -> dt.datetime:
-    """Return the current UTC time."""
-    return dt.datetime.now(dt.UTC)
-
-
-@dataclass
-class Incident:
-    """What the remediator remembers about one incident (fingerprint, startsAt)."""
-
-    key: str
-    alertname: str
-    labels: dict[str, str]
-    rule: str | None
-    state: str
-    attempts: int
-    last_attempt_at: dt.datetime | None
-    escalate_at: dt.datetime | None
-    escalated: bool
-    escalation_reason: str | None
-
-
 def _ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
-class Store:
+class SqliteStore:
     """SQLite store used from asyncio: every call runs in a worker thread under one lock."""
 
     def __init__(self, path: Path) -> None:
@@ -100,7 +80,13 @@ class Store:
             return function(*args)
 
     async def _run(self, function: Any, *args: Any) -> Any:
-        return await asyncio.to_thread(self._locked, function, *args)
+        try:
+            return await asyncio.to_thread(self._locked, function, *args)
+        except sqlite3.Error as error:  # a full disk, a broken file: nothing more can be recorded
+            raise AuditUnavailableError(f"SQLite audit store unavailable: {error}") from error
+
+    async def open(self) -> None:
+        """The database was opened by the constructor."""
 
     async def receive(self, alerts: list[WebhookAlert]) -> list[int]:
         """Durably record received alerts (one transaction) before the webhook answers; return inbox ids."""

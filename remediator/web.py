@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -19,6 +20,7 @@ from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
 from remediator.engine import Engine
 from remediator.payload import WebhookPayload
+from remediator.state import AuditUnavailableError, StateUnavailableError
 
 logger = logging.getLogger("remediator.web")
 
@@ -56,9 +58,6 @@ class Remediator:
         self.engine.config = config
         self.token = config.token()
         self.engine.registry = build_registry(config)
-        self.engine.limits.reconfigure(
-            config.limits.actions_per_hour, config.circuit_breaker.failures, config.circuit_breaker.open_minutes * 60
-        )
         self.engine.escalator.config = config.escalation
         self.engine.prepare_metrics()
         await old_registry.close()
@@ -106,7 +105,11 @@ async def webhook(request: web.Request) -> web.Response:
         return _answer(request, json_error(422, "not an Alertmanager webhook payload (version 4)", details=details))
     if not engine.has_room(len(payload.alerts)):
         return _answer(request, json_error(503, "work queue full; retry later"))
-    ids = await engine.store.receive(payload.alerts)
+    try:
+        ids = await engine.store.receive(payload.alerts)
+    except AuditUnavailableError as error:
+        log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
+        return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
     for inbox_id, alert in zip(ids, payload.alerts, strict=True):
         engine.metrics.alerts_received.labels(alert.status).inc()
         engine.queue.put_nowait((inbox_id, alert))
@@ -114,6 +117,13 @@ async def webhook(request: web.Request) -> web.Response:
     if payload.truncatedAlerts:
         engine.metrics.truncated_alerts.inc(payload.truncatedAlerts)
         log_event(logger, logging.WARNING, "truncated_alerts", group=payload.groupKey, count=payload.truncatedAlerts)
+    try:
+        await engine.state.ping()
+    except StateUnavailableError as error:
+        # Recorded and queued: the workers fail closed and escalate. 503 makes Alertmanager send again, so
+        # the alerts get their real decision once the state is back.
+        log_event(logger, logging.ERROR, "state_unavailable", error=str(error))
+        return _answer(request, json_error(503, "state backend unavailable: recorded and escalated, no action taken"))
     return _answer(request, web.json_response({"accepted": len(payload.alerts), "truncated": payload.truncatedAlerts}))
 
 
@@ -134,7 +144,8 @@ async def remediations(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: the remediator's own metrics."""
     engine = request.app[REMEDIATOR].engine
-    engine.metrics.budget_remaining.set(engine.limits.budget_remaining())
+    with contextlib.suppress(StateUnavailableError):  # the gauge keeps its last value while Redis is away
+        engine.metrics.budget_remaining.set(await engine.state.budget_remaining(engine.config.limits.actions_per_hour))
     return metrics_response(engine.metrics.registry)
 
 
@@ -167,6 +178,7 @@ def build_app(remediator: Remediator) -> web.Application:
         await engine.stop()
         await engine.registry.close()
         await engine.escalator.close()
+        await engine.state.close()
         await engine.store.close()
 
     app.cleanup_ctx.append(engine_lifecycle)

@@ -18,6 +18,7 @@ from common.web import free_port
 from remediator.app import build_engine
 from remediator.config import RemediatorConfig
 from remediator.metrics import RemediatorMetrics
+from remediator.store import SqliteStore
 from remediator.web import Remediator, build_app
 
 TOKEN = "s3cret-token"
@@ -169,6 +170,7 @@ def decisions(entries: list[dict[str, Any]]) -> list[str]:
 async def rewind(remediator: Remediator, key_prefix: str, hours: float) -> None:
     """Move an incident's last attempt into the past, as if time had passed (no sleeping in tests)."""
     store = remediator.engine.store
+    assert isinstance(store, SqliteStore)
     keys = await store._run(lambda: [r[0] for r in store._db.execute("SELECT key FROM incidents").fetchall()])
     for key in keys:
         if key.startswith(key_prefix):

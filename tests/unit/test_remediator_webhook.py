@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.web import free_port
 from remediator.engine import Reason
 from tests.remediator_helpers import (
     alert,
@@ -150,6 +151,8 @@ async def test_every_decision_reason_is_reachable(tmp_path: Path) -> None:
             ({"dry_run": True}, [alert()]),
             ({"limits": {"actions_per_hour": 0}}, [alert()]),
             ({"maintenance_windows": [{"name": "always", "start": "00:00", "end": "00:00"}]}, [alert()]),
+            # a Redis state nobody listens for: every decision fails closed
+            ({"state": "redis", "state_redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}, [alert()]),
         ]
         for index, (overrides, alerts) in enumerate(scenarios):
             folder = tmp_path / str(index)

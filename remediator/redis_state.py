@@ -1,0 +1,242 @@
+"""The Redis state backend: replicas share dedup, attempts, limits, locks and pending escalations.
+
+Every check-and-update is one Lua script (atomic in Redis, timed by Redis' own clock, so replicas' clocks
+need not agree). Incidents are serialised under a per-incident lock with a TTL, so a replica that dies
+mid-action blocks the incident only until the TTL ends. Any Redis failure is a StateUnavailableError: the
+engine then fails closed (no action) and escalates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
+
+from common.logs import log_event
+from remediator.incident import Incident
+from remediator.state import Admission, BreakerPolicy, Denial, StateUnavailableError
+
+logger = logging.getLogger("remediator.state")
+T = TypeVar("T")
+
+NOW_MS = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+# KEYS: cooldown, bucket, budget. ARGV: cooldown_ms, burst, per_minute, per_hour, claimant, consume.
+ADMIT = (
+    NOW_MS
+    + """
+local cooldown_ms = tonumber(ARGV[1])
+local consume = ARGV[6] == '1'
+if cooldown_ms > 0 and redis.call('EXISTS', KEYS[1]) == 1 then return 'cooldown' end
+local burst = tonumber(ARGV[2])
+local per_minute = tonumber(ARGV[3])
+local bucket = redis.call('HMGET', KEYS[2], 'tokens', 'updated')
+local tokens = tonumber(bucket[1]) or burst
+local updated = tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - updated) * per_minute / 60000)
+if consume and tokens < 1 then return 'rate' end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 3600000)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return 'budget' end
+if consume then
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'updated', now)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(burst / per_minute * 60000) + 60000)
+  redis.call('ZADD', KEYS[3], now, ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], 3600000)
+  if cooldown_ms > 0 then redis.call('SET', KEYS[1], '1', 'PX', math.ceil(cooldown_ms)) end
+end
+return 'ok'
+"""
+)
+# KEYS: budget. ARGV: per_hour.
+BUDGET = (
+    NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
+return math.max(0, tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]))
+"""
+)
+# KEYS: breaker. ARGV: open_ms. Returns 1 when closed or half-open.
+BREAKER_ALLOWS = (
+    NOW_MS
+    + """
+local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at'))
+if opened == nil or now - opened >= tonumber(ARGV[1]) then return 1 end
+return 0
+"""
+)
+# KEYS: breaker. ARGV: ok, threshold, open_ms. Returns 1 when the circuit is open afterwards.
+BREAKER_RECORD = (
+    NOW_MS
+    + """
+if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) return 0 end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if failures >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'opened_at', now)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 86400000)
+  return 1
+end
+return 0
+"""
+)
+
+
+def _dump(incident: Incident) -> str:
+    return json.dumps(
+        {
+            "key": incident.key,
+            "alertname": incident.alertname,
+            "labels": incident.labels,
+            "rule": incident.rule,
+            "state": incident.state,
+            "attempts": incident.attempts,
+            "last_attempt_at": incident.last_attempt_at.isoformat() if incident.last_attempt_at else None,
+            "escalate_at": incident.escalate_at.isoformat() if incident.escalate_at else None,
+            "escalated": incident.escalated,
+            "escalation_reason": incident.escalation_reason,
+        }
+    )
+
+
+def _load(text: str | bytes) -> Incident:
+    data: dict[str, Any] = json.loads(text)
+    for name in ("last_attempt_at", "escalate_at"):
+        data[name] = dt.datetime.fromisoformat(data[name]) if data[name] else None
+    return Incident(**data)
+
+
+class RedisState:
+    """Shared policy state in one Redis (or a Sentinel-managed primary)."""
+
+    def __init__(self, url: str, prefix: str, timeout_seconds: float, retention_seconds: float) -> None:
+        self.redis: Redis = Redis.from_url(
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, decode_responses=False
+        )
+        self.prefix = prefix
+        self.retention_seconds = int(retention_seconds)
+        self._admit = self.redis.register_script(ADMIT)
+        self._budget = self.redis.register_script(BUDGET)
+        self._breaker_allows = self.redis.register_script(BREAKER_ALLOWS)
+        self._breaker_record = self.redis.register_script(BREAKER_RECORD)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def _call(self, pending: Awaitable[T]) -> T:
+        try:
+            return await pending
+        except (RedisError, OSError, TimeoutError) as error:
+            raise StateUnavailableError(f"Redis state backend unavailable: {error}") from error
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str, ttl_seconds: float) -> AsyncIterator[bool]:
+        """Hold the incident's lock across replicas; it expires after `ttl_seconds` if this replica dies."""
+        lock = Lock(
+            self.redis,
+            self._key("lock", key),
+            timeout=ttl_seconds,
+            sleep=0.02,
+            blocking_timeout=ttl_seconds + 1,
+            thread_local=False,
+        )
+        try:
+            won = await lock.acquire()
+        except (RedisError, OSError, TimeoutError) as error:
+            raise StateUnavailableError(f"Redis state backend unavailable: {error}") from error
+        try:
+            yield bool(won)
+        finally:
+            if won:
+                try:
+                    await lock.release()
+                except (LockError, RedisError, OSError, TimeoutError) as error:
+                    # Expired (the TTL ended) or Redis went away: the lock frees itself either way.
+                    log_event(logger, logging.WARNING, "lock_release_failed", incident=key, error=repr(error))
+
+    async def open(self) -> None:
+        """Nothing to open (Redis connects on first use)."""
+
+    async def ping(self) -> None:
+        """Raise StateUnavailableError when Redis does not answer."""
+        await self._call(self.redis.ping())
+
+    async def incident(self, key: str) -> Incident | None:
+        """Return the incident with this key, if any."""
+        raw = await self._call(self.redis.get(self._key("incident", key)))
+        return _load(raw) if raw is not None else None
+
+    async def save(self, incident: Incident) -> None:
+        """Store the incident and keep the pending-escalation index in step, in one transaction."""
+
+        async def _save() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._key("incident", incident.key), _dump(incident), ex=self.retention_seconds)
+                if incident.state == "open" and not incident.escalated and incident.escalate_at is not None:
+                    pipe.zadd(self._key("escalate"), {incident.key: incident.escalate_at.timestamp()})
+                else:
+                    pipe.zrem(self._key("escalate"), incident.key)
+                await pipe.execute()
+
+        await self._call(_save())
+
+    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
+        """Return open incidents whose escalation time has come (the engine re-checks each under its lock)."""
+        index = self._key("escalate")
+        keys = await self._call(self.redis.zrangebyscore(index, "-inf", at.timestamp()))
+        due = []
+        for raw_key in keys:
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            incident = await self.incident(key)
+            if incident is None:
+                await self._call(self.redis.zrem(index, key))  # expired: drop it from the index
+            elif incident.state == "open" and not incident.escalated:
+                due.append(incident)
+        return due
+
+    async def admit(self, admission: Admission, consume: bool) -> Denial | None:
+        """Check cooldown, rate and budget in one script; with consume take all three or none."""
+        keys = [
+            self._key("cooldown", admission.target),
+            self._key("bucket", admission.rule),
+            self._key("budget"),
+        ]
+        claimant = f"{admission.claimant}:{uuid.uuid4().hex}"
+        args: list[str | int | float] = [
+            admission.cooldown_seconds * 1000,
+            admission.rate.burst,
+            admission.rate.per_minute,
+            admission.actions_per_hour,
+            claimant,
+            "1" if consume else "0",
+        ]
+        answer = await self._call(self._admit(keys=keys, args=args))
+        verdict = answer.decode() if isinstance(answer, bytes) else str(answer)
+        return None if verdict == "ok" else Denial(verdict)
+
+    async def breaker_allows(self, action: str, policy: BreakerPolicy) -> bool:
+        """Whether the action's circuit is closed or half-open."""
+        keys = [self._key("breaker", action)]
+        return bool(await self._call(self._breaker_allows(keys=keys, args=[policy.open_seconds * 1000])))
+
+    async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
+        """Record an outcome; return whether the circuit is now open."""
+        keys = [self._key("breaker", action)]
+        args: list[str | int | float] = ["1" if ok else "0", policy.failures, policy.open_seconds * 1000]
+        return bool(await self._call(self._breaker_record(keys=keys, args=args)))
+
+    async def budget_remaining(self, actions_per_hour: int) -> int:
+        """Actions left in the trailing hour, across replicas."""
+        return int(await self._call(self._budget(keys=[self._key("budget")], args=[actions_per_hour])))
+
+    async def prune(self, older_than: dt.datetime) -> None:
+        """Incidents expire by themselves (TTL = the retention, renewed on every save)."""
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.redis.aclose()
