@@ -167,16 +167,18 @@ class Engine:
         except ValidationError as error:
             return Plan(rule, Reason.NOT_ALLOWED, f"parameters invalid: {error.errors(include_url=False)[0]['msg']}")
         at = now()
-        if incident is not None and incident.attempts >= rule.max_attempts:
-            return Plan(
-                rule, Reason.MAX_ATTEMPTS, f"{incident.attempts} of {rule.max_attempts} attempts used", target=target
-            )
+        # A resend inside the retry window (Alertmanager's repeat, or its HA peer) is a duplicate; only once
+        # the retry falls due does an exhausted incident count as not fixed (max_attempts, escalated).
         if (
             incident is not None
             and incident.last_attempt_at is not None
             and at - incident.last_attempt_at < dt.timedelta(minutes=rule.retry_after_minutes)
         ):
             return Plan(rule, Reason.DEDUPLICATED, "incident already remediated; retry not yet due", target=target)
+        if incident is not None and incident.attempts >= rule.max_attempts:
+            return Plan(
+                rule, Reason.MAX_ATTEMPTS, f"{incident.attempts} of {rule.max_attempts} attempts used", target=target
+            )
         for window in self.config.maintenance_windows:
             if in_window(window, at):
                 return Plan(rule, Reason.MAINTENANCE, f"inside maintenance window {window.name}", target=target)

@@ -15,6 +15,8 @@ from remediator.state import AuditUnavailableError
 
 T = TypeVar("T")
 
+# JSON is kept as TEXT: JSONB cannot hold the \\u0000 escape a hostile label may carry, and one such alert
+# must not make every webhook call fail.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tradeops_audit (
     id BIGSERIAL PRIMARY KEY,
@@ -27,7 +29,7 @@ CREATE TABLE IF NOT EXISTS tradeops_audit (
     rule TEXT,
     decision TEXT,
     detail TEXT NOT NULL DEFAULT '',
-    labels JSONB NOT NULL
+    labels TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tradeops_audit_at ON tradeops_audit (at);
 CREATE INDEX IF NOT EXISTS tradeops_audit_incident ON tradeops_audit (incident, id);
@@ -35,14 +37,14 @@ CREATE TABLE IF NOT EXISTS tradeops_inbox (
     id BIGSERIAL PRIMARY KEY,
     replica TEXT NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
-    alert JSONB NOT NULL,
+    alert TEXT NOT NULL,
     done BOOLEAN NOT NULL DEFAULT false
 );
 CREATE INDEX IF NOT EXISTS tradeops_inbox_pending ON tradeops_inbox (replica, id) WHERE NOT done;
 CREATE TABLE IF NOT EXISTS tradeops_incidents (
     key TEXT PRIMARY KEY,
     alertname TEXT NOT NULL,
-    labels JSONB NOT NULL,
+    labels TEXT NOT NULL,
     rule TEXT,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -58,7 +60,7 @@ CREATE INDEX IF NOT EXISTS tradeops_incidents_escalate ON tradeops_incidents (es
 SCHEMA_LOCK = 0x7472_6164_656F_7073  # "tradeops": replicas starting together create the schema once
 AUDIT_INSERT = (
     "INSERT INTO tradeops_audit (at, replica, incident, alertname, status, event, rule, decision, detail, labels) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 )
 
 
@@ -105,17 +107,14 @@ class PostgresStore:
             async with connection.transaction():
                 rows = await connection.fetch(
                     "INSERT INTO tradeops_inbox (replica, received_at, alert) "
-                    "SELECT $1, $2, a FROM unnest($3::jsonb[]) WITH ORDINALITY AS t(a, n) ORDER BY n RETURNING id",
+                    "SELECT $1, $2, a FROM unnest($3::text[]) WITH ORDINALITY AS t(a, n) ORDER BY n RETURNING id",
                     self.replica,
                     stamp,
                     [alert.model_dump_json() for alert in alerts],
                 )
                 await connection.executemany(
                     AUDIT_INSERT,
-                    [
-                        (stamp, self.replica, a.incident_key, a.name, a.status, "received", None, None, "", _labels(a))
-                        for a in alerts
-                    ],
+                    [_received_row(stamp, self.replica, a) for a in alerts],
                 )
             return sorted(row["id"] for row in rows)
 
@@ -125,7 +124,7 @@ class PostgresStore:
         """Return this replica's unprocessed inbox entries, oldest first."""
         rows = await self._call(
             lambda c: c.fetch(
-                "SELECT id, alert::text AS alert FROM tradeops_inbox WHERE replica = $1 AND NOT done ORDER BY id",
+                "SELECT id, alert FROM tradeops_inbox WHERE replica = $1 AND NOT done ORDER BY id",
                 self.replica,
             )
         )
@@ -139,15 +138,15 @@ class PostgresStore:
         self, alert: WebhookAlert, event: str, rule: str | None = None, decision: str | None = None, detail: str = ""
     ) -> None:
         """Append one audit entry."""
-        values = (now(), self.replica, alert.incident_key, alert.name, alert.status, event, rule, decision)
-        await self._call(lambda c: c.execute(AUDIT_INSERT, *values, detail[:4000], _labels(alert)))
+        values = (now(), self.replica, alert.incident_key, _text(alert.name), alert.status, event, rule, decision)
+        await self._call(lambda c: c.execute(AUDIT_INSERT, *values, _text(detail[:4000]), _labels(alert)))
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """Return the newest audit entries first (all replicas)."""
         rows = await self._call(
             lambda c: c.fetch(
-                "SELECT id, at, replica, incident, alertname, status, event, rule, decision, detail, labels::text "
-                "AS labels FROM tradeops_audit ORDER BY id DESC LIMIT $1",
+                "SELECT id, at, replica, incident, alertname, status, event, rule, decision, detail, labels "
+                "FROM tradeops_audit ORDER BY id DESC LIMIT $1",
                 limit,
             )
         )
@@ -168,7 +167,7 @@ class PostgresStore:
         """Insert or update an incident."""
         values = (
             incident.key,
-            incident.alertname,
+            _text(incident.alertname),
             json.dumps(incident.labels, sort_keys=True),
             incident.rule,
             incident.state,
@@ -176,14 +175,14 @@ class PostgresStore:
             incident.last_attempt_at,
             incident.escalate_at,
             incident.escalated,
-            incident.escalation_reason,
+            _text(incident.escalation_reason or "") or None,
             now(),
         )
         await self._call(
             lambda c: c.execute(
                 "INSERT INTO tradeops_incidents (key, alertname, labels, rule, state, attempts, last_attempt_at, "
                 "escalate_at, escalated, escalation_reason, updated_at) "
-                "VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                 "ON CONFLICT (key) DO UPDATE SET alertname = excluded.alertname, labels = excluded.labels, "
                 "rule = excluded.rule, state = excluded.state, attempts = excluded.attempts, "
                 "last_attempt_at = excluded.last_attempt_at, escalate_at = excluded.escalate_at, "
@@ -220,6 +219,16 @@ class PostgresStore:
             await self._pool.close()
 
 
+def _received_row(stamp: dt.datetime, replica: str, alert: WebhookAlert) -> tuple[Any, ...]:
+    name = _text(alert.name)
+    return (stamp, replica, alert.incident_key, name, alert.status, "received", None, None, "", _labels(alert))
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: keep it visible instead of failing the write."""
+    return value.replace("\x00", "\\x00")
+
+
 def _labels(alert: WebhookAlert) -> str:
     return json.dumps(alert.labels, sort_keys=True)
 
@@ -228,7 +237,7 @@ def _incident(row: asyncpg.Record) -> Incident:
     return Incident(
         key=row["key"],
         alertname=row["alertname"],
-        labels=json.loads(row["labels"]) if isinstance(row["labels"], str) else dict(row["labels"]),
+        labels=json.loads(row["labels"]),
         rule=row["rule"],
         state=row["state"],
         attempts=row["attempts"],

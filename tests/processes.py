@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+import signal
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from common.web import free_port
 from tests.prereqs import require_binary
@@ -73,3 +78,108 @@ async def alertmanager(tmp_path: Path, receiver_url: str | None = None, token: s
     async with process(argv, tmp_path / "alertmanager.log"):
         await wait_http(f"{url}/-/ready")
         yield url
+
+
+@contextlib.asynccontextmanager
+async def private_redis(tmp_path: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A Redis of its own on a fixed port (so a test may stop it and start it again there)."""
+    binary = require_binary("redis-server")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    async with process(argv, tmp_path / f"redis-{port}.log") as child:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                await writer.wait_closed()
+                break
+            await asyncio.sleep(0.05)
+        yield child
+
+
+def postgres_binary(name: str) -> str:
+    """Return a PostgreSQL server program (initdb, postgres) from the Debian layout."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        return require_binary(name)  # skips locally, fails under CI, naming the program
+    return str(found[-1])
+
+
+def postgres_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+@contextlib.asynccontextmanager
+async def private_postgres_cluster() -> AsyncIterator[Path]:
+    """A fresh trust-auth cluster's data directory (outside pytest's root-only tmp tree, which the postgres
+    user cannot enter), removed afterwards."""
+    top = Path(tempfile.mkdtemp(prefix="tradeops-pg-"))
+    data_dir = top / "data"
+    try:
+        data_dir.mkdir()
+        if postgres_user() is not None:
+            shutil.chown(top, "postgres")
+            shutil.chown(data_dir, "postgres")
+        data_dir.chmod(0o700)
+        await _initdb(data_dir)
+        yield data_dir
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+async def _initdb(data_dir: Path) -> None:
+    initdb = await asyncio.create_subprocess_exec(
+        postgres_binary("initdb"),
+        "-D",
+        str(data_dir),
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        user=postgres_user(),
+        cwd=data_dir,
+    )
+    _, error = await initdb.communicate()
+    assert initdb.returncode == 0, error.decode()
+
+
+@contextlib.asynccontextmanager
+async def private_postgres(data_dir: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run the cluster in `data_dir` on a fixed port until the block ends; stop it with a fast shutdown."""
+    log = (data_dir.parent / f"postgres-{port}.log").open("ab")
+    child = await asyncio.create_subprocess_exec(
+        postgres_binary("postgres"),
+        "-D",
+        str(data_dir),
+        "-p",
+        str(port),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        f"unix_socket_directories={data_dir}",
+        "-c",
+        "fsync=off",
+        stdout=log,
+        stderr=log,
+        user=postgres_user(),
+        cwd=data_dir,
+    )
+    log.close()
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                connection = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=2)
+                await connection.close()
+                break
+            await asyncio.sleep(0.05)
+        yield child
+    finally:
+        if child.returncode is None:
+            child.send_signal(signal.SIGINT)  # fast shutdown: clients are disconnected
+            try:
+                await asyncio.wait_for(child.wait(), 20)
+            except TimeoutError:
+                child.kill()
+                await child.wait()

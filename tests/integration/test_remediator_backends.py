@@ -1,0 +1,195 @@
+"""The shared backends against real Redis and PostgreSQL: atomic limits, locks with TTLs, the audit store."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from common.web import free_port
+from remediator.config import RateLimit
+from remediator.incident import Incident, now
+from remediator.payload import WebhookAlert
+from remediator.postgres_store import PostgresStore
+from remediator.redis_state import RedisState
+from remediator.state import Admission, AuditUnavailableError, BreakerPolicy, Denial, StateUnavailableError
+from tests.remediator_helpers import alert
+
+pytestmark = pytest.mark.integration
+GENEROUS = RateLimit(per_minute=6000, burst=1000)
+
+
+@pytest.fixture
+async def replicas(redis_url: str) -> AsyncIterator[tuple[RedisState, RedisState]]:
+    """Two independent clients on one Redis, as two replicas would be, under a prefix of their own."""
+    prefix = "{tradeops-test-" + uuid.uuid4().hex + "}"
+    first = RedisState(redis_url, prefix, 2.0, 3600)
+    second = RedisState(redis_url, prefix, 2.0, 3600)
+    yield first, second
+    keys = await first.redis.keys(prefix + "*")
+    if keys:
+        await first.redis.delete(*keys)
+    await first.close()
+    await second.close()
+
+
+def admission(target: str, *, per_hour: int = 1000, cooldown: float = 0, rate: RateLimit = GENEROUS) -> Admission:
+    return Admission("rule", rate, target, cooldown, per_hour, "incident")
+
+
+def incident(key: str, escalate_at: dt.datetime | None) -> Incident:
+    return Incident(key, "X", {"alertname": "X"}, "rule", "open", 1, now(), escalate_at, False, None)
+
+
+async def test_the_budget_holds_exactly_when_two_replicas_admit_concurrently(
+    replicas: tuple[RedisState, RedisState],
+) -> None:
+    first, second = replicas
+    verdicts = await asyncio.gather(
+        *(
+            (first if index % 2 else second).admit(admission(f"t{index}", per_hour=10), consume=True)
+            for index in range(60)
+        )
+    )
+    assert verdicts.count(None) == 10
+    assert verdicts.count(Denial.BUDGET) == 50
+    assert await first.budget_remaining(10) == 0
+    assert await second.budget_remaining(25) == 15
+
+
+async def test_a_cooldown_taken_by_one_replica_holds_for_the_other(replicas: tuple[RedisState, RedisState]) -> None:
+    first, second = replicas
+    results = await asyncio.gather(
+        first.admit(admission("container:x", cooldown=600), consume=True),
+        second.admit(admission("container:x", cooldown=600), consume=True),
+    )
+    assert sorted(map(str, results)) == ["None", "cooldown"]
+    assert await first.admit(admission("container:y", cooldown=600), consume=True) is None
+
+
+async def test_a_rules_token_bucket_is_shared_and_a_denied_claim_spends_nothing(
+    replicas: tuple[RedisState, RedisState],
+) -> None:
+    first, second = replicas
+    slow = RateLimit(per_minute=0.001, burst=3)
+    verdicts = [
+        await (first if index % 2 else second).admit(admission(f"t{index}", rate=slow, cooldown=600), consume=True)
+        for index in range(10)
+    ]
+    assert verdicts.count(None) == 3
+    assert verdicts.count(Denial.RATE) == 7
+    assert await first.budget_remaining(1000) == 997  # only the admitted ones spent budget
+    # Without consume nothing is taken: the cooldown of an unadmitted target is still free.
+    assert await second.admit(admission("t9", cooldown=600), consume=False) is None
+
+
+async def test_a_circuit_opens_after_consecutive_failures_on_any_replica_and_closes_on_success(
+    replicas: tuple[RedisState, RedisState],
+) -> None:
+    first, second = replicas
+    policy = BreakerPolicy(failures=2, open_seconds=600)
+    assert await first.breaker_allows("docker_restart", policy)
+    assert not await first.record_outcome("docker_restart", ok=False, policy=policy)
+    assert await second.record_outcome("docker_restart", ok=False, policy=policy)
+    assert not await first.breaker_allows("docker_restart", policy)
+    assert await first.breaker_allows("docker_restart", BreakerPolicy(failures=2, open_seconds=0))  # half-open
+    assert not await second.record_outcome("docker_restart", ok=True, policy=policy)
+    assert await first.breaker_allows("docker_restart", policy)
+
+
+async def test_incidents_and_their_pending_escalations_are_shared(replicas: tuple[RedisState, RedisState]) -> None:
+    first, second = replicas
+    past = now() - dt.timedelta(seconds=1)
+    await first.save(incident("a#r", past))
+    await first.save(incident("b#r", now() + dt.timedelta(hours=1)))
+    due = await second.due_escalations(now())
+    assert [i.key for i in due] == ["a#r"]
+    loaded = await second.incident("a#r")
+    assert loaded is not None
+    assert loaded.labels == {"alertname": "X"}
+    assert loaded.escalate_at == past
+    loaded.escalated = True
+    await second.save(loaded)
+    assert await first.due_escalations(now()) == []
+
+
+async def test_an_incident_lock_is_exclusive_across_replicas_and_expires_when_its_holder_dies(
+    replicas: tuple[RedisState, RedisState],
+) -> None:
+    first, second = replicas
+    order: list[str] = []
+
+    async def hold(state: RedisState, name: str) -> None:
+        async with state.hold("incident#rule", ttl_seconds=10) as won:
+            assert won
+            order.append(f"{name} in")
+            await asyncio.sleep(0.05)
+            order.append(f"{name} out")
+
+    await asyncio.gather(hold(first, "a"), hold(second, "b"))
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+    # A holder that dies never releases: its lock ends with its TTL, and the other replica gets it then.
+    dead = first.redis.lock(first._key("lock", "crashed#rule"), timeout=0.3)
+    assert await dead.acquire()
+    async with second.hold("crashed#rule", ttl_seconds=5) as won:
+        assert won
+
+
+async def test_every_operation_fails_closed_when_redis_is_unreachable() -> None:
+    state = RedisState(f"redis://127.0.0.1:{free_port()}/0", "{t}", 0.5, 60)
+    policy = BreakerPolicy(1, 1)
+    calls = [
+        state.ping(),
+        state.incident("k"),
+        state.save(incident("k", None)),
+        state.due_escalations(now()),
+        state.admit(admission("t"), consume=True),
+        state.breaker_allows("a", policy),
+        state.record_outcome("a", ok=True, policy=policy),
+        state.budget_remaining(1),
+    ]
+    for call in calls:
+        with pytest.raises(StateUnavailableError):
+            await call
+    with pytest.raises(StateUnavailableError):
+        async with state.hold("k", 1):
+            pass
+    await state.close()
+
+
+async def test_the_postgres_audit_store_keeps_each_replicas_inbox_and_one_shared_trail(postgres_dsn: str) -> None:
+    stores = [PostgresStore(postgres_dsn, name, 2, 5.0) for name in ("r1", "r2", "r3")]
+    await asyncio.gather(*(store.open() for store in stores))  # the schema is created once, concurrently
+    first, second, _ = stores
+    alerts = [WebhookAlert.model_validate(alert(starts=f"2026-11-22T0{i}:00:00Z")) for i in range(3)]
+    ids = await first.receive(alerts)
+    assert len(ids) == 3
+    assert ids == sorted(ids)
+    await second.receive([WebhookAlert.model_validate(alert(name="Oth\x00er", note="é\x00\u202e"))])
+    assert [a.startsAt for _, a in await first.pending()] == [a.startsAt for a in alerts]
+    await first.done(ids[0])
+    assert [i for i, _ in await first.pending()] == ids[1:]
+    assert [a.name for _, a in await second.pending()] == ["Oth\x00er"]  # verbatim, NUL and all
+    await first.audit(alerts[1], "decision", "rule", "executed", "x" * 10_000)
+    recent = await second.recent(10)
+    assert recent[0]["decision"] == "executed"
+    assert len(recent[0]["detail"]) == 4000
+    assert {e["replica"] for e in recent} == {"r1", "r2"}
+    assert any(e["labels"].get("note") == "é\x00\u202e" for e in recent)
+    await first.prune(now() + dt.timedelta(seconds=1))
+    assert await second.recent(10) == []
+    assert [i for i, _ in await first.pending()] == ids[1:]  # unprocessed inbox entries are never pruned
+    for store in stores:
+        await store.close()
+
+
+async def test_an_unreachable_postgres_is_an_audit_error_not_a_crash() -> None:
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/x", "r", 1, 1.0)
+    with pytest.raises(AuditUnavailableError):
+        await store.open()
+    with pytest.raises(AuditUnavailableError):
+        await store.receive([WebhookAlert.model_validate(alert())])
+    await store.close()
