@@ -1,5 +1,10 @@
 """Webhook throughput and p99 latency of tradeops-remediator beside a bare aiohttp handler (the floor), for
-payloads of 1, 100 and 1,000 alerts; then a storm of 10,000 distinct alerts. Prints figures; asserts nothing."""
+payloads of 1, 100 and 1,000 alerts; then a storm of 10,000 distinct alerts. Twice: with the embedded
+backends (memory state, SQLite audit) and with the shared ones (Redis state, PostgreSQL audit), in the same
+run. Prints figures; asserts nothing.
+
+TRADEOPS_BENCH_REDIS_URL (default redis://127.0.0.1:6379/13) and TRADEOPS_BENCH_POSTGRES_DSN (default the
+local server's postgres database; a fresh database is created and dropped) say where the shared ones are."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -109,8 +115,44 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+async def shared_backends() -> tuple[dict[str, Any], str]:
+    """Config for Redis state and PostgreSQL audit in a fresh database; return it and the database's name."""
+    admin_dsn = os.environ.get("TRADEOPS_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("TRADEOPS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+    name = f"tradeops_bench_{os.getpid()}"
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    base, _, _ = admin_dsn.rpartition("/")
+    return {
+        "state": "redis",
+        "state_redis": {"url": redis_url, "key_prefix": "{" + name + "}"},
+        "audit": "postgres",
+        "audit_postgres": {"dsn": f"{base}/{name}", "pool_size": 8},
+    }, name
+
+
+async def drop_database(name: str) -> None:
+    admin = await asyncpg.connect(
+        os.environ.get("TRADEOPS_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
 async def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="tradeops-bench-"))
+    print("== embedded backends: memory state, SQLite audit")
+    await run(Path(tempfile.mkdtemp(prefix="tradeops-bench-")), {})
+    backends, database = await shared_backends()
+    try:
+        print("\n== shared backends: Redis state, PostgreSQL audit")
+        await run(Path(tempfile.mkdtemp(prefix="tradeops-bench-")), backends)
+    finally:
+        await drop_database(database)
+
+
+async def run(work: Path, backends: dict[str, Any]) -> None:
+    """Measure one remediator configuration against the floor."""
     floor_port, remediator_port = free_port(), free_port()
     config = {
         "audit_path": str(work / "audit.sqlite3"),
@@ -129,6 +171,7 @@ async def main() -> None:
                 "rate": {"per_minute": 10000, "burst": 10000},
             }
         ],
+        **backends,
     }
     (work / "remediator.yml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "TRADEOPS_WEBHOOK_TOKEN": TOKEN}
