@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
+from remediator.group_commit import ClosedError, GroupCommitWriter
 from remediator.incident import Incident, now
 from remediator.payload import WebhookAlert
 from remediator.state import AuditUnavailableError
@@ -63,25 +62,20 @@ def _ts(value: str | None) -> dt.datetime | None:
 
 
 class SqliteStore:
-    """SQLite store used from asyncio: every call runs in a worker thread under one lock."""
+    """SQLite store used from asyncio: one thread owns the connection and group-commits waiting calls."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.executescript(SCHEMA)
-        # Held inside the worker thread: a cancelled caller cannot release it while SQLite is still busy.
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def _locked(self, function: Any, *args: Any) -> Any:
-        with self._lock:
-            if self._closed:
-                raise StoreClosedError("the store is closed")
-            return function(*args)
+        self._writer = GroupCommitWriter(self._db)
 
     async def _run(self, function: Any, *args: Any) -> Any:
         try:
-            return await asyncio.to_thread(self._locked, function, *args)
+            return await self._writer.run(function, *args)
+        except ClosedError as error:
+            raise StoreClosedError(str(error)) from error
         except sqlite3.Error as error:  # a full disk, a broken file: nothing more can be recorded
             raise AuditUnavailableError(f"SQLite audit store unavailable: {error}") from error
 
@@ -94,22 +88,16 @@ class SqliteStore:
 
     def _receive(self, alerts: list[WebhookAlert]) -> list[int]:
         stamp = now().isoformat()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            first = self._db.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0] + 1
-            self._db.executemany(
-                "INSERT INTO inbox (id, received_at, alert) VALUES (?, ?, ?)",
-                [(first + offset, stamp, alert.model_dump_json()) for offset, alert in enumerate(alerts)],
-            )
-            self._db.executemany(
-                "INSERT INTO audit (at, incident, alertname, status, event, rule, decision, detail, labels) "
-                "VALUES (?, ?, ?, ?, 'received', NULL, NULL, '', ?)",
-                [(stamp, a.incident_key, a.name, a.status, json.dumps(a.labels, sort_keys=True)) for a in alerts],
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        first = self._db.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0] + 1
+        self._db.executemany(
+            "INSERT INTO inbox (id, received_at, alert) VALUES (?, ?, ?)",
+            [(first + offset, stamp, alert.model_dump_json()) for offset, alert in enumerate(alerts)],
+        )
+        self._db.executemany(
+            "INSERT INTO audit (at, incident, alertname, status, event, rule, decision, detail, labels) "
+            "VALUES (?, ?, ?, ?, 'received', NULL, NULL, '', ?)",
+            [(stamp, a.incident_key, a.name, a.status, json.dumps(a.labels, sort_keys=True)) for a in alerts],
+        )
         return list(range(first, first + len(alerts)))
 
     async def pending(self) -> list[tuple[int, WebhookAlert]]:
@@ -219,15 +207,8 @@ class SqliteStore:
         await self._run(_prune)
 
     async def close(self) -> None:
-        """Close the database once every running call has finished."""
-
-        def _close() -> None:
-            with self._lock:
-                if not self._closed:
-                    self._closed = True
-                    self._db.close()
-
-        await asyncio.to_thread(_close)
+        """Close the database once every queued call has finished."""
+        await self._writer.close()
 
 
 def _incident(row: tuple[Any, ...]) -> Incident:
