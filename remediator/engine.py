@@ -58,6 +58,7 @@ ESCALATION_REASONS = (*sorted(ESCALATING), "action_failed", "escalation_only", "
 # While the state backend is down, one escalation per incident per this many seconds (no shared dedup then).
 UNAVAILABLE_ESCALATION_REPEAT_SECONDS = 300
 DENIALS = {
+    Denial.CIRCUIT: (Reason.CIRCUIT_OPEN, "circuit breaker of {action} is open"),
     Denial.COOLDOWN: (Reason.COOLDOWN, "{target} was acted on less than {minutes:g} min ago"),
     Denial.RATE: (Reason.RATE_LIMITED, "rule {rule} is over its rate"),
     Denial.BUDGET: (Reason.RATE_LIMITED, "global hourly action budget exhausted"),
@@ -184,9 +185,9 @@ class Engine:
                 return Plan(rule, Reason.MAINTENANCE, f"inside maintenance window {window.name}", target=target)
         if self.config.dry_run or rule.dry_run:
             return Plan(rule, Reason.DRY_RUN, "dry run: would run " + rule.action, params, bound, target)
-        if not await self.state.breaker_allows(rule.action, self.breaker_policy):
-            return Plan(rule, Reason.CIRCUIT_OPEN, f"circuit breaker of {rule.action} is open", target=target)
         admission = Admission(
+            rule.action,
+            self.breaker_policy.open_seconds,
             rule.name,
             rule.rate,
             target,
@@ -194,12 +195,15 @@ class Engine:
             self.config.limits.actions_per_hour,
             alert.incident_key,
         )
-        # Cooldown, rate and budget are checked and taken in one atomic step of the state backend.
+        # Circuit, cooldown, rate and budget are checked (and taken) in one atomic step of the state backend.
         denial = await self.state.admit(admission, consume)
         if denial is not None:
             reason, text = DENIALS[denial]
             return Plan(
-                rule, reason, text.format(target=target, minutes=rule.cooldown_minutes, rule=rule.name), target=target
+                rule,
+                reason,
+                text.format(target=target, minutes=rule.cooldown_minutes, rule=rule.name, action=rule.action),
+                target=target,
             )
         return Plan(rule, Reason.EXECUTED, "running " + rule.action, params, bound, target)
 
@@ -323,9 +327,13 @@ class Engine:
             elif self.registry.get(rule.action).escalates:
                 await self._escalate_incident(incident, alert, "escalation_only", detail)
         else:
+            escalate = plan.reason in ESCALATING and not incident.escalated
+            if escalate:  # marked in the same save as the decision: one write, and never sent twice
+                incident.escalated = True
+                incident.escalation_reason = str(plan.reason)
             await self.state.save(incident)
-            if plan.reason in ESCALATING:
-                await self._escalate_incident(incident, alert, str(plan.reason), plan.detail)
+            if escalate:
+                await self._escalate(incident.labels, key, str(plan.reason), plan.detail, resolved=False, alert=alert)
         return plan
 
     async def _execute(self, alert: WebhookAlert, rule: RuleConfig, plan: Plan) -> tuple[bool, str]:

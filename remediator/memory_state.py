@@ -40,9 +40,9 @@ class CircuitBreaker:
     failures: int = 0
     opened_at: float | None = None
 
-    def allows(self, policy: BreakerPolicy) -> bool:
+    def allows(self, open_seconds: float) -> bool:
         """Return whether an action may run now (closed, or half-open after the open period)."""
-        return self.opened_at is None or time.monotonic() - self.opened_at >= policy.open_seconds
+        return self.opened_at is None or time.monotonic() - self.opened_at >= open_seconds
 
     def record(self, ok: bool, policy: BreakerPolicy) -> None:
         """Record an action's outcome."""
@@ -98,7 +98,9 @@ class MemoryState:
         return max(0, actions_per_hour - len(self.spent))
 
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
-        """Check cooldown, rate and budget; with consume take all three (no await in between: atomic)."""
+        """Check circuit, cooldown, rate and budget; with consume take all (no await in between: atomic)."""
+        if not self._breaker(admission.action).allows(admission.breaker_open_seconds):
+            return Denial.CIRCUIT
         last = self.cooldowns.get(admission.target)
         if last is not None and time.monotonic() - last < admission.cooldown_seconds:
             return Denial.COOLDOWN
@@ -118,15 +120,11 @@ class MemoryState:
     def _breaker(self, action: str) -> CircuitBreaker:
         return self.breakers.setdefault(action, CircuitBreaker())
 
-    async def breaker_allows(self, action: str, policy: BreakerPolicy) -> bool:
-        """Whether the action's circuit is closed or half-open."""
-        return self._breaker(action).allows(policy)
-
     async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
         """Record an outcome; return whether the circuit is now open."""
         breaker = self._breaker(action)
         breaker.record(ok, policy)
-        return not breaker.allows(policy)
+        return not breaker.allows(policy.open_seconds)
 
     async def budget_remaining(self, actions_per_hour: int) -> int:
         """Actions left in the trailing hour."""

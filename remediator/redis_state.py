@@ -28,12 +28,15 @@ logger = logging.getLogger("remediator.state")
 T = TypeVar("T")
 
 NOW_MS = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-# KEYS: cooldown, bucket, budget. ARGV: cooldown_ms, burst, per_minute, per_hour, claimant, consume.
+# KEYS: cooldown, bucket, budget, breaker. ARGV: cooldown_ms, burst, per_minute, per_hour, claimant, consume,
+# breaker_open_ms.
 ADMIT = (
     NOW_MS
     + """
 local cooldown_ms = tonumber(ARGV[1])
 local consume = ARGV[6] == '1'
+local opened = tonumber(redis.call('HGET', KEYS[4], 'opened_at'))
+if opened ~= nil and now - opened < tonumber(ARGV[7]) then return 'circuit' end
 if cooldown_ms > 0 and redis.call('EXISTS', KEYS[1]) == 1 then return 'cooldown' end
 local burst = tonumber(ARGV[2])
 local per_minute = tonumber(ARGV[3])
@@ -60,15 +63,6 @@ BUDGET = (
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
 return math.max(0, tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]))
-"""
-)
-# KEYS: breaker. ARGV: open_ms. Returns 1 when closed or half-open.
-BREAKER_ALLOWS = (
-    NOW_MS
-    + """
-local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at'))
-if opened == nil or now - opened >= tonumber(ARGV[1]) then return 1 end
-return 0
 """
 )
 # KEYS: breaker. ARGV: ok, threshold, open_ms. Returns 1 when the circuit is open afterwards.
@@ -122,7 +116,6 @@ class RedisState:
         self.retention_seconds = int(retention_seconds)
         self._admit = self.redis.register_script(ADMIT)
         self._budget = self.redis.register_script(BUDGET)
-        self._breaker_allows = self.redis.register_script(BREAKER_ALLOWS)
         self._breaker_record = self.redis.register_script(BREAKER_RECORD)
 
     def _key(self, *parts: str) -> str:
@@ -200,11 +193,12 @@ class RedisState:
         return due
 
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
-        """Check cooldown, rate and budget in one script; with consume take all three or none."""
+        """Check circuit, cooldown, rate and budget in one script; with consume take all or none."""
         keys = [
             self._key("cooldown", admission.target),
             self._key("bucket", admission.rule),
             self._key("budget"),
+            self._key("breaker", admission.action),
         ]
         claimant = f"{admission.claimant}:{uuid.uuid4().hex}"
         args: list[str | int | float] = [
@@ -214,15 +208,11 @@ class RedisState:
             admission.actions_per_hour,
             claimant,
             "1" if consume else "0",
+            admission.breaker_open_seconds * 1000,
         ]
         answer = await self._call(self._admit(keys=keys, args=args))
         verdict = answer.decode() if isinstance(answer, bytes) else str(answer)
         return None if verdict == "ok" else Denial(verdict)
-
-    async def breaker_allows(self, action: str, policy: BreakerPolicy) -> bool:
-        """Whether the action's circuit is closed or half-open."""
-        keys = [self._key("breaker", action)]
-        return bool(await self._call(self._breaker_allows(keys=keys, args=[policy.open_seconds * 1000])))
 
     async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
         """Record an outcome; return whether the circuit is now open."""

@@ -25,6 +25,7 @@ class AuditUnavailableError(RuntimeError):
 class Denial(enum.StrEnum):
     """Why an admission was refused."""
 
+    CIRCUIT = "circuit"
     COOLDOWN = "cooldown"
     RATE = "rate"
     BUDGET = "budget"
@@ -32,8 +33,11 @@ class Denial(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Admission:
-    """One action's claim on the limits: the rule's bucket, the target's cooldown, the global hourly budget."""
+    """One action's claim on the limits: its circuit breaker, the target's cooldown, the rule's bucket and the
+    global hourly budget."""
 
+    action: str
+    breaker_open_seconds: float
     rule: str
     rate: RateLimit
     target: str
@@ -76,10 +80,7 @@ class StateBackend(IncidentStore, Protocol):
         """Raise StateUnavailableError when the backend cannot be reached."""
 
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
-        """Check cooldown, rate and budget together; with consume, take all three at once or none."""
-
-    async def breaker_allows(self, action: str, policy: BreakerPolicy) -> bool:
-        """Whether the action's circuit is closed or half-open."""
+        """Check the circuit, cooldown, rate and budget in one step; with consume, take all or none."""
 
     async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
         """Record an action's outcome; return whether its circuit is now open."""

@@ -36,8 +36,10 @@ async def replicas(redis_url: str) -> AsyncIterator[tuple[RedisState, RedisState
     await second.close()
 
 
-def admission(target: str, *, per_hour: int = 1000, cooldown: float = 0, rate: RateLimit = GENEROUS) -> Admission:
-    return Admission("rule", rate, target, cooldown, per_hour, "incident")
+def admission(
+    target: str, *, per_hour: int = 1000, cooldown: float = 0, rate: RateLimit = GENEROUS, open_seconds: float = 600
+) -> Admission:
+    return Admission("docker_restart", open_seconds, "rule", rate, target, cooldown, per_hour, "incident")
 
 
 def incident(key: str, escalate_at: dt.datetime | None) -> Incident:
@@ -91,13 +93,14 @@ async def test_a_circuit_opens_after_consecutive_failures_on_any_replica_and_clo
 ) -> None:
     first, second = replicas
     policy = BreakerPolicy(failures=2, open_seconds=600)
-    assert await first.breaker_allows("docker_restart", policy)
+    assert await first.admit(admission("a"), consume=False) is None
     assert not await first.record_outcome("docker_restart", ok=False, policy=policy)
     assert await second.record_outcome("docker_restart", ok=False, policy=policy)
-    assert not await first.breaker_allows("docker_restart", policy)
-    assert await first.breaker_allows("docker_restart", BreakerPolicy(failures=2, open_seconds=0))  # half-open
+    assert await first.admit(admission("a"), consume=True) is Denial.CIRCUIT
+    assert await first.budget_remaining(1000) == 1000  # a denied claim takes nothing
+    assert await first.admit(admission("a", open_seconds=0), consume=False) is None  # half-open after the period
     assert not await second.record_outcome("docker_restart", ok=True, policy=policy)
-    assert await first.breaker_allows("docker_restart", policy)
+    assert await first.admit(admission("a"), consume=False) is None
 
 
 async def test_incidents_and_their_pending_escalations_are_shared(replicas: tuple[RedisState, RedisState]) -> None:
@@ -147,7 +150,6 @@ async def test_every_operation_fails_closed_when_redis_is_unreachable() -> None:
         state.save(incident("k", None)),
         state.due_escalations(now()),
         state.admit(admission("t"), consume=True),
-        state.breaker_allows("a", policy),
         state.record_outcome("a", ok=True, policy=policy),
         state.budget_remaining(1),
     ]
