@@ -85,6 +85,9 @@ class ServiceHealthConfig(ProbeConfig):
     healthy_values: tuple[NonEmptyStr, ...] = ("healthy", "UP", "ok", "OK")
     components_path: str | None = None
     max_components: MaxSeries = 50
+    # Numbers read from the same health document, as tradeops_service_value{service,field} (seed 002's
+    # `/health | jq .health_score`): field name -> dotted path.
+    value_paths: dict[Annotated[str, AfterValidator(_label_name)], NonEmptyStr] = Field(default_factory=dict)
 
 
 class CollectorsConfig(ProbeConfig):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 from typing import Any
 
@@ -90,6 +91,20 @@ class ServiceHealthProbe(Probe):
         sink.gauge("tradeops_service_response_seconds", "Time the health endpoint took to answer.", labels, elapsed)
         if self.config.components_path is not None and not isinstance(document, _NotJson):
             self._components(sink, lookup(document, self.config.components_path))
+        if self.config.value_paths and not isinstance(document, _NotJson):
+            self._values(sink, document)
+
+    def _values(self, sink: MetricSink, document: Any) -> None:
+        for field, path in sorted(self.config.value_paths.items()):
+            value = lookup(document, path)
+            # A missing or non-numeric field is left out, never reported as 0 (bool is not a number here).
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                sink.gauge(
+                    "tradeops_service_value",
+                    "A number the service reports in its health document (value_paths).",
+                    {"service": self.target, "field": field},
+                    float(value),
+                )
 
     def _components(self, sink: MetricSink, components: Any) -> None:
         if not isinstance(components, dict):

@@ -65,6 +65,34 @@ def refused_port() -> int:
     return free_port()
 
 
+async def test_service_health_reads_numbers_from_the_health_document_and_skips_what_is_not_a_number(
+    tmp_path: Path, fake_service: tuple[str, dict[str, web.Response | bytes]]
+) -> None:
+    base, answers = fake_service
+    answers["/scored"] = (
+        b'{"status": "healthy", "health_score": 97.5, "queues": {"depth": 12}, "flag": true, "text": "5",'
+        b' "nan": NaN, "list": [1]}'
+    )
+    paths = {
+        "health_score": "health_score",
+        "queue_depth": "queues.depth",
+        "flag": "flag",
+        "text": "text",
+        "nan": "nan",
+        "list": "list",
+        "missing": "no.such.path",
+    }
+    config = write_config(
+        tmp_path, {"service_health": [{"name": "maint", "url": f"{base}/scored", "value_paths": paths}]}
+    )
+    async with running_exporter(config) as (url, _):
+        samples = parse(await scrape_text(url))
+    assert value(samples, "tradeops_service_value", service="maint", field="health_score") == 97.5
+    assert value(samples, "tradeops_service_value", service="maint", field="queue_depth") == 12
+    fields = {dict(labels)["field"] for name, labels in samples if name == "tradeops_service_value"}
+    assert fields == {"health_score", "queue_depth"}
+
+
 async def test_service_health_reports_healthy_unhealthy_garbage_and_oversized_bodies(
     tmp_path: Path, fake_service: tuple[str, dict[str, web.Response | bytes]]
 ) -> None:
