@@ -77,11 +77,17 @@ def remediator_config() -> dict[str, Any]:
     return config
 
 
+def profile_rule_files() -> list[str]:
+    """The rule files the MasterTrade profile loads (deploy/profiles/mastertrade/profile.yml)."""
+    files: list[str] = yaml.safe_load((PROFILE / "profile.yml").read_text())["rule_files"]
+    return files
+
+
 def prometheus_rule() -> dict[str, Any]:
-    """Every shipped rule group (alert_rules/*.yml, not their tests) in one PrometheusRule."""
+    """The profile's rule groups (common and MasterTrade's own) in one PrometheusRule."""
     groups: list[dict[str, Any]] = []
-    for path in sorted(RULES.glob("*.yml")):
-        groups += yaml.safe_load(path.read_text())["groups"]
+    for name in profile_rule_files():
+        groups += yaml.safe_load((RULES / name).read_text())["groups"]
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -116,7 +122,7 @@ def outputs() -> dict[Path, str]:
         ROOT / "deploy/compose/exporter.yml": exporter,
         ROOT / "deploy/compose/remediator.yml": remediator,
         ROOT / "deploy/kubernetes/configmap.yaml": HEADER.format(source=profile) + _dump(config_map()),
-        ROOT / "deploy/kubernetes/prometheusrule.yaml": HEADER.format(source="alert_rules/*.yml")
+        ROOT / "deploy/kubernetes/prometheusrule.yaml": HEADER.format(source=f"{profile}/profile.yml rule_files")
         + _dump(prometheus_rule()),
     }
 

@@ -214,7 +214,8 @@ class Stack:
         """The shipped rule files with `for:` shortened and site thresholds overridden for the stack."""
         target = self.options.run_dir / "rules"
         target.mkdir(parents=True, exist_ok=True)
-        for path in RULES_DIR.glob("*.yml"):
+        manifest = yaml.safe_load((PROFILE_DIR / "profile.yml").read_text())
+        for path in (RULES_DIR / name for name in manifest["rule_files"]):
             document = yaml.safe_load(path.read_text())
             for group in document["groups"]:
                 group.pop("interval", None)
