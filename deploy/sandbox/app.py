@@ -48,7 +48,9 @@ class Sandbox:
         if unknown:
             raise ValueError(f"unknown service(s) {', '.join(sorted(unknown))} for profile {profile.name}")
         state = PlatformState.create(
-            tuple(s.name for s in profile.services), collector_names(profile, self.settings.collectors)
+            tuple(s.name for s in profile.services),
+            collector_names(profile, self.settings.collectors),
+            profile.circuit_breakers,
         )
         backends = Backends(
             self.settings.postgres_dsn,
@@ -97,7 +99,7 @@ class Sandbox:
         try:
             pool = await self.ctx.postgres()
             await generation.ensure_schema(pool)
-            if self.settings.seed_generation:
+            if self.settings.seed_generation and self.ctx.profile.generation_target > 0:
                 status = await generation.status(pool, dt.timedelta(hours=24))
                 if status.status != "completed":
                     when = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
@@ -112,7 +114,9 @@ class Sandbox:
             await containers.ensure_running(self.ctx.backends.docker(), container, service, self.ctx.image)
 
     async def _start_service(self, service: str) -> None:
-        runner = web.AppRunner(build_service_app(self.ctx, service), shutdown_timeout=0.5, access_log=None)
+        self_url = f"http://{self.settings.host}:{self.port_of(service)}"
+        app = build_service_app(self.ctx, service, self_url)
+        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         try:
             await start_site(runner, self.settings.host, self.port_of(service))
@@ -182,6 +186,7 @@ class Sandbox:
             await self._control.cleanup()
             self._control = None
         await self.ctx.held.close()
+        await self.ctx.queries.close()
         for container in self.ctx.containers.values():
             with contextlib.suppress(BackendUnavailableError):
                 await containers.remove(self.ctx.backends.docker(), container)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,39 @@ class HeldConnections:
 
 
 @dataclass
+class HeldQueries:
+    """Real long-running queries the sandbox keeps going, as a service whose queries hang does."""
+
+    connections: list[asyncpg.Connection] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    dsn: str = ""
+
+    def running(self) -> int:
+        """How many of the queries are still running (a cancelled or terminated one has ended)."""
+        return sum(1 for task in self.tasks if not task.done())
+
+    async def close(self) -> None:
+        """Stop every query on the server (a closed socket alone leaves pg_sleep running there) and close."""
+        pids = [c.get_server_pid() for c in self.connections if not c.is_closed()]
+        if pids and self.dsn:
+            with contextlib.suppress(asyncpg.PostgresError, OSError, TimeoutError):
+                admin = await asyncpg.connect(self.dsn, timeout=5)
+                try:
+                    await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
+                finally:
+                    await admin.close()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for connection in self.connections:
+            connection.terminate()
+        self.tasks.clear()
+        self.connections.clear()
+
+
+@dataclass
 class SandboxContext:
     """One sandbox instance: its profile, simulated state and real backends."""
 
@@ -44,6 +79,7 @@ class SandboxContext:
     containers: dict[str, str]
     image: str
     held: HeldConnections = field(default_factory=HeldConnections)
+    queries: HeldQueries = field(default_factory=HeldQueries)
 
     async def postgres(self) -> asyncpg.Pool:
         """Return the PostgreSQL pool of the simulated platform."""

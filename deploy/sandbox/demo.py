@@ -21,6 +21,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from sandbox.profiles import PROFILES
 from sandbox.scenarios import ALL_SCENARIOS, ScenarioResult, by_name, run_scenario
 from sandbox.stack import MissingPrerequisiteError, Stack, StackOptions, StackPorts, Timings
 
@@ -79,8 +80,11 @@ async def run(args: argparse.Namespace) -> int:
     """Start the stack, run the chosen scenarios, and either exit or keep running until Ctrl-C."""
     has_docker = docker_available(DOCKER_HOST)
     run_dir = Path(tempfile.mkdtemp(prefix="tradeops-demo-"))
-    ports = StackPorts.free() if args.free_ports else StackPorts.standard()
-    options = StackOptions(run_dir=run_dir, ports=ports, docker_host=DOCKER_HOST if has_docker else None)
+    profile = PROFILES[args.profile]
+    ports = StackPorts.free(profile) if args.free_ports else StackPorts.standard(profile)
+    options = StackOptions(
+        run_dir=run_dir, ports=ports, profile=profile.name, docker_host=DOCKER_HOST if has_docker else None
+    )
     stack = Stack(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -95,7 +99,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         for name, url in stack.urls().items():
             say(f"  {name:<13} {url}")
-        names = [s.name for s in ALL_SCENARIOS] if args.scenario in (None, "all") else [args.scenario]
+        mine = [s.name for s in ALL_SCENARIOS if s.profile == args.profile]
+        names = mine if args.scenario in (None, "all") else [args.scenario]
         work = asyncio.create_task(tour(stack, names, has_docker))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -128,16 +133,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="name the scenarios and exit")
     parser.add_argument("--free-ports", action="store_true", help="use free ports instead of the standard ones")
+    parser.add_argument(
+        "--profile", default="mastertrade", choices=sorted(PROFILES), help="the simulated system (default mastertrade)"
+    )
     args = parser.parse_args(argv)
     if args.list:
         for scenario in ALL_SCENARIOS:
-            say(f"{scenario.name:<20} {scenario.description}")
+            say(f"{scenario.name:<20} [{scenario.profile}] {scenario.description}")
         return 0
     if args.scenario not in (None, "all"):
         try:
-            by_name(args.scenario)
+            chosen = by_name(args.scenario)
         except KeyError as error:
             say(str(error.args[0]))
+            return 2
+        if chosen.profile != args.profile:
+            say(f"{chosen.name} belongs to profile {chosen.profile}: add --profile {chosen.profile}")
             return 2
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(args))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gzip
 from abc import ABC, abstractmethod
@@ -483,6 +484,87 @@ class AlertDeliveryFailing(Fault):
         ctx.state.alert_delivery_failing = False
 
 
+class BreakerParams(FaultParams):
+    name: str = "brokerService"
+
+    def target(self) -> str:
+        return self.name
+
+
+class CircuitBreakerOpenFault(Fault):
+    name = "circuit_breaker_open"
+    params_model = BreakerParams
+    description = "a resilience4j circuit breaker of a Spring service opens (its calls fail fast)"
+
+    async def inject(self, ctx: SandboxContext, params: BreakerParams) -> dict[str, Any]:
+        _known(params.name, ctx.state.circuit_breakers, "circuit breaker")
+        ctx.state.circuit_breakers[params.name] = "open"
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: BreakerParams) -> bool:
+        return ctx.state.circuit_breakers.get(params.name) in {"open", "forced_open"}
+
+    async def clear(self, ctx: SandboxContext, params: BreakerParams) -> None:
+        ctx.state.circuit_breakers[params.name] = "closed"
+
+
+class ErrorRateParams(FaultParams):
+    ratio: Annotated[float, Field(gt=0, le=1)] = 0.2
+
+
+class ErrorRate(Fault):
+    name = "error_rate"
+    params_model = ErrorRateParams
+    description = "a share of the service's order requests answer 500"
+
+    async def inject(self, ctx: SandboxContext, params: ErrorRateParams) -> dict[str, Any]:
+        ctx.state.error_ratio = params.ratio
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: ErrorRateParams) -> bool:
+        return ctx.state.error_ratio > 0
+
+    async def clear(self, ctx: SandboxContext, params: ErrorRateParams) -> None:
+        ctx.state.error_ratio = 0.0
+
+
+class LongQueryParams(FaultParams):
+    count: Annotated[int, Field(ge=1, le=100)] = 10
+    seconds: Annotated[int, Field(ge=1, le=3600)] = 600
+
+
+class PgLongQueries(Fault):
+    name = "pg_long_queries"
+    params_model = LongQueryParams
+    description = "the service's sessions run real queries that do not finish (pg_sleep), filling its pool"
+
+    async def inject(self, ctx: SandboxContext, params: LongQueryParams) -> dict[str, Any]:
+        dsn = ctx.backends.postgres_dsn
+        ctx.queries.dsn = dsn
+        for _ in range(params.count):
+            try:
+                connection = await asyncpg.connect(
+                    dsn, timeout=5, server_settings={"application_name": ctx.profile.application_name}
+                )
+            except asyncpg.TooManyConnectionsError:
+                break
+            ctx.queries.connections.append(connection)
+            ctx.queries.tasks.append(asyncio.create_task(_sleep_query(connection, params.seconds)))
+        return {"running": len(ctx.queries.tasks)}
+
+    async def active(self, ctx: SandboxContext, params: LongQueryParams) -> bool:
+        return ctx.queries.running() > 0
+
+    async def clear(self, ctx: SandboxContext, params: LongQueryParams) -> None:
+        await ctx.queries.close()
+
+
+async def _sleep_query(connection: asyncpg.Connection, seconds: int) -> None:
+    """Run one query that takes `seconds`; a cancel or terminate from outside ends it early."""
+    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        await connection.execute("SELECT pg_sleep($1)", float(seconds))
+
+
 def fault_catalogue() -> dict[str, Fault]:
     """Return a fresh catalogue of every fault by name."""
     faults: list[Fault] = [
@@ -500,5 +582,8 @@ def fault_catalogue() -> dict[str, Fault]:
         BackupCorrupt(),
         RedisFill(),
         AlertDeliveryFailing(),
+        CircuitBreakerOpenFault(),
+        ErrorRate(),
+        PgLongQueries(),
     ]
     return {fault.name: fault for fault in faults}

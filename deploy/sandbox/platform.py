@@ -44,13 +44,19 @@ class PlatformState:
     collectors: dict[str, Collector]
     generation_stalled: bool = False
     alert_delivery_failing: bool = False
+    # Spring services (seed 003): resilience4j breaker states and the share of requests answered with 5xx.
+    circuit_breakers: dict[str, str] = field(default_factory=dict)
+    error_ratio: float = 0.0
 
     @classmethod
-    def create(cls, service_names: tuple[str, ...], collector_names: tuple[str, ...]) -> PlatformState:
-        """Build a healthy platform with the given services and collectors."""
+    def create(
+        cls, service_names: tuple[str, ...], collector_names: tuple[str, ...], breakers: tuple[str, ...] = ()
+    ) -> PlatformState:
+        """Build a healthy platform with the given services, collectors and circuit breakers (all closed)."""
         return cls(
             services={name: ServiceState(name) for name in service_names},
             collectors={name: Collector(name) for name in collector_names},
+            circuit_breakers=dict.fromkeys(breakers, "closed"),
         )
 
     def tick_collectors(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,12 @@ class Profile:
     consumer_queues: tuple[str, ...]
     generation_target: int
     backup_sets: tuple[str, ...] = field(default=("postgres_daily", "postgres_incremental", "redis"))
+    kind: Literal["mastertrade", "spring"] = "mastertrade"
+    metrics_path: str = "/metrics"
+    request_metric: str = "http_request_duration_seconds"
+    circuit_breakers: tuple[str, ...] = ()
+    application_name: str = "mastertrade_strategy"  # the sessions the service's own pool opens
+    container_service: str = ""  # the service a real container stands for in the demo and e2e stacks
 
 
 # Seed 000, "Service Inventory": ports and criticality.
@@ -56,9 +63,29 @@ MASTERTRADE = Profile(
     market_data_service="market_data",
     consumer_queues=("strategy_service.signals", "risk_manager.orders", "order_executor.executions"),
     generation_target=500,
+    container_service="strategy",
 )
 
-PROFILES: dict[str, Profile] = {MASTERTRADE.name: MASTERTRADE}
+# Seed 003: one Spring Boot service on 8080 (actuator, resilience4j, Hikari), PostgreSQL, Redis.
+TRADEMASTER = Profile(
+    name="trademaster",
+    seed="003 TradeMaster Trading Service Operations Runbook",
+    services=(ServiceSpec("trading_service", 8080, True, "TradeMaster Trading Service (Spring Boot actuator)"),),
+    collectors=(),
+    strategy_service="",
+    market_data_service="",
+    consumer_queues=(),
+    generation_target=0,
+    backup_sets=(),
+    kind="spring",
+    metrics_path="/actuator/prometheus",
+    request_metric="http_server_requests_seconds",
+    circuit_breakers=("brokerService", "marketDataService", "paymentGateway"),
+    application_name="trademaster-trading-service",
+    container_service="trading_service",
+)
+
+PROFILES: dict[str, Profile] = {MASTERTRADE.name: MASTERTRADE, TRADEMASTER.name: TRADEMASTER}
 
 
 def collector_names(profile: Profile, count: int | None) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ class Scenario:
     teardown: Callable[[Stack], Awaitable[None]] | None = None
     during: Callable[[Stack, Timeline], Awaitable[None]] | None = None
     during_step: str = "action"
+    profile: str = "mastertrade"
 
 
 @dataclass
@@ -386,7 +387,45 @@ TWO_FAULTS = Scenario(
     min_actions=2,
     max_actions=2,
 )
-ALL_SCENARIOS = (*SCENARIOS, TWO_FAULTS)
+# TradeMaster (seed 003): the playbooks the Spring sandbox simulates.
+TRADEMASTER_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="tm-circuit-breaker",
+        description="TradeMaster's broker circuit breaker opens -> forced closed through the actuator",
+        faults=(("circuit_breaker_open", {"name": "brokerService"}),),
+        alerts=("CircuitBreakerOpen",),
+        signal='resilience4j_circuitbreaker_state{name="brokerService",state="open"} == 1',
+        rule="close-circuit-breaker",
+        decision="executed",
+        outcome="resolved",
+        profile="trademaster",
+    ),
+    Scenario(
+        name="tm-pool-exhausted",
+        description="10 queries hang and fill TradeMaster's Hikari pool -> long queries cancelled",
+        faults=(("pg_long_queries", {"count": 10}),),
+        alerts=("DatabaseConnectionPoolExhaustion", "SlowDatabaseQueries"),
+        signal="hikaricp_connections_active >= 10",
+        rule="cancel-long-queries",
+        decision="executed",
+        outcome="resolved",
+        max_actions=2,
+        profile="trademaster",
+    ),
+    Scenario(
+        name="tm-application-down",
+        description="TradeMaster's container stops -> restarted",
+        faults=(("service_down", {"service": "trading_service"}),),
+        alerts=("ApplicationDown",),
+        signal='tradeops_service_up{service="trading_service"} == 0',
+        rule="restart-application",
+        decision="executed",
+        outcome="resolved",
+        needs_docker=True,
+        profile="trademaster",
+    ),
+)
+ALL_SCENARIOS = (*SCENARIOS, TWO_FAULTS, *TRADEMASTER_SCENARIOS)
 
 
 def by_name(name: str) -> Scenario:

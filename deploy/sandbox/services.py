@@ -16,6 +16,7 @@ from sandbox import generation
 from sandbox.backends import BackendUnavailableError
 from sandbox.context import SandboxContext
 from sandbox.faults import STALLED_AFTER
+from sandbox.spring import add_spring_routes
 
 CONTEXT = web.AppKey("context", SandboxContext)
 SERVICE = web.AppKey("service", str)
@@ -33,7 +34,7 @@ async def instrument(request: web.Request, handler: Handler) -> web.StreamRespon
     app = request.app
     started = time.perf_counter()
     delay = app[CONTEXT].state.services[app[SERVICE]].delay_seconds
-    if delay and request.path != "/metrics":
+    if delay and request.path != app[CONTEXT].profile.metrics_path:
         await asyncio.sleep(delay)
     status = 500
     try:
@@ -46,7 +47,7 @@ async def instrument(request: web.Request, handler: Handler) -> web.StreamRespon
     finally:
         route = request.match_info.route.resource
         handler_name = route.canonical if route is not None else "unmatched"
-        if request.path != "/metrics":
+        if request.path != app[CONTEXT].profile.metrics_path:
             app[DURATION].labels(handler_name, request.method, str(status)).observe(time.perf_counter() - started)
 
 
@@ -146,8 +147,9 @@ async def deliver_alerts(app: web.Application) -> None:
         await asyncio.sleep(1)
 
 
-def build_service_app(ctx: SandboxContext, service: str) -> web.Application:
-    """Build a fresh aiohttp app for one simulated service (a new one each time it comes back up)."""
+def build_service_app(ctx: SandboxContext, service: str, self_url: str = "") -> web.Application:
+    """Build a fresh aiohttp app for one simulated service (a new one each time it comes back up); `self_url`
+    is where it listens (a Spring service sends itself traffic)."""
     app = web.Application(middlewares=[instrument])
     registry = CollectorRegistry(auto_describe=True)
     app[CONTEXT] = ctx
@@ -155,12 +157,15 @@ def build_service_app(ctx: SandboxContext, service: str) -> web.Application:
     app[REGISTRY] = registry
     app[STARTED] = time.time()
     app[DURATION] = Histogram(
-        "http_request_duration_seconds",
+        ctx.profile.request_metric,
         "Time the service took to answer an HTTP request.",
         ["handler", "method", "status"],
         registry=registry,
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0),
     )
+    if ctx.profile.kind == "spring":
+        add_spring_routes(app, ctx, registry, self_url)
+        return app
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     if service == ctx.profile.market_data_service:

@@ -22,11 +22,11 @@ import yaml
 from common.web import free_ports
 from sandbox import containers as containers_module
 from sandbox.app import Sandbox
-from sandbox.profiles import MASTERTRADE
+from sandbox.profiles import MASTERTRADE, PROFILES, Profile
 from sandbox.settings import SandboxSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILE_DIR = ROOT / "deploy/profiles/mastertrade"
+PROFILES_DIR = ROOT / "deploy/profiles"
 RULES_DIR = ROOT / "alert_rules"
 
 
@@ -72,15 +72,15 @@ class StackPorts:
     services: dict[str, int]
 
     @classmethod
-    def standard(cls) -> StackPorts:
+    def standard(cls, profile: Profile = MASTERTRADE) -> StackPorts:
         """The usual ports (the demo): 9090, 9093, 10101, 10102, the runbook's service ports."""
-        return cls(9090, 9093, 10101, 10102, 16379, 8099, {s.name: s.port for s in MASTERTRADE.services})
+        return cls(9090, 9093, 10101, 10102, 16379, 8099, {s.name: s.port for s in profile.services})
 
     @classmethod
-    def free(cls) -> StackPorts:
+    def free(cls, profile: Profile = MASTERTRADE) -> StackPorts:
         """Free loopback ports (tests)."""
-        own = free_ports(6 + len(MASTERTRADE.services))
-        services = {s.name: own[6 + index] for index, s in enumerate(MASTERTRADE.services)}
+        own = free_ports(6 + len(profile.services))
+        services = {s.name: own[6 + index] for index, s in enumerate(profile.services)}
         return cls(own[0], own[1], own[2], own[3], own[4], own[5], services)
 
 
@@ -90,6 +90,7 @@ class StackOptions:
 
     run_dir: Path
     ports: StackPorts
+    profile: str = "mastertrade"
     postgres_admin_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database: str = "mastertrade"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
@@ -141,35 +142,47 @@ class Stack:
         }
 
     # -- configuration -------------------------------------------------------------------------------------
+    @property
+    def spec(self) -> Profile:
+        """The simulated system."""
+        return PROFILES[self.options.profile]
+
+    @property
+    def profile_dir(self) -> Path:
+        """Where the system's shipped profile is."""
+        return PROFILES_DIR / self.options.profile
+
+    def _retarget(self, text: str) -> str:
+        """Point every address of the profile's services at this stack's ports."""
+        for spec in self.spec.services:
+            port = self.options.ports.services[spec.name]
+            text = re.sub(rf"127\.0\.0\.1:{spec.port}\b", f"127.0.0.1:{port}", text)
+        return text
+
     def exporter_config(self) -> dict[str, Any]:
         """The shipped exporter profile, pointed at this stack."""
-        config: dict[str, Any] = yaml.safe_load((PROFILE_DIR / "exporter.yml").read_text())
+        config: dict[str, Any] = yaml.safe_load(self._retarget((self.profile_dir / "exporter.yml").read_text()))
         probes = config["probes"]
-        for probe in probes["service_health"]:
-            probe["url"] = _with_port(probe["url"], self.options.ports.services[probe["name"]])
-        for probe in probes["collectors"]:
-            probe["url"] = _with_port(probe["url"], self.options.ports.services["market_data"])
-        for probe in probes["strategy_generation"]:
+        for probe in probes.get("strategy_generation", []):
             probe["dsn"] = self.dsn
-        for probe in probes["backups"]:
+        for probe in probes.get("backups", []):
             probe["path_glob"] = probe["path_glob"].replace("/var/lib/tradeops-sandbox/backups", str(self.backup_root))
-        probes["rabbitmq"][0]["management_url"] = self.options.rabbitmq_api
-        probes["rabbitmq"][0]["include"] = [re.escape(q) for q in MASTERTRADE.consumer_queues]
-        probes["redis"][0]["url"] = f"redis://127.0.0.1:{self.options.ports.redis}/0"
-        probes["postgres"][0]["dsn"] = self.options.postgres_admin_dsn
-        probes["postgres"][0]["databases"] = [self.options.database]
+        for probe in probes.get("rabbitmq", []):
+            probe["management_url"] = self.options.rabbitmq_api
+            probe["include"] = [re.escape(q) for q in self.spec.consumer_queues]
+        for probe in probes.get("redis", []):
+            probe["url"] = f"redis://127.0.0.1:{self.options.ports.redis}/0"
+        for probe in probes.get("postgres", []):
+            probe["dsn"] = self.options.postgres_admin_dsn
+            probe["databases"] = [self.options.database]
         return config
 
     def remediator_config(self) -> dict[str, Any]:
         """The shipped remediator profile, pointed at this stack, with the stack's timings."""
-        config: dict[str, Any] = yaml.safe_load((PROFILE_DIR / "remediator.yml").read_text())
+        config: dict[str, Any] = yaml.safe_load(self._retarget((self.profile_dir / "remediator.yml").read_text()))
         t = self.options.timings
         ports = self.options.ports
         config["audit_path"] = str(self.options.run_dir / "remediator" / "audit.sqlite3")
-        config["allowed_url_prefixes"] = [
-            _with_port(u, ports.services["strategy" if ":8006" in u else "market_data"])
-            for u in config["allowed_url_prefixes"]
-        ]
         config["backends"] = {
             "docker_host": self.options.docker_host,
             "postgres_dsn": self.options.postgres_admin_dsn,
@@ -187,14 +200,13 @@ class Stack:
             rule["cooldown_minutes"] = t.cooldown_minutes
             rule["rate"] = {"per_minute": 60, "burst": 10}
             params = rule.get("params", {})
-            if "url" in params:
-                params["url"] = _with_port(
-                    params["url"], ports.services["strategy" if ":8006" in params["url"] else "market_data"]
-                )
-            if rule["action"] == "postgres_terminate":
+            if rule["action"] in {"postgres_terminate", "postgres_cancel_queries"}:
                 params["database"] = self.options.database
+            if rule["action"] == "postgres_terminate":
                 params["idle_minutes"] = 0
-            if rule["action"] == "command":
+            if rule["action"] == "postgres_cancel_queries":
+                params["older_than_seconds"] = 1
+            if rule["action"] == "command" and "--backup-now" in params.get("argv", []):
                 params["argv"] = [
                     sys.executable,
                     "-m",
@@ -214,7 +226,7 @@ class Stack:
         """The shipped rule files with `for:` shortened and site thresholds overridden for the stack."""
         target = self.options.run_dir / "rules"
         target.mkdir(parents=True, exist_ok=True)
-        manifest = yaml.safe_load((PROFILE_DIR / "profile.yml").read_text())
+        manifest = yaml.safe_load((self.profile_dir / "profile.yml").read_text())
         for path in (RULES_DIR / name for name in manifest["rule_files"]):
             document = yaml.safe_load(path.read_text())
             for group in document["groups"]:
@@ -252,7 +264,11 @@ class Stack:
                     "job_name": "tradeops-remediator",
                     "static_configs": [{"targets": [f"127.0.0.1:{self.options.ports.remediator}"]}],
                 },
-                {"job_name": "mastertrade", "static_configs": [{"targets": services}]},
+                {
+                    "job_name": self.spec.name,
+                    "metrics_path": self.spec.metrics_path,
+                    "static_configs": [{"targets": services}],
+                },
             ],
         }
 
@@ -267,7 +283,18 @@ class Stack:
         return {
             "route": {
                 "receiver": "tradeops-remediator",
-                "group_by": ["alertname", "service", "queue", "set", "collector", "server", "instance_name", "system"],
+                "group_by": [
+                    "alertname",
+                    "service",
+                    "queue",
+                    "set",
+                    "collector",
+                    "server",
+                    "instance_name",
+                    "system",
+                    "name",
+                    "pool",
+                ],
                 "group_wait": f"{t.group_wait_seconds:g}s",
                 "group_interval": f"{t.group_interval_seconds:g}s",
                 "repeat_interval": f"{t.repeat_interval_seconds:g}s",
@@ -318,11 +345,8 @@ class Stack:
                     "noeviction",
                 ],
             )
-            containers = (
-                {MASTERTRADE.strategy_service: self.container(MASTERTRADE.strategy_service)}
-                if self.options.docker_host
-                else {}
-            )
+            linked = self.spec.container_service
+            containers = {linked: self.container(linked)} if self.options.docker_host and linked else {}
             self.sandbox = Sandbox(
                 SandboxSettings(
                     ports=dict(ports.services),
@@ -333,11 +357,13 @@ class Stack:
                     docker_host=self.options.docker_host,
                     containers=containers,
                     backup_root=self.backup_root,
-                    collectors=10,  # two beyond the remediator's allowlist, for the not-allowed scenario
+                    profile=self.spec.name,
+                    # two beyond the remediator's allowlist, for the not-allowed scenario
+                    collectors=10 if self.spec.collectors else None,
                 )
             )
             await self.sandbox.start()
-            if self.options.docker_host is not None:
+            if self.options.docker_host is not None and self.spec is MASTERTRADE:
                 # A container the sandbox does not link to its service: restarting it cannot fix the service.
                 client = self.sandbox.ctx.backends.docker()
                 image = self.sandbox.settings.image
@@ -423,7 +449,7 @@ class Stack:
         if self.sandbox is not None:
             with contextlib.suppress(Exception):
                 await self.sandbox.chaos.clear_all()
-            if self.options.docker_host is not None:
+            if self.options.docker_host is not None and self.spec is MASTERTRADE:
                 with contextlib.suppress(Exception):
                     await containers_module.remove(self.sandbox.ctx.backends.docker(), self.container("risk_manager"))
             await self.sandbox.stop()

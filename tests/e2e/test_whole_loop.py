@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sandbox.profiles import PROFILES
 from sandbox.scenarios import ALL_SCENARIOS, Scenario, run_scenario
 from sandbox.stack import Stack, StackOptions, StackPorts, running_stack
 
@@ -29,7 +30,8 @@ async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
         docker_host = DOCKER_HOST
     options = StackOptions(
         run_dir=tmp_path / "stack",
-        ports=StackPorts.free(),
+        ports=StackPorts.free(PROFILES[scenario.profile]),
+        profile=scenario.profile,
         postgres_admin_dsn=POSTGRES_ADMIN_DSN,
         database=unique("tradeops_e2e"),
         docker_host=docker_host,

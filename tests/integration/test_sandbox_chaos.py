@@ -23,6 +23,7 @@ from sandbox.context import FILL_KEY_PREFIX
 from sandbox.settings import SandboxSettings
 
 from common.web import free_port
+from remediator.actions.postgres import PostgresCancelParams, PostgresCancelQueriesAction
 from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
 
 pytestmark = pytest.mark.integration
@@ -406,3 +407,81 @@ def test_sandbox_refuses_to_start_on_a_port_in_use(tmp_path: Path, postgres_dsn:
         )
     assert result.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in result.stderr
+
+
+@pytest.fixture
+async def trademaster(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    box = Sandbox(
+        SandboxSettings(
+            profile="trademaster",
+            ports={"trading_service": free_port()},
+            control_port=free_port(),
+            postgres_dsn=postgres_dsn,
+            redis_url=redis_url,
+            amqp_url=amqp_url,
+            backup_root=tmp_path / "backups",
+        )
+    )
+    await box.start()
+    yield box
+    await box.chaos.clear_all()
+    await box.stop()
+
+
+async def metric_lines(http: aiohttp.ClientSession, box: Sandbox, prefix: str) -> dict[str, float]:
+    async with http.get(box.urls()["trading_service"] + "/actuator/prometheus") as response:
+        text = await response.text()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    }
+
+
+async def test_trademaster_breaker_opens_orders_fail_and_the_actuator_transition_closes_it(
+    trademaster: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    status, body = await inject(http, trademaster, "circuit_breaker_open", {"name": "brokerService"})
+    assert status == 201, body
+    assert (await inject(http, trademaster, "circuit_breaker_open", {"name": "noSuchBreaker"}))[0] == 422
+    state = 'resilience4j_circuitbreaker_state{name="brokerService",state="open"}'
+    assert (await metric_lines(http, trademaster, "resilience4j"))[state] == 1
+    await eventually(lambda: _positive(metric_lines(http, trademaster, "orders_failed_total")))
+    url = trademaster.urls()["trading_service"] + "/actuator/circuitbreakers/brokerService/transition/forceClosed"
+    async with http.post(url) as response:
+        assert response.status == 200
+    assert await active_faults(http, trademaster) == []
+    async with http.get(trademaster.urls()["trading_service"] + "/actuator/health") as response:
+        assert (await response.json())["components"]["circuitBreakers"]["status"] == "UP"
+
+
+async def test_trademaster_long_queries_fill_the_pool_until_the_real_cancel_action_runs(
+    trademaster: Sandbox, http: aiohttp.ClientSession, postgres_dsn: str
+) -> None:
+    status, body = await inject(http, trademaster, "pg_long_queries", {"count": 10, "seconds": 300})
+    assert status == 201, body
+    await asyncio.sleep(1.2)  # older than the action's threshold below
+    pool = await metric_lines(http, trademaster, "hikaricp_connections_")
+    assert pool['hikaricp_connections_active{pool="HikariPool-1"}'] == 10
+    base, _, database = postgres_dsn.rpartition("/")
+    action = PostgresCancelQueriesAction(f"{base}/postgres")
+    params = PostgresCancelParams(
+        database=database,
+        older_than_seconds=1,
+        application_names=("trademaster-trading-service",),
+        terminate_after_seconds=1,
+        max_sessions=20,
+    )
+    result = await action.run(params, {})
+    await action.close()
+    assert result.changed
+    await eventually(lambda: _no_faults(active_faults(http, trademaster)))
+    pool = await metric_lines(http, trademaster, "hikaricp_connections_")
+    assert pool['hikaricp_connections_active{pool="HikariPool-1"}'] == 0
+
+
+async def _positive(pending: Any) -> bool:
+    values = await pending
+    return bool(values) and all(v > 0 for v in values.values())
+
+
+async def _no_faults(pending: Any) -> bool:
+    return bool(await pending == [])
