@@ -13,7 +13,7 @@ from aiohttp import web
 from common.logs import log_event
 from common.service import cancel_and_wait
 from common.web import start_site
-from sandbox import backups, containers, generation
+from sandbox import backups, containers, generation, standins
 from sandbox.backends import Backends, BackendUnavailableError
 from sandbox.chaos import Chaos, build_chaos_app
 from sandbox.context import SandboxContext
@@ -106,6 +106,11 @@ class Sandbox:
                     await generation.generate(pool, self.ctx.profile.generation_target, when)
         except BackendUnavailableError as error:
             log_event(logger, logging.WARNING, "postgres_unavailable", error=str(error))
+        if self.ctx.profile.kind == "pm2":
+            self.ctx.state.pm2_restarts = dict.fromkeys(self.ctx.profile.pm2_processes, 0)
+            standins.write_pm2(self.ctx.standin_dir, self.ctx.state.pm2_restarts)
+            for backup_set in standins.BACKUP_SETS:
+                standins.write_status(self.ctx.standin_dir, backup_set, 0)
         for name in self.ctx.profile.backup_sets:
             age = backups.newest_age_seconds(self.ctx.backup_root, name)
             if age is None or age > 12 * 3600:
@@ -170,6 +175,8 @@ class Sandbox:
     async def _collector_loop(self) -> None:
         while True:
             self.ctx.state.tick_collectors()
+            if self.ctx.profile.kind == "pm2" and self.ctx.state.tick_v11():
+                standins.write_pm2(self.ctx.standin_dir, self.ctx.state.pm2_restarts)
             await asyncio.sleep(1)
 
     async def stop(self) -> None:

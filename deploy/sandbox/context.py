@@ -81,6 +81,11 @@ class SandboxContext:
     held: HeldConnections = field(default_factory=HeldConnections)
     queries: HeldQueries = field(default_factory=HeldQueries)
 
+    @property
+    def standin_dir(self) -> Path:
+        """Where the host command stand-ins (`pm2`, backup scripts) keep their state (sandbox.standins)."""
+        return self.backup_root / "host"
+
     async def postgres(self) -> asyncpg.Pool:
         """Return the PostgreSQL pool of the simulated platform."""
         return await self.backends.postgres()

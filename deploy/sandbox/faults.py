@@ -15,7 +15,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import backups, containers, generation
+from sandbox import backups, containers, generation, standins
 from sandbox.context import FILL_KEY_PREFIX, SandboxContext
 from sandbox.platform import CollectorStatus
 
@@ -565,6 +565,88 @@ async def _sleep_query(connection: asyncpg.Connection, seconds: int) -> None:
         await connection.execute("SELECT pg_sleep($1)", float(seconds))
 
 
+class RateGateExhausted(Fault):
+    name = "rate_gate_exhausted"
+    params_model = NoParams
+    description = "the rate gate backs off every second (market data API quota exhausted) until reset"
+
+    async def inject(self, ctx: SandboxContext, params: NoParams) -> dict[str, Any]:
+        ctx.state.rate_gate_exhausted = True
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: NoParams) -> bool:
+        return ctx.state.rate_gate_exhausted
+
+    async def clear(self, ctx: SandboxContext, params: NoParams) -> None:
+        ctx.state.rate_gate_exhausted = False
+
+
+class LosingStrategy(Fault):
+    name = "losing_strategy"
+    params_model = NoParams
+    description = "the strategy loses: Sharpe below 0 and drawdown 8 % while auto-trading stays on"
+
+    async def inject(self, ctx: SandboxContext, params: NoParams) -> dict[str, Any]:
+        ctx.state.losing = True
+        ctx.state.auto_trading = True
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: NoParams) -> bool:
+        return ctx.state.losing and ctx.state.auto_trading
+
+    async def clear(self, ctx: SandboxContext, params: NoParams) -> None:
+        ctx.state.losing = False
+        ctx.state.auto_trading = True
+
+
+class ProcessParams(FaultParams):
+    process: str = "trading-engine"
+
+    def target(self) -> str:
+        return self.process
+
+
+class Pm2CrashLoop(Fault):
+    name = "pm2_crash_loop"
+    params_model = ProcessParams
+    description = "a PM2 process crashes and is restarted by PM2 every second"
+
+    async def inject(self, ctx: SandboxContext, params: ProcessParams) -> dict[str, Any]:
+        _known(params.process, ctx.state.pm2_restarts, "PM2 process")
+        ctx.state.crash_looping.add(params.process)
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: ProcessParams) -> bool:
+        return params.process in ctx.state.crash_looping
+
+    async def clear(self, ctx: SandboxContext, params: ProcessParams) -> None:
+        ctx.state.crash_looping.discard(params.process)
+
+
+class BackupScriptParams(FaultParams):
+    set: Literal["postgres", "redis"] = "postgres"
+
+    def target(self) -> str:
+        return self.set
+
+
+class BackupScriptFailing(Fault):
+    name = "backup_script_failed"
+    params_model = BackupScriptParams
+    description = "the last run of a backup script exited 1 (a manual run succeeds)"
+
+    async def inject(self, ctx: SandboxContext, params: BackupScriptParams) -> dict[str, Any]:
+        standins.write_status(ctx.standin_dir, params.set, 1)
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: BackupScriptParams) -> bool:
+        path = standins.status_path(ctx.standin_dir, params.set)
+        return path.exists() and path.read_text().strip() != "0"
+
+    async def clear(self, ctx: SandboxContext, params: BackupScriptParams) -> None:
+        standins.write_status(ctx.standin_dir, params.set, 0)
+
+
 def fault_catalogue() -> dict[str, Fault]:
     """Return a fresh catalogue of every fault by name."""
     faults: list[Fault] = [
@@ -585,5 +667,9 @@ def fault_catalogue() -> dict[str, Fault]:
         CircuitBreakerOpenFault(),
         ErrorRate(),
         PgLongQueries(),
+        RateGateExhausted(),
+        LosingStrategy(),
+        Pm2CrashLoop(),
+        BackupScriptFailing(),
     ]
     return {fault.name: fault for fault in faults}

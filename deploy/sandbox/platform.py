@@ -47,6 +47,33 @@ class PlatformState:
     # Spring services (seed 003): resilience4j breaker states and the share of requests answered with 5xx.
     circuit_breakers: dict[str, str] = field(default_factory=dict)
     error_ratio: float = 0.0
+    # AI Trading System v1.1 (seed 004): the engine's performance, the rate gate and PM2's processes.
+    auto_trading: bool = True
+    losing: bool = False
+    rate_gate_exhausted: bool = False
+    backoffs: int = 0
+    pm2_restarts: dict[str, int] = field(default_factory=dict)
+    crash_looping: set[str] = field(default_factory=set)
+
+    def tick_v11(self) -> bool:
+        """Advance the simulated counters by one second; return whether PM2's process list changed."""
+        if self.rate_gate_exhausted:
+            self.backoffs += 1
+        for name in self.crash_looping:
+            self.pm2_restarts[name] = self.pm2_restarts.get(name, 0) + 1
+        return bool(self.crash_looping)
+
+    @property
+    def sharpe_ratio(self) -> float:
+        """The strategy's Sharpe ratio: negative while losing and trading; flat (0) once trading is off."""
+        if not self.auto_trading:
+            return 0.0
+        return -0.8 if self.losing else 1.4
+
+    @property
+    def drawdown_ratio(self) -> float:
+        """How far the equity curve is below its peak."""
+        return 0.08 if self.losing else 0.01
 
     @classmethod
     def create(

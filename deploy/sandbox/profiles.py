@@ -29,12 +29,13 @@ class Profile:
     consumer_queues: tuple[str, ...]
     generation_target: int
     backup_sets: tuple[str, ...] = field(default=("postgres_daily", "postgres_incremental", "redis"))
-    kind: Literal["mastertrade", "spring"] = "mastertrade"
+    kind: Literal["mastertrade", "spring", "pm2"] = "mastertrade"
     metrics_path: str = "/metrics"
     request_metric: str = "http_request_duration_seconds"
     circuit_breakers: tuple[str, ...] = ()
     application_name: str = "mastertrade_strategy"  # the sessions the service's own pool opens
     container_service: str = ""  # the service a real container stands for in the demo and e2e stacks
+    pm2_processes: tuple[str, ...] = ()
 
 
 # Seed 000, "Service Inventory": ports and criticality.
@@ -85,7 +86,26 @@ TRADEMASTER = Profile(
     container_service="trading_service",
 )
 
-PROFILES: dict[str, Profile] = {MASTERTRADE.name: MASTERTRADE, TRADEMASTER.name: TRADEMASTER}
+# Seed 004: a PM2-managed trading engine on 8000 and the market data rate gate on 3001.
+AI_TRADING_V11 = Profile(
+    name="ai-trading-v1.1",
+    seed="004 AI Trading System - Operations Runbook v1.1",
+    services=(
+        ServiceSpec("trading_engine", 8000, True, "Trading engine (PM2 process trading-engine)"),
+        ServiceSpec("rate_gate", 3001, False, "Rate gate for market data APIs"),
+    ),
+    collectors=(),
+    strategy_service="",
+    market_data_service="",
+    consumer_queues=(),
+    generation_target=0,
+    backup_sets=(),
+    kind="pm2",
+    application_name="ai-trading-engine",
+    pm2_processes=("trading-engine", "rate-gate", "market-data-worker"),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (MASTERTRADE, TRADEMASTER, AI_TRADING_V11)}
 
 
 def collector_names(profile: Profile, count: int | None) -> tuple[str, ...]:

@@ -425,7 +425,59 @@ TRADEMASTER_SCENARIOS: tuple[Scenario, ...] = (
         profile="trademaster",
     ),
 )
-ALL_SCENARIOS = (*SCENARIOS, TWO_FAULTS, *TRADEMASTER_SCENARIOS)
+# AI Trading System v1.1 (seed 004): the glossary entries the PM2 sandbox simulates.
+V11_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="v11-rate-gate",
+        description="the rate gate backs off every second -> reset through its API",
+        faults=(("rate_gate_exhausted", {}),),
+        alerts=("RateGateBackoffHigh",),
+        signal="increase(rate_gate_backoff_count[1m]) > 10",
+        rule="reset-rate-gate",
+        decision="executed",
+        outcome="resolved",
+        # The trigger counts backoffs over 1 minute, so the alert outlives the fix by up to a minute; the
+        # demo's 15 s retry then resets the gate once more (harmless), within the rule's 2 attempts.
+        max_actions=2,
+        profile="ai-trading-v1.1",
+    ),
+    Scenario(
+        name="v11-losing-strategy",
+        description="negative Sharpe with 8% drawdown -> escalated and auto-trading disabled",
+        faults=(("losing_strategy", {}),),
+        alerts=("NegativeSharpeWithDrawdown",),
+        signal="trading_sharpe_ratio < 0",
+        rule="disable-auto-trading",
+        decision="executed",
+        outcome="resolved",
+        min_actions=2,  # the escalation and the switch
+        max_actions=2,
+        profile="ai-trading-v1.1",
+    ),
+    Scenario(
+        name="v11-backup-failed",
+        description="the PostgreSQL backup script's last run exited 1 -> run again",
+        faults=(("backup_script_failed", {"set": "postgres"}),),
+        alerts=("BackupScriptFailed",),
+        signal='tradeops_command_exit_code{command="backup_postgres"} != 0',
+        rule="rerun-backup",
+        decision="executed",
+        outcome="resolved",
+        profile="ai-trading-v1.1",
+    ),
+    Scenario(
+        name="v11-pm2-crash-loop",
+        description="a PM2 process restarts every second -> escalated (another restart would not help)",
+        faults=(("pm2_crash_loop", {"process": "trading-engine"}),),
+        alerts=("Pm2HighRestartRate",),
+        signal='increase(tradeops_command_value{command="pm2_jlist",field="restart_time"}[1m]) > 3',
+        rule="escalate-judgement",
+        decision="executed",
+        outcome="escalated",
+        profile="ai-trading-v1.1",
+    ),
+)
+ALL_SCENARIOS = (*SCENARIOS, TWO_FAULTS, *TRADEMASTER_SCENARIOS, *V11_SCENARIOS)
 
 
 def by_name(name: str) -> Scenario:

@@ -16,6 +16,7 @@ from sandbox import generation
 from sandbox.backends import BackendUnavailableError
 from sandbox.context import SandboxContext
 from sandbox.faults import STALLED_AFTER
+from sandbox.pm2_services import add_pm2_routes
 from sandbox.spring import add_spring_routes
 
 CONTEXT = web.AppKey("context", SandboxContext)
@@ -165,6 +166,9 @@ def build_service_app(ctx: SandboxContext, service: str, self_url: str = "") -> 
     )
     if ctx.profile.kind == "spring":
         add_spring_routes(app, ctx, registry, self_url)
+        return app
+    if ctx.profile.kind == "pm2":
+        add_pm2_routes(app, ctx, service, registry)
         return app
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)

@@ -175,7 +175,31 @@ class Stack:
         for probe in probes.get("postgres", []):
             probe["dsn"] = self.options.postgres_admin_dsn
             probe["databases"] = [self.options.database]
+        for probe in probes.get("command", []):
+            probe["argv"] = self._standin_argv(probe["argv"])
         return config
+
+    def _standin_argv(self, argv: list[str]) -> list[str]:
+        """The sandbox's stand-in for a host command of seed 004 (`pm2 jlist`, backup-status SET)."""
+        base = [sys.executable, "-m", "sandbox.standins", "--state-dir", str(self.backup_root / "host")]
+        if argv[:2] == ["pm2", "jlist"]:
+            return [*base, "jlist"]
+        if argv[0].endswith("/backup-status"):
+            return [*base, "backup-status", *argv[1:]]
+        return argv
+
+    def _standin_script(self, path: str) -> str:
+        """Write an executable stand-in for one of seed 004's backup scripts; return its path."""
+        name = Path(path).name  # backup-postgres.sh
+        backup_set = name.removeprefix("backup-").removesuffix(".sh")
+        script = self.options.run_dir / "standins" / name
+        script.parent.mkdir(parents=True, exist_ok=True)
+        state = self.backup_root / "host"
+        script.write_text(
+            f"#!/bin/sh\nexec {sys.executable} -m sandbox.standins --state-dir {state} backup-run {backup_set}\n"
+        )
+        script.chmod(0o755)
+        return str(script)
 
     def remediator_config(self) -> dict[str, Any]:
         """The shipped remediator profile, pointed at this stack, with the stack's timings."""
@@ -219,6 +243,9 @@ class Stack:
             container = rule.get("label_params", {}).get("container")
             if container is not None:
                 container["map"] = {service: self.container(service) for service in container["map"]}
+            script = rule.get("label_params", {}).get("script")
+            if script is not None:
+                script["map"] = {key: self._standin_script(value) for key, value in script["map"].items()}
         config.update(copy.deepcopy(self.options.remediator_overrides))
         return config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import socket
 import subprocess
 import sys
@@ -485,3 +486,67 @@ async def _positive(pending: Any) -> bool:
 
 async def _no_faults(pending: Any) -> bool:
     return bool(await pending == [])
+
+
+@pytest.fixture
+async def v11(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    box = Sandbox(
+        SandboxSettings(
+            profile="ai-trading-v1.1",
+            ports={"trading_engine": free_port(), "rate_gate": free_port()},
+            control_port=free_port(),
+            postgres_dsn=postgres_dsn,
+            redis_url=redis_url,
+            amqp_url=amqp_url,
+            backup_root=tmp_path / "backups",
+        )
+    )
+    await box.start()
+    yield box
+    await box.chaos.clear_all()
+    await box.stop()
+
+
+async def test_v11_rate_gate_backs_off_until_its_reset_endpoint_is_called(
+    v11: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    assert (await inject(http, v11, "rate_gate_exhausted", {}))[0] == 201
+    gate = v11.urls()["rate_gate"]
+    await eventually(lambda: _backoffs_at_least(http, gate, 2), attempts=50)
+    async with http.post(f"{gate}/reset") as response:
+        assert response.status == 200
+    assert await active_faults(http, v11) == []
+
+
+async def test_v11_losing_strategy_stops_when_auto_trading_is_disabled(
+    v11: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    engine = v11.urls()["trading_engine"]
+    assert (await inject(http, v11, "losing_strategy", {}))[0] == 201
+    async with http.get(f"{engine}/metrics") as response:
+        assert "trading_sharpe_ratio -0.8" in await response.text()
+    async with http.post(f"{engine}/api/trading/disable") as response:
+        assert response.status == 200
+    assert await active_faults(http, v11) == []
+    async with http.get(f"{engine}/metrics") as response:
+        assert "trading_sharpe_ratio 0.0" in await response.text()
+
+
+async def test_v11_crash_loop_counts_pm2_restarts_in_the_stand_ins_process_list(
+    v11: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    assert (await inject(http, v11, "pm2_crash_loop", {"process": "no-such"}))[0] == 422
+    assert (await inject(http, v11, "pm2_crash_loop", {"process": "trading-engine"}))[0] == 201
+    jlist = v11.ctx.standin_dir / "pm2.json"
+    await eventually(lambda: _restarts_at_least(jlist, 2), attempts=50)
+    await clear_all(http, v11)
+
+
+async def _backoffs_at_least(http: aiohttp.ClientSession, gate: str, count: int) -> bool:
+    async with http.get(f"{gate}/status") as response:
+        return bool((await response.json())["backoffs"] >= count)
+
+
+async def _restarts_at_least(path: Path, count: int) -> bool:
+    listed = json.loads(path.read_text())
+    return any(p["name"] == "trading-engine" and p["pm2_env"]["restart_time"] >= count for p in listed)

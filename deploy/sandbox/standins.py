@@ -1,0 +1,67 @@
+"""Stand-ins for the commands seed 004's checks and playbooks run on the host: `pm2 jlist` and the backup
+scripts (their status and a manual run). They read and write small files under the sandbox's state
+directory, which the sandbox's faults change; run as `python -m sandbox.standins --state-dir DIR COMMAND`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PM2_FILE = "pm2.json"
+BACKUP_SETS = ("postgres", "redis")
+
+
+def pm2_path(state_dir: Path) -> Path:
+    """Where the simulated PM2 process list is."""
+    return state_dir / PM2_FILE
+
+
+def status_path(state_dir: Path, backup_set: str) -> Path:
+    """Where the exit code of a backup set's last run is."""
+    return state_dir / f"backup-{backup_set}.status"
+
+
+def write_pm2(state_dir: Path, restarts: dict[str, int]) -> None:
+    """Write the process list as `pm2 jlist` prints it (the fields the exporter reads)."""
+    processes = [
+        {"name": name, "pm2_env": {"restart_time": count, "status": "online"}} for name, count in restarts.items()
+    ]
+    state_dir.mkdir(parents=True, exist_ok=True)
+    temporary = pm2_path(state_dir).with_suffix(".tmp")
+    temporary.write_text(json.dumps(processes))
+    temporary.replace(pm2_path(state_dir))
+
+
+def write_status(state_dir: Path, backup_set: str, code: int) -> None:
+    """Record the exit code of a backup set's last run."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    status_path(state_dir, backup_set).write_text(f"{code}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`jlist` prints the process list; `backup-status SET` exits with the last run's code; `backup-run SET`
+    runs the backup (it succeeds) and records exit code 0."""
+    parser = argparse.ArgumentParser(prog="sandbox-standins")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("command", choices=["jlist", "backup-status", "backup-run"])
+    parser.add_argument("backup_set", nargs="?", choices=BACKUP_SETS)
+    args = parser.parse_args(argv)
+    if args.command == "jlist":
+        path = pm2_path(args.state_dir)
+        print(path.read_text() if path.exists() else "[]")
+        return 0
+    if args.backup_set is None:
+        parser.error("a backup set is required")
+    if args.command == "backup-status":
+        path = status_path(args.state_dir, args.backup_set)
+        return int(path.read_text().strip()) if path.exists() else 0
+    write_status(args.state_dir, args.backup_set, 0)
+    print(f"backup of {args.backup_set} written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
