@@ -647,6 +647,40 @@ class BackupScriptFailing(Fault):
         standins.write_status(ctx.standin_dir, params.set, 0)
 
 
+class DataCorruption(Fault):
+    name = "data_corruption"
+    params_model = NoParams
+    description = "the maintenance service's integrity checks find corrupt records (until restored by hand)"
+
+    async def inject(self, ctx: SandboxContext, params: NoParams) -> dict[str, Any]:
+        ctx.state.integrity_errors = 3
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: NoParams) -> bool:
+        return ctx.state.integrity_errors > 0
+
+    async def clear(self, ctx: SandboxContext, params: NoParams) -> None:
+        ctx.state.integrity_errors = 0
+        ctx.state.maintenance_mode = None
+
+
+class LargeLoss(Fault):
+    name = "large_loss"
+    params_model = NoParams
+    description = "the day's P&L drops to -8 % of equity"
+
+    async def inject(self, ctx: SandboxContext, params: NoParams) -> dict[str, Any]:
+        ctx.state.daily_pnl_ratio = -0.08
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: NoParams) -> bool:
+        return ctx.state.daily_pnl_ratio < -0.05
+
+    async def clear(self, ctx: SandboxContext, params: NoParams) -> None:
+        ctx.state.daily_pnl_ratio = 0.004
+        ctx.state.halted = False
+
+
 def fault_catalogue() -> dict[str, Fault]:
     """Return a fresh catalogue of every fault by name."""
     faults: list[Fault] = [
@@ -671,5 +705,7 @@ def fault_catalogue() -> dict[str, Fault]:
         LosingStrategy(),
         Pm2CrashLoop(),
         BackupScriptFailing(),
+        DataCorruption(),
+        LargeLoss(),
     ]
     return {fault.name: fault for fault in faults}

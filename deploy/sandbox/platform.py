@@ -55,6 +55,12 @@ class PlatformState:
     pm2_restarts: dict[str, int] = field(default_factory=dict)
     crash_looping: set[str] = field(default_factory=set)
 
+    # AI Trading System (seed 002): the maintenance service's view of the platform.
+    maintenance_mode: str | None = None
+    halted: bool = False
+    integrity_errors: int = 0
+    daily_pnl_ratio: float = 0.004
+
     def tick_v11(self) -> bool:
         """Advance the simulated counters by one second; return whether PM2's process list changed."""
         if self.rate_gate_exhausted:

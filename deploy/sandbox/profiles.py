@@ -29,7 +29,7 @@ class Profile:
     consumer_queues: tuple[str, ...]
     generation_target: int
     backup_sets: tuple[str, ...] = field(default=("postgres_daily", "postgres_incremental", "redis"))
-    kind: Literal["mastertrade", "spring", "pm2"] = "mastertrade"
+    kind: Literal["mastertrade", "spring", "pm2", "ai"] = "mastertrade"
     metrics_path: str = "/metrics"
     request_metric: str = "http_request_duration_seconds"
     circuit_breakers: tuple[str, ...] = ()
@@ -105,7 +105,30 @@ AI_TRADING_V11 = Profile(
     pm2_processes=("trading-engine", "rate-gate", "market-data-worker"),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (MASTERTRADE, TRADEMASTER, AI_TRADING_V11)}
+# Seed 002, Service Ports: seven services on 8001-8007; the maintenance service reports the health score.
+AI_TRADING = Profile(
+    name="ai-trading",
+    seed="002 AI Trading System Operations Runbook",
+    services=(
+        ServiceSpec("data_collector", 8001, True, "Data Collector"),
+        ServiceSpec("strategy_engine", 8002, True, "Strategy Engine"),
+        ServiceSpec("risk_manager", 8003, True, "Risk Manager"),
+        ServiceSpec("trade_executor", 8004, True, "Trade Executor"),
+        ServiceSpec("scheduler", 8005, False, "Scheduler"),
+        ServiceSpec("export_service", 8006, False, "Export Service"),
+        ServiceSpec("maintenance", 8007, False, "Maintenance Service (health score, maintenance mode, halt)"),
+    ),
+    collectors=(),
+    strategy_service="",
+    market_data_service="",
+    consumer_queues=(),
+    generation_target=0,
+    backup_sets=(),
+    kind="ai",
+    container_service="trade_executor",
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (MASTERTRADE, TRADEMASTER, AI_TRADING_V11, AI_TRADING)}
 
 
 def collector_names(profile: Profile, count: int | None) -> tuple[str, ...]:

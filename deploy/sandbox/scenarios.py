@@ -477,7 +477,47 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
         profile="ai-trading-v1.1",
     ),
 )
-ALL_SCENARIOS = (*SCENARIOS, TWO_FAULTS, *TRADEMASTER_SCENARIOS, *V11_SCENARIOS)
+# AI Trading System (seed 002): restart, maintenance mode on corruption, the halt that waits for a human.
+AI_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="ai-service-down",
+        description="the trade executor's container stops -> restarted",
+        faults=(("service_down", {"service": "trade_executor"}),),
+        alerts=("AiTradingServiceDown",),
+        signal='tradeops_service_up{service="trade_executor"} == 0',
+        rule="restart-service",
+        decision="executed",
+        outcome="resolved",
+        needs_docker=True,
+        profile="ai-trading",
+    ),
+    Scenario(
+        name="ai-data-corruption",
+        description="integrity checks find corrupt data -> read-only maintenance mode, and a human is called",
+        faults=(("data_corruption", {}),),
+        alerts=("AiTradingDataCorruption",),
+        signal='tradeops_service_value{field="integrity_errors"} > 0',
+        rule="maintenance-on-corruption",
+        decision="executed",
+        outcome="escalated",
+        min_actions=2,  # maintenance mode, then the escalation
+        max_actions=2,
+        profile="ai-trading",
+    ),
+    Scenario(
+        name="ai-large-loss",
+        description="the day's P&L falls to -8% -> a human is called; the halt only says what it would do",
+        faults=(("large_loss", {}),),
+        alerts=("AiTradingLargeLoss",),
+        signal='tradeops_service_value{field="daily_pnl_ratio"} < -0.05',
+        rule="emergency-halt",
+        decision="dry_run",
+        outcome="escalated",
+        max_actions=1,  # the escalation; the halt never runs
+        profile="ai-trading",
+    ),
+)
+ALL_SCENARIOS = (*SCENARIOS, TWO_FAULTS, *TRADEMASTER_SCENARIOS, *V11_SCENARIOS, *AI_SCENARIOS)
 
 
 def by_name(name: str) -> Scenario:

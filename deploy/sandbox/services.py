@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from common.web import json_error, metrics_response
 from sandbox import generation
+from sandbox.ai_services import add_maintenance_routes
 from sandbox.backends import BackendUnavailableError
 from sandbox.context import SandboxContext
 from sandbox.faults import STALLED_AFTER
@@ -170,8 +171,11 @@ def build_service_app(ctx: SandboxContext, service: str, self_url: str = "") -> 
     if ctx.profile.kind == "pm2":
         add_pm2_routes(app, ctx, service, registry)
         return app
-    app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    if ctx.profile.kind == "ai" and service == "maintenance":
+        add_maintenance_routes(app, ctx)
+        return app
+    app.router.add_get("/health", health)
     if service == ctx.profile.market_data_service:
         app.router.add_get("/health/collectors", collectors)
         app.router.add_post("/api/collectors/{name}/reset", reset_collector)

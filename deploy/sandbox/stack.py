@@ -166,7 +166,12 @@ class Stack:
         for probe in probes.get("strategy_generation", []):
             probe["dsn"] = self.dsn
         for probe in probes.get("backups", []):
-            probe["path_glob"] = probe["path_glob"].replace("/var/lib/tradeops-sandbox/backups", str(self.backup_root))
+            glob = probe["path_glob"]
+            if glob.startswith("/var/lib/tradeops-sandbox/backups"):  # the sets the sandbox writes
+                probe["path_glob"] = glob.replace("/var/lib/tradeops-sandbox/backups", str(self.backup_root))
+            else:  # a site path: an empty directory of the stack's own
+                probe["path_glob"] = str(self.backup_root / "site" / glob.lstrip("/"))
+                Path(probe["path_glob"]).parent.mkdir(parents=True, exist_ok=True)
         for probe in probes.get("rabbitmq", []):
             probe["management_url"] = self.options.rabbitmq_api
             probe["include"] = [re.escape(q) for q in self.spec.consumer_queues]

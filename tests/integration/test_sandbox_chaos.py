@@ -550,3 +550,51 @@ async def _backoffs_at_least(http: aiohttp.ClientSession, gate: str, count: int)
 async def _restarts_at_least(path: Path, count: int) -> bool:
     listed = json.loads(path.read_text())
     return any(p["name"] == "trading-engine" and p["pm2_env"]["restart_time"] >= count for p in listed)
+
+
+@pytest.fixture
+async def ai_trading(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    names = ["data_collector", "strategy_engine", "risk_manager", "trade_executor", "scheduler", "export_service"]
+    box = Sandbox(
+        SandboxSettings(
+            profile="ai-trading",
+            ports={name: free_port() for name in [*names, "maintenance"]},
+            control_port=free_port(),
+            postgres_dsn=postgres_dsn,
+            redis_url=redis_url,
+            amqp_url=amqp_url,
+            backup_root=tmp_path / "backups",
+        )
+    )
+    await box.start()
+    yield box
+    await box.chaos.clear_all()
+    await box.stop()
+
+
+async def test_ai_trading_maintenance_health_reports_corruption_and_loss_and_takes_the_runbooks_commands(
+    ai_trading: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    maintenance = ai_trading.urls()["maintenance"]
+
+    async def health() -> Any:
+        async with http.get(f"{maintenance}/health") as response:
+            return await response.json()
+
+    assert (await health())["health_score"] == 100
+    assert (await inject(http, ai_trading, "data_corruption", {}))[0] == 201
+    assert (await inject(http, ai_trading, "large_loss", {}))[0] == 201
+    body = await health()
+    assert body["integrity"]["errors"] == 3
+    assert body["pnl"]["daily_ratio"] == -0.08
+    async with http.post(f"{maintenance}/maintenance/enter", json={"mode": "read_only"}) as response:
+        assert response.status == 200
+    async with http.post(f"{maintenance}/maintenance/enter", json={"mode": "chaos"}) as response:
+        assert response.status == 422
+    async with http.post(f"{maintenance}/emergency/halt") as response:
+        assert response.status == 200
+    body = await health()
+    assert body["maintenance_mode"] == "read_only"
+    assert body["trading_halted"] is True
+    await clear_all(http, ai_trading)
+    assert (await health())["integrity"]["errors"] == 0
