@@ -466,6 +466,17 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
         profile="ai-trading-v1.1",
     ),
     Scenario(
+        name="v11-connections-at-max",
+        description="a leaking worker holds 45 idle PostgreSQL sessions -> its idle sessions terminated",
+        faults=(("pg_idle_connections", {"count": 45, "application_name": "ai-trading-worker"}),),
+        alerts=("DatabaseConnectionsAtMax",),
+        signal="sum by (server) (tradeops_postgres_connections) / on (server) tradeops_postgres_max_connections >= 0.4",
+        rule="terminate-idle-sessions",
+        decision="executed",
+        outcome="resolved",
+        profile="ai-trading-v1.1",
+    ),
+    Scenario(
         name="v11-pm2-crash-loop",
         description="a PM2 process restarts every second -> escalated (another restart would not help)",
         faults=(("pm2_crash_loop", {"process": "trading-engine"}),),

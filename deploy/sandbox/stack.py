@@ -99,7 +99,10 @@ class StackOptions:
     container_prefix: str = "mastertrade_"
     timings: Timings = field(default_factory=Timings)
     remediator_overrides: dict[str, Any] = field(default_factory=dict)
-    thresholds: dict[str, float] = field(default_factory=lambda: {"postgres_connections_ratio_exhausted": 0.4})
+    # The connection-exhaustion thresholds are lowered so the demo need not eat the shared server's connections.
+    thresholds: dict[str, float] = field(
+        default_factory=lambda: {"postgres_connections_ratio_exhausted": 0.4, "ai_trading_v11_connections_ratio": 0.4}
+    )
 
 
 def _with_port(url: str, port: int) -> str:
