@@ -35,7 +35,8 @@ unit: $(STAMP)
 demo: $(STAMP) prereqs
 	$(BIN)/python -m sandbox.demo $(ARGS)
 
-bench: $(STAMP) prereqs
+bench: $(STAMP)
+	@TRADEOPS_BENCH=1 bash scripts/prereqs.sh
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 generate: $(STAMP)

@@ -41,6 +41,11 @@ ensure_pkg busybox busybox-static
 ensure_pkg curl curl
 ensure_pkg openssl openssl
 ensure_pkg docker-compose docker-compose
+# The Go peer exporters are only needed by `make bench` (TRADEOPS_BENCH=1).
+if [ "${TRADEOPS_BENCH:-0}" = 1 ]; then
+  ensure_pkg prometheus-postgres-exporter prometheus-postgres-exporter
+  ensure_pkg prometheus-redis-exporter prometheus-redis-exporter
+fi
 
 # PostgreSQL
 if ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then
