@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -101,6 +101,15 @@ def read_secret_file(path: Path) -> str:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read secret file {path}: {error}") from None
+
+
+def required_secret(value: SecretStr | None, file: Path | None, name: str) -> str:
+    """Resolve a required `name` / `name_file` pair: exactly one must be given, and a file must be readable."""
+    if (value is None) == (file is None):
+        raise ValueError(f"give exactly one of {name} or {name}_file")
+    resolved = secret_from_fields(value.get_secret_value() if value is not None else None, file, name)
+    assert resolved is not None  # one of the two was given
+    return resolved
 
 
 def secret_from_fields(value: str | None, file: Path | None, name: str) -> str | None:

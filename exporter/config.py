@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, HttpUrl, SecretStr, model_validator
 
-from common.config import NonEmptyStr, PositiveSeconds, StrictModel, load_config, secret_from_fields
+from common.config import (
+    NonEmptyStr,
+    PositiveSeconds,
+    StrictModel,
+    load_config,
+    required_secret,
+    secret_from_fields,
+)
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -64,16 +71,12 @@ class DsnConfig(ProbeConfig):
 
     @model_validator(mode="after")
     def _one_dsn(self) -> DsnConfig:
-        if (self.dsn is None) == (self.dsn_file is None):
-            raise ValueError("give exactly one of dsn or dsn_file")
-        secret_from_fields(None, self.dsn_file, "dsn")  # an unreadable file is a config error now
+        self.resolved_dsn()  # neither, both, or an unreadable file is a config error now
         return self
 
     def resolved_dsn(self) -> str:
         """Return the DSN, read from its file when given as dsn_file."""
-        value = secret_from_fields(self.dsn.get_secret_value() if self.dsn is not None else None, self.dsn_file, "dsn")
-        assert value is not None
-        return value
+        return required_secret(self.dsn, self.dsn_file, "dsn")
 
 
 class ServiceHealthConfig(ProbeConfig):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, HttpUrl, SecretStr, model_validator
 
-from common.config import NonEmptyStr, StrictModel, load_config, secret_from_fields
+from common.config import NonEmptyStr, StrictModel, load_config, required_secret, secret_from_fields
 from remediator.matchers import Matcher, parse_matcher
 
 Minutes = Annotated[float, Field(gt=0, le=60 * 24 * 31)]
@@ -213,15 +213,12 @@ class RedisStateConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_url(self) -> RedisStateConfig:
-        if (self.url is None) == (self.url_file is None):
-            raise ValueError("give exactly one of url or url_file")
-        secret_from_fields(None, self.url_file, "url")
+        self.redis_url()  # neither, both, or an unreadable file is a config error now
         return self
 
     def redis_url(self) -> str:
         """The Redis URL, read from its file when given as url_file."""
-        inline = self.url.get_secret_value() if self.url is not None else None
-        return secret_from_fields(inline, self.url_file, "url") or ""
+        return required_secret(self.url, self.url_file, "url")
 
 
 class PostgresAuditConfig(StrictModel):
@@ -234,15 +231,12 @@ class PostgresAuditConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_dsn(self) -> PostgresAuditConfig:
-        if (self.dsn is None) == (self.dsn_file is None):
-            raise ValueError("give exactly one of dsn or dsn_file")
-        secret_from_fields(None, self.dsn_file, "dsn")
+        self.postgres_dsn()  # neither, both, or an unreadable file is a config error now
         return self
 
     def postgres_dsn(self) -> str:
         """The DSN, read from its file when given as dsn_file."""
-        inline = self.dsn.get_secret_value() if self.dsn is not None else None
-        return secret_from_fields(inline, self.dsn_file, "dsn") or ""
+        return required_secret(self.dsn, self.dsn_file, "dsn")
 
 
 class RemediatorConfig(StrictModel):

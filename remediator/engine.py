@@ -286,9 +286,16 @@ class Engine:
         plan = Plan(rule, Reason.STATE_UNAVAILABLE, f"failing closed, no action: {why}")
         await self._record(alert, plan)
         if alert.status == "firing":
+            current = time.monotonic()
             last = self._unavailable_escalations.get(key)
-            if last is None or time.monotonic() - last > UNAVAILABLE_ESCALATION_REPEAT_SECONDS:
-                self._unavailable_escalations[key] = time.monotonic()
+            if last is None or current - last > UNAVAILABLE_ESCALATION_REPEAT_SECONDS:
+                # Forget what is past the repeat window, so a long outage does not grow this without bound.
+                self._unavailable_escalations = {
+                    k: t
+                    for k, t in self._unavailable_escalations.items()
+                    if current - t <= UNAVAILABLE_ESCALATION_REPEAT_SECONDS
+                }
+                self._unavailable_escalations[key] = current
                 await self._escalate(alert.labels, key, "state_unavailable", why, resolved=False, alert=alert)
         return plan
 

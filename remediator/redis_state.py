@@ -181,16 +181,16 @@ class RedisState:
     async def due_escalations(self, at: dt.datetime) -> list[Incident]:
         """Return open incidents whose escalation time has come (the engine re-checks each under its lock)."""
         index = self._key("escalate")
-        keys = await self._call(self.redis.zrangebyscore(index, "-inf", at.timestamp()))
-        due = []
-        for raw_key in keys:
-            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-            incident = await self.incident(key)
-            if incident is None:
-                await self._call(self.redis.zrem(index, key))  # expired: drop it from the index
-            elif incident.state == "open" and not incident.escalated:
-                due.append(incident)
-        return due
+        raw_keys = await self._call(self.redis.zrangebyscore(index, "-inf", at.timestamp()))
+        if not raw_keys:
+            return []
+        keys = [k.decode() if isinstance(k, bytes) else str(k) for k in raw_keys]
+        stored = await self._call(self.redis.mget([self._key("incident", key) for key in keys]))
+        expired = [key for key, raw in zip(keys, stored, strict=True) if raw is None]
+        if expired:
+            await self._call(self.redis.zrem(index, *expired))  # their incidents expired: drop them from the index
+        incidents = [_load(raw) for raw in stored if raw is not None]
+        return [i for i in incidents if i.state == "open" and not i.escalated]
 
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
         """Check circuit, cooldown, rate and budget in one script; with consume take all or none."""

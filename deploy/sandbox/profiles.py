@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 
@@ -23,12 +23,13 @@ class Profile:
     name: str
     seed: str
     services: tuple[ServiceSpec, ...]
-    collectors: tuple[str, ...]
-    strategy_service: str
-    market_data_service: str
-    consumer_queues: tuple[str, ...]
-    generation_target: int
-    backup_sets: tuple[str, ...] = field(default=("postgres_daily", "postgres_incremental", "redis"))
+    # MasterTrade's collectors, generation, queues and backups; other systems have none of them.
+    collectors: tuple[str, ...] = ()
+    strategy_service: str = ""
+    market_data_service: str = ""
+    consumer_queues: tuple[str, ...] = ()
+    generation_target: int = 0
+    backup_sets: tuple[str, ...] = ()
     kind: Literal["mastertrade", "spring", "pm2", "ai"] = "mastertrade"
     metrics_path: str = "/metrics"
     request_metric: str = "http_request_duration_seconds"
@@ -64,6 +65,7 @@ MASTERTRADE = Profile(
     market_data_service="market_data",
     consumer_queues=("strategy_service.signals", "risk_manager.orders", "order_executor.executions"),
     generation_target=500,
+    backup_sets=("postgres_daily", "postgres_incremental", "redis"),
     container_service="strategy",
 )
 
@@ -72,12 +74,6 @@ TRADEMASTER = Profile(
     name="trademaster",
     seed="003 TradeMaster Trading Service Operations Runbook",
     services=(ServiceSpec("trading_service", 8080, True, "TradeMaster Trading Service (Spring Boot actuator)"),),
-    collectors=(),
-    strategy_service="",
-    market_data_service="",
-    consumer_queues=(),
-    generation_target=0,
-    backup_sets=(),
     kind="spring",
     metrics_path="/actuator/prometheus",
     request_metric="http_server_requests_seconds",
@@ -94,12 +90,6 @@ AI_TRADING_V11 = Profile(
         ServiceSpec("trading_engine", 8000, True, "Trading engine (PM2 process trading-engine)"),
         ServiceSpec("rate_gate", 3001, False, "Rate gate for market data APIs"),
     ),
-    collectors=(),
-    strategy_service="",
-    market_data_service="",
-    consumer_queues=(),
-    generation_target=0,
-    backup_sets=(),
     kind="pm2",
     application_name="ai-trading-engine",
     pm2_processes=("trading-engine", "rate-gate", "market-data-worker"),
@@ -118,12 +108,6 @@ AI_TRADING = Profile(
         ServiceSpec("export_service", 8006, False, "Export Service"),
         ServiceSpec("maintenance", 8007, False, "Maintenance Service (health score, maintenance mode, halt)"),
     ),
-    collectors=(),
-    strategy_service="",
-    market_data_service="",
-    consumer_queues=(),
-    generation_target=0,
-    backup_sets=(),
     kind="ai",
     container_service="trade_executor",
 )

@@ -117,6 +117,11 @@ async def test_incidents_and_their_pending_escalations_are_shared(replicas: tupl
     loaded.escalated = True
     await second.save(loaded)
     assert await first.due_escalations(now()) == []
+    # An incident whose key expired (retention) leaves the pending-escalation index too.
+    await first.save(incident("c#r", past))
+    await first.redis.delete(first._key("incident", "c#r"))
+    assert await second.due_escalations(now()) == []
+    assert await first.redis.zscore(first._key("escalate"), "c#r") is None
 
 
 async def test_an_incident_lock_is_exclusive_across_replicas_and_expires_when_its_holder_dies(

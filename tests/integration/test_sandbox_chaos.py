@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import socket
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from sandbox import backups
 from sandbox.app import Sandbox
 from sandbox.context import FILL_KEY_PREFIX
+from sandbox.profiles import PROFILES
 from sandbox.settings import SandboxSettings
 
 from common.web import free_port
@@ -30,10 +32,12 @@ from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
 pytestmark = pytest.mark.integration
 
 
-def _settings(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path, **extra: Any) -> SandboxSettings:
-    services = ["market_data", "data_access", "strategy", "alert_system", "risk_manager", "order_executor"]
+def _settings(
+    postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path, profile: str = "mastertrade", **extra: Any
+) -> SandboxSettings:
     return SandboxSettings(
-        ports={name: free_port() for name in services},
+        profile=profile,
+        ports={spec.name: free_port() for spec in PROFILES[profile].services},
         control_port=free_port(),
         postgres_dsn=postgres_dsn,
         redis_url=redis_url,
@@ -43,13 +47,22 @@ def _settings(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path, 
     )
 
 
+@contextlib.asynccontextmanager
+async def running(settings: SandboxSettings) -> AsyncIterator[Sandbox]:
+    """A started sandbox, its faults cleared and everything stopped afterwards."""
+    box = Sandbox(settings)
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.chaos.clear_all()
+        await box.stop()
+
+
 @pytest.fixture
 async def sandbox(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(_settings(postgres_dsn, redis_url, amqp_url, tmp_path))
-    await box.start()
-    yield box
-    await box.chaos.clear_all()
-    await box.stop()
+    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path)) as box:
+        yield box
 
 
 @pytest.fixture
@@ -412,21 +425,8 @@ def test_sandbox_refuses_to_start_on_a_port_in_use(tmp_path: Path, postgres_dsn:
 
 @pytest.fixture
 async def trademaster(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(
-        SandboxSettings(
-            profile="trademaster",
-            ports={"trading_service": free_port()},
-            control_port=free_port(),
-            postgres_dsn=postgres_dsn,
-            redis_url=redis_url,
-            amqp_url=amqp_url,
-            backup_root=tmp_path / "backups",
-        )
-    )
-    await box.start()
-    yield box
-    await box.chaos.clear_all()
-    await box.stop()
+    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "trademaster")) as box:
+        yield box
 
 
 async def metric_lines(http: aiohttp.ClientSession, box: Sandbox, prefix: str) -> dict[str, float]:
@@ -474,7 +474,7 @@ async def test_trademaster_long_queries_fill_the_pool_until_the_real_cancel_acti
     result = await action.run(params, {})
     await action.close()
     assert result.changed
-    await eventually(lambda: _no_faults(active_faults(http, trademaster)))
+    await eventually(lambda: _is(active_faults(http, trademaster), []))
     pool = await metric_lines(http, trademaster, "hikaricp_connections_")
     assert pool['hikaricp_connections_active{pool="HikariPool-1"}'] == 0
 
@@ -484,27 +484,10 @@ async def _positive(pending: Any) -> bool:
     return bool(values) and all(v > 0 for v in values.values())
 
 
-async def _no_faults(pending: Any) -> bool:
-    return bool(await pending == [])
-
-
 @pytest.fixture
 async def v11(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(
-        SandboxSettings(
-            profile="ai-trading-v1.1",
-            ports={"trading_engine": free_port(), "rate_gate": free_port()},
-            control_port=free_port(),
-            postgres_dsn=postgres_dsn,
-            redis_url=redis_url,
-            amqp_url=amqp_url,
-            backup_root=tmp_path / "backups",
-        )
-    )
-    await box.start()
-    yield box
-    await box.chaos.clear_all()
-    await box.stop()
+    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "ai-trading-v1.1")) as box:
+        yield box
 
 
 async def test_v11_rate_gate_backs_off_until_its_reset_endpoint_is_called(
@@ -554,22 +537,8 @@ async def _restarts_at_least(path: Path, count: int) -> bool:
 
 @pytest.fixture
 async def ai_trading(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    names = ["data_collector", "strategy_engine", "risk_manager", "trade_executor", "scheduler", "export_service"]
-    box = Sandbox(
-        SandboxSettings(
-            profile="ai-trading",
-            ports={name: free_port() for name in [*names, "maintenance"]},
-            control_port=free_port(),
-            postgres_dsn=postgres_dsn,
-            redis_url=redis_url,
-            amqp_url=amqp_url,
-            backup_root=tmp_path / "backups",
-        )
-    )
-    await box.start()
-    yield box
-    await box.chaos.clear_all()
-    await box.stop()
+    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "ai-trading")) as box:
+        yield box
 
 
 async def test_ai_trading_maintenance_health_reports_corruption_and_loss_and_takes_the_runbooks_commands(
