@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import ssl
 import sys
@@ -20,9 +19,7 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
     pending = list(tasks)
     for task in pending:
         task.cancel()
-    for task in pending:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await asyncio.gather(*pending, return_exceptions=True)  # a cancel of this wait itself still propagates
 
 
 async def serve_until_stopped(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,7 +30,17 @@ from remediator.incident import Incident, now
 from remediator.matchers import matches_all
 from remediator.metrics import RemediatorMetrics
 from remediator.payload import WebhookAlert
-from remediator.state import Admission, AuditStore, BreakerPolicy, Denial, StateBackend, StateUnavailableError
+from remediator.state import (
+    Admission,
+    AuditEntry,
+    AuditStore,
+    BreakerPolicy,
+    Delivery,
+    Denial,
+    Hold,
+    StateBackend,
+    StateUnavailableError,
+)
 from remediator.windows import in_window
 
 logger = logging.getLogger("remediator")
@@ -90,6 +101,23 @@ class Plan:
         }
 
 
+@dataclass
+class Journal:
+    """One alert's audit entries, written together: before its action runs, and when its processing ends."""
+
+    alert: WebhookAlert
+    entries: list[AuditEntry] = field(default_factory=list)
+
+    def add(self, event: str, rule: str | None = None, decision: str | None = None, detail: str = "") -> None:
+        """Note one step (written at the next flush)."""
+        self.entries.append(AuditEntry(now(), self.alert, event, rule, decision, detail))
+
+    def take(self) -> list[AuditEntry]:
+        """Return the entries not yet written, and forget them."""
+        taken, self.entries = self.entries, []
+        return taken
+
+
 def matching_rules(config: RemediatorConfig, labels: Mapping[str, str]) -> list[RuleConfig]:
     """Return the rules an alert matches: the first, and the ones after it while `continue` is set."""
     matched: list[RuleConfig] = []
@@ -141,10 +169,13 @@ class Engine:
         self.state = state
         self.escalator = escalator
         self.metrics = metrics
-        self.queue: asyncio.Queue[tuple[int, WebhookAlert]] = asyncio.Queue(maxsize=config.limits.queue_size)
+        self.queue: asyncio.Queue[tuple[Delivery, WebhookAlert]] = asyncio.Queue(maxsize=config.limits.queue_size)
         self._unavailable_escalations: dict[str, float] = {}
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = 0
+        self._none_accepting = asyncio.Event()
+        self._none_accepting.set()
 
     @property
     def breaker_policy(self) -> BreakerPolicy:
@@ -227,7 +258,7 @@ class Engine:
         self.metrics.decisions.labels("", Reason.NO_RULE)
 
     async def start(self) -> None:
-        """Resume unprocessed inbox entries, then start the workers and the escalation loop."""
+        """Resume unfinished alerts of the inbox, then start the workers and the escalation loop."""
         self.prepare_metrics()
         await self.store.open()
         await self.state.open()
@@ -245,46 +276,71 @@ class Engine:
         """Whether `count` more alerts fit in the work queue."""
         return self.queue.qsize() + count <= self.config.limits.queue_size
 
+    @contextlib.contextmanager
+    def accepting(self) -> Iterator[None]:
+        """Mark a webhook call's recording and enqueueing (bounded by the store's timeout, never by the client):
+        workers let it finish before taking their next alert, so Alertmanager is answered first. Once the
+        queue is half full they no longer wait, so a flood cannot starve them."""
+        self._accepting += 1
+        self._none_accepting.clear()
+        try:
+            yield
+        finally:
+            self._accepting -= 1
+            if not self._accepting:
+                self._none_accepting.set()
+
+    async def _let_acceptance_go_first(self) -> None:
+        if self.queue.qsize() * 2 < self.config.limits.queue_size:
+            await self._none_accepting.wait()
+
     async def _worker(self) -> None:
+        task = asyncio.current_task()
         while True:
-            inbox_id, alert = await self.queue.get()
+            if task is not None and task.cancelling():
+                # A client library swallowed the stop's cancellation mid-alert (seen with Redis and PostgreSQL
+                # under load): honour it here, or the shutdown waits on this worker for ever.
+                raise asyncio.CancelledError
+            await self._let_acceptance_go_first()
+            delivery, alert = await self.queue.get()
             self.metrics.queue_depth.set(self.queue.qsize())
+            journal = Journal(alert, [AuditEntry(delivery.received_at, alert, "received")])
             try:
-                await self.process(alert)
-                await self.store.done(inbox_id)
+                await self.process(alert, journal)
+                await self.store.record(journal.take(), done=delivery)
             except Exception as error:  # noqa: BLE001 - a worker must survive one bad alert; it stays pending
                 log_event(logger, logging.ERROR, "process_failed", incident=alert.incident_key, error=repr(error))
             finally:
                 self.queue.task_done()
 
-    async def process(self, alert: WebhookAlert) -> list[Plan]:
-        """Decide and act for one alert, recording every step."""
+    async def process(self, alert: WebhookAlert, journal: Journal) -> list[Plan]:
+        """Decide and act for one alert, noting every step in the journal (written before any action runs)."""
         rules = matching_rules(self.config, alert.labels)
         if not rules:
             plan = Plan(None, Reason.NO_RULE, "no rule matches")
-            await self._record(alert, plan)
+            self._record(journal, plan)
             return [plan]
         plans = []
         for rule in rules:
             key = f"{alert.incident_key}#{rule.name}"
             try:
-                plans.append(await self._process_locked(alert, rule, key))
+                plans.append(await self._process_locked(alert, rule, key, journal))
             except StateUnavailableError as error:
-                plans.append(await self._fail_closed(alert, rule, key, str(error)))
+                plans.append(await self._fail_closed(alert, rule, key, str(error), journal))
         return plans
 
-    async def _process_locked(self, alert: WebhookAlert, rule: RuleConfig, key: str) -> Plan:
-        async with self.state.hold(key, self.lock_seconds(rule)) as won:
-            if not won:
+    async def _process_locked(self, alert: WebhookAlert, rule: RuleConfig, key: str, journal: Journal) -> Plan:
+        async with self.state.hold(key, self.lock_seconds(rule)) as held:
+            if not held.won:
                 plan = Plan(rule, Reason.DEDUPLICATED, "another replica held this incident past its lock's lifetime")
-                await self._record(alert, plan)
+                self._record(journal, plan)
                 return plan
-            return await self._process_rule(alert, rule, key)
+            return await self._process_rule(alert, rule, key, journal, held)
 
-    async def _fail_closed(self, alert: WebhookAlert, rule: RuleConfig, key: str, why: str) -> Plan:
+    async def _fail_closed(self, alert: WebhookAlert, rule: RuleConfig, key: str, why: str, journal: Journal) -> Plan:
         """The state backend is unreachable: never act; escalate a firing alert (at most every few minutes)."""
         plan = Plan(rule, Reason.STATE_UNAVAILABLE, f"failing closed, no action: {why}")
-        await self._record(alert, plan)
+        self._record(journal, plan)
         if alert.status == "firing":
             current = time.monotonic()
             last = self._unavailable_escalations.get(key)
@@ -296,29 +352,33 @@ class Engine:
                     if current - t <= UNAVAILABLE_ESCALATION_REPEAT_SECONDS
                 }
                 self._unavailable_escalations[key] = current
-                await self._escalate(alert.labels, key, "state_unavailable", why, resolved=False, alert=alert)
+                await self._escalate(alert.labels, key, "state_unavailable", why, resolved=False, journal=journal)
         return plan
 
-    async def _process_rule(self, alert: WebhookAlert, rule: RuleConfig, key: str) -> Plan:
-        incident = await self.state.incident(key)
+    async def _process_rule(
+        self, alert: WebhookAlert, rule: RuleConfig, key: str, journal: Journal, held: Hold
+    ) -> Plan:
+        incident = held.incident
         if alert.status == "resolved":
             plan = Plan(rule, Reason.RESOLVED, "alert resolved: incident closed")
-            await self._record(alert, plan)
+            self._record(journal, plan)
             if incident is not None and incident.state == "open":
                 incident.state = "closed"
                 incident.escalate_at = None
-                await self.state.save(incident)
+                held.save_on_release = incident
                 if incident.escalated:
                     # Same labels as the escalation (its reason included), so Alertmanager resolves that alert.
                     reason = incident.escalation_reason or "resolved"
-                    await self._escalate(incident.labels, key, reason, "the alert resolved", resolved=True, alert=alert)
+                    await self._escalate(
+                        incident.labels, key, reason, "the alert resolved", resolved=True, journal=journal
+                    )
             return plan
         if incident is None:
             incident = Incident(key, alert.name, dict(alert.labels), rule.name, "open", 0, None, None, False, None)
         elif incident.state == "closed":
             incident.state = "open"
         plan = await self.plan(alert, rule, incident, consume=True)
-        await self._record(alert, plan)
+        self._record(journal, plan)
         if incident.escalate_at is None:
             incident.escalate_at = now() + escalation_delay(self.config, rule, alert.labels)
         if plan.reason is Reason.EXECUTED:
@@ -328,22 +388,25 @@ class Engine:
             incident.last_attempt_at = now()
             incident.escalate_at = now() + escalation_delay(self.config, rule, alert.labels)
             await self.state.save(incident)
-            ok, detail = await self._execute(alert, rule, plan)
+            await self.store.record(journal.take())  # the decision is on record before the action runs
+            ok, detail = await self._execute(alert, rule, plan, journal)
             if not ok:
-                await self._escalate_incident(incident, alert, "action_failed", detail)
+                await self._escalate_incident(incident, journal, "action_failed", detail)
             elif self.registry.get(rule.action).escalates:
-                await self._escalate_incident(incident, alert, "escalation_only", detail)
+                await self._escalate_incident(incident, journal, "escalation_only", detail)
         else:
             escalate = plan.reason in ESCALATING and not incident.escalated
             if escalate:  # marked in the same save as the decision: one write, and never sent twice
                 incident.escalated = True
                 incident.escalation_reason = str(plan.reason)
-            await self.state.save(incident)
+            held.save_on_release = incident
             if escalate:
-                await self._escalate(incident.labels, key, str(plan.reason), plan.detail, resolved=False, alert=alert)
+                await self._escalate(
+                    incident.labels, key, str(plan.reason), plan.detail, resolved=False, journal=journal
+                )
         return plan
 
-    async def _execute(self, alert: WebhookAlert, rule: RuleConfig, plan: Plan) -> tuple[bool, str]:
+    async def _execute(self, alert: WebhookAlert, rule: RuleConfig, plan: Plan, journal: Journal) -> tuple[bool, str]:
         action = self.registry.get(rule.action)
         assert plan.params is not None
         assert plan.bound is not None
@@ -368,7 +431,7 @@ class Engine:
                 self.metrics.in_flight.dec()
         self.metrics.actions.labels(rule.action, "success" if ok else "failure").inc()
         self.metrics.action_duration.labels(rule.action).observe(time.perf_counter() - started)
-        await self.store.audit(alert, "action", rule.name, "success" if ok else "failure", detail)
+        journal.add("action", rule.name, "success" if ok else "failure", detail)
         log_event(
             logger, logging.INFO, "action_done", incident=alert.incident_key, rule=rule.name, ok=ok, detail=detail
         )
@@ -376,29 +439,27 @@ class Engine:
         self.metrics.circuit_open.labels(rule.action).set(1 if is_open else 0)
         return ok, detail
 
-    async def _record(self, alert: WebhookAlert, plan: Plan) -> None:
+    def _record(self, journal: Journal, plan: Plan) -> None:
         rule = plan.rule.name if plan.rule else ""
         self.metrics.decisions.labels(rule, str(plan.reason)).inc()
-        await self.store.audit(alert, "decision", rule or None, str(plan.reason), plan.detail)
+        journal.add("decision", rule or None, str(plan.reason), plan.detail)
         log_event(
             logger,
             logging.INFO,
             "decision",
-            incident=alert.incident_key,
+            incident=journal.alert.incident_key,
             rule=rule,
             decision=plan.reason,
             detail=plan.detail,
         )
 
-    async def _escalate_incident(
-        self, incident: Incident, alert: WebhookAlert | None, reason: str, detail: str
-    ) -> None:
+    async def _escalate_incident(self, incident: Incident, journal: Journal | None, reason: str, detail: str) -> None:
         if incident.escalated:
             return
         incident.escalated = True
         incident.escalation_reason = reason
         await self.state.save(incident)
-        await self._escalate(incident.labels, incident.key, reason, detail, resolved=False, alert=alert)
+        await self._escalate(incident.labels, incident.key, reason, detail, resolved=False, journal=journal)
 
     async def _escalate(
         self,
@@ -408,18 +469,16 @@ class Engine:
         detail: str,
         *,
         resolved: bool,
-        alert: WebhookAlert | None,
+        journal: Journal | None,
     ) -> None:
         failed = await self.escalator.send(Escalation(key, labels, reason, detail, resolved))
         for channel in failed:
             self.metrics.escalation_failures.labels(channel).inc()
         if not resolved:
             self.metrics.escalations.labels(reason).inc()
-        if alert is not None:
+        if journal is not None:
             event = "escalation_resolved" if resolved else "escalated"
-            await self.store.audit(
-                alert, event, None, reason, detail + (f" (failed: {', '.join(failed)})" if failed else "")
-            )
+            journal.add(event, None, reason, detail + (f" (failed: {', '.join(failed)})" if failed else ""))
         log_event(
             logger,
             logging.WARNING,
@@ -435,8 +494,8 @@ class Engine:
         escalated = 0
         for found in await self.state.due_escalations(now()):
             # Under the incident's lock and re-read: a replica or a resolve may have got there first.
-            async with self.state.hold(found.key, self.lock_seconds(None)) as won:
-                incident = await self.state.incident(found.key) if won else None
+            async with self.state.hold(found.key, self.lock_seconds(None)) as held:
+                incident = held.incident if held.won else None
                 if (
                     incident is None
                     or incident.state != "open"

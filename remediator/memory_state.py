@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from remediator.config import RateLimit
 from remediator.incident import Incident
 from remediator.locks import KeyedLocks
-from remediator.state import Admission, BreakerPolicy, Denial, IncidentStore
+from remediator.state import Admission, BreakerPolicy, Denial, Hold, IncidentStore
 
 
 @dataclass
@@ -68,10 +68,13 @@ class MemoryState:
     locks: KeyedLocks = field(default_factory=KeyedLocks)
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: str, ttl_seconds: float) -> AsyncIterator[bool]:
+    async def hold(self, key: str, ttl_seconds: float) -> AsyncIterator[Hold]:
         """Serialise work on one incident in this process (the TTL matters only across processes)."""
         async with self.locks.hold(key):
-            yield True
+            held = Hold(won=True, incident=await self.incidents.incident(key))
+            yield held
+            if held.save_on_release is not None:
+                await self.incidents.save(held.save_on_release)
 
     async def open(self) -> None:
         """Nothing to open (Redis connects on first use)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -25,10 +27,15 @@ class WebhookAlert(BaseModel):
     generatorURL: str = ""  # noqa: N815
     fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F]+$")]
 
-    @property
+    @cached_property
     def incident_key(self) -> str:
         """The incident: (fingerprint, startsAt). A resend of the same incident has the same key."""
         return f"{self.fingerprint}@{self.startsAt.astimezone(dt.UTC).isoformat()}"
+
+    @cached_property
+    def labels_json(self) -> str:
+        """The labels as JSON with sorted keys, as the audit trail stores them."""
+        return json.dumps(self.labels, sort_keys=True)
 
     @property
     def name(self) -> str:

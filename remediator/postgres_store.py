@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
+from remediator.inbox import unfinished
 from remediator.incident import Incident, now
 from remediator.payload import WebhookAlert
-from remediator.state import AuditUnavailableError
+from remediator.state import AuditEntry, AuditUnavailableError, Delivery
 
 T = TypeVar("T")
 
@@ -33,14 +34,19 @@ CREATE TABLE IF NOT EXISTS tradeops_audit (
 );
 CREATE INDEX IF NOT EXISTS tradeops_audit_at ON tradeops_audit (at);
 CREATE INDEX IF NOT EXISTS tradeops_audit_incident ON tradeops_audit (incident, id);
-CREATE TABLE IF NOT EXISTS tradeops_inbox (
+CREATE TABLE IF NOT EXISTS tradeops_deliveries (
     id BIGSERIAL PRIMARY KEY,
     replica TEXT NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
-    alert TEXT NOT NULL,
-    done BOOLEAN NOT NULL DEFAULT false
+    body BYTEA NOT NULL,
+    remaining INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tradeops_inbox_pending ON tradeops_inbox (replica, id) WHERE NOT done;
+CREATE INDEX IF NOT EXISTS tradeops_deliveries_pending ON tradeops_deliveries (replica, id) WHERE remaining > 0;
+CREATE TABLE IF NOT EXISTS tradeops_delivered (
+    delivery BIGINT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (delivery, idx)
+);
 CREATE TABLE IF NOT EXISTS tradeops_incidents (
     key TEXT PRIMARY KEY,
     alertname TEXT NOT NULL,
@@ -58,10 +64,19 @@ CREATE INDEX IF NOT EXISTS tradeops_incidents_escalate ON tradeops_incidents (es
     WHERE state = 'open' AND NOT escalated;
 """
 SCHEMA_LOCK = 0x7472_6164_656F_7073  # "tradeops": replicas starting together create the schema once
-AUDIT_INSERT = (
-    "INSERT INTO tradeops_audit (at, replica, incident, alertname, status, event, rule, decision, detail, labels) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+# One statement, so atomic and one round trip: the audit entries, and the alert marked done (at most once).
+RECORD = """
+WITH entries AS (
+    INSERT INTO tradeops_audit (at, replica, incident, alertname, status, event, rule, decision, detail, labels)
+    SELECT at, $1, incident, alertname, status, event, rule, decision, detail, labels
+    FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::text[]) AS e(at, incident, alertname, status, event, rule, decision, detail, labels)
+), marked AS (
+    INSERT INTO tradeops_delivered (delivery, idx) SELECT $11::bigint, $12::integer WHERE $11::bigint IS NOT NULL
+    ON CONFLICT DO NOTHING RETURNING delivery
 )
+UPDATE tradeops_deliveries SET remaining = remaining - 1 WHERE id IN (SELECT delivery FROM marked)
+"""
 
 
 class PostgresStore:
@@ -99,47 +114,63 @@ class PostgresStore:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
             raise AuditUnavailableError(f"PostgreSQL audit store unavailable: {error}") from error
 
-    async def receive(self, alerts: list[WebhookAlert]) -> list[int]:
-        """Record received alerts in the inbox and the audit trail, in one transaction; return inbox ids."""
+    async def receive(self, body: bytes, count: int) -> tuple[int, dt.datetime]:
+        """Record the payload verbatim (one row) before the webhook answers; return its id and time."""
         stamp = now()
-
-        async def _receive(connection: asyncpg.Connection) -> list[int]:
-            async with connection.transaction():
-                rows = await connection.fetch(
-                    "INSERT INTO tradeops_inbox (replica, received_at, alert) "
-                    "SELECT $1, $2, a FROM unnest($3::text[]) WITH ORDINALITY AS t(a, n) ORDER BY n RETURNING id",
-                    self.replica,
-                    stamp,
-                    [alert.model_dump_json() for alert in alerts],
-                )
-                await connection.executemany(
-                    AUDIT_INSERT,
-                    [_received_row(stamp, self.replica, a) for a in alerts],
-                )
-            return sorted(row["id"] for row in rows)
-
-        return await self._call(_receive)
-
-    async def pending(self) -> list[tuple[int, WebhookAlert]]:
-        """Return this replica's unprocessed inbox entries, oldest first."""
-        rows = await self._call(
-            lambda c: c.fetch(
-                "SELECT id, alert FROM tradeops_inbox WHERE replica = $1 AND NOT done ORDER BY id",
+        inbox_id = await self._call(
+            lambda c: c.fetchval(
+                "INSERT INTO tradeops_deliveries (replica, received_at, body, remaining) "
+                "VALUES ($1, $2, $3, $4) RETURNING id",
                 self.replica,
+                stamp,
+                body,
+                count,
             )
         )
-        return [(row["id"], WebhookAlert.model_validate_json(row["alert"])) for row in rows]
+        return int(inbox_id), stamp
 
-    async def done(self, inbox_id: int) -> None:
-        """Mark an inbox entry processed."""
-        await self._call(lambda c: c.execute("UPDATE tradeops_inbox SET done = true WHERE id = $1", inbox_id))
+    async def pending(self) -> list[tuple[Delivery, WebhookAlert]]:
+        """Return this replica's alerts whose processing has not finished, oldest first."""
 
-    async def audit(
-        self, alert: WebhookAlert, event: str, rule: str | None = None, decision: str | None = None, detail: str = ""
-    ) -> None:
-        """Append one audit entry."""
-        values = (now(), self.replica, alert.incident_key, _text(alert.name), alert.status, event, rule, decision)
-        await self._call(lambda c: c.execute(AUDIT_INSERT, *values, _text(detail[:4000]), _labels(alert)))
+        async def _pending(connection: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+            async with connection.transaction(isolation="repeatable_read", readonly=True):
+                payloads = await connection.fetch(
+                    "SELECT id, received_at, body FROM tradeops_deliveries WHERE replica = $1 AND remaining > 0 "
+                    "ORDER BY id",
+                    self.replica,
+                )
+                finished = await connection.fetch(
+                    "SELECT delivery, idx FROM tradeops_delivered WHERE delivery = ANY($1::bigint[])",
+                    [row["id"] for row in payloads],
+                )
+            return payloads, finished
+
+        payloads, finished = await self._call(_pending)
+        return unfinished(
+            ((row["id"], row["received_at"], row["body"]) for row in payloads),
+            {(row["delivery"], row["idx"]) for row in finished},
+        )
+
+    async def record(self, entries: Sequence[AuditEntry], done: Delivery | None = None) -> None:
+        """Append the entries and, with `done`, mark that alert processed, in one statement."""
+        columns: list[list[Any]] = [[] for _ in range(9)]
+        for entry in entries:
+            alert = entry.alert
+            row = (
+                entry.at,
+                alert.incident_key,
+                _text(alert.name),
+                alert.status,
+                entry.event,
+                entry.rule,
+                entry.decision,
+                _text(entry.detail[:4000]),
+                alert.labels_json,
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        marker = (done.inbox_id, done.position) if done is not None else (None, None)
+        await self._call(lambda c: c.execute(RECORD, self.replica, *columns, *marker))
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """Return the newest audit entries first (all replicas)."""
@@ -202,11 +233,17 @@ class PostgresStore:
         return [_incident(row) for row in rows]
 
     async def prune(self, older_than: dt.datetime) -> None:
-        """Delete audit entries, processed inbox entries and closed incidents older than the retention."""
+        """Delete audit entries, finished payloads and closed incidents older than the retention."""
 
         async def _prune(connection: asyncpg.Connection) -> None:
             await connection.execute("DELETE FROM tradeops_audit WHERE at < $1", older_than)
-            await connection.execute("DELETE FROM tradeops_inbox WHERE done AND received_at < $1", older_than)
+            await connection.execute(
+                "DELETE FROM tradeops_delivered d USING tradeops_deliveries p "
+                "WHERE d.delivery = p.id AND p.remaining <= 0"
+            )
+            await connection.execute(
+                "DELETE FROM tradeops_deliveries WHERE remaining <= 0 AND received_at < $1", older_than
+            )
             await connection.execute(
                 "DELETE FROM tradeops_incidents WHERE state = 'closed' AND updated_at < $1", older_than
             )
@@ -217,11 +254,6 @@ class PostgresStore:
         """Close the pool once running queries have finished."""
         if self._pool is not None:
             await self._pool.close()
-
-
-def _received_row(stamp: dt.datetime, replica: str, alert: WebhookAlert) -> tuple[Any, ...]:
-    name = _text(alert.name)
-    return (stamp, replica, alert.incident_key, name, alert.status, "received", None, None, "", _labels(alert))
 
 
 def _text(value: str) -> str:

@@ -2,27 +2,29 @@
 
 Every check-and-update is one Lua script (atomic in Redis, timed by Redis' own clock, so replicas' clocks
 need not agree). Incidents are serialised under a per-incident lock with a TTL, so a replica that dies
-mid-action blocks the incident only until the TTL ends. Any Redis failure is a StateUnavailableError: the
-engine then fails closed (no action) and escalates.
+mid-action blocks the incident only until the TTL ends; taking the lock reads the incident, and releasing it
+saves the incident, each in one round trip. Any Redis failure is a StateUnavailableError: the engine then
+fails closed (no action) and escalates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.lock import Lock
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import RedisError
 
 from common.logs import log_event
 from remediator.incident import Incident
-from remediator.state import Admission, BreakerPolicy, Denial, StateUnavailableError
+from remediator.state import Admission, BreakerPolicy, Denial, Hold, StateUnavailableError
 
 logger = logging.getLogger("remediator.state")
 T = TypeVar("T")
@@ -57,6 +59,24 @@ end
 return 'ok'
 """
 )
+# KEYS: lock, incident. ARGV: token, ttl_ms. Returns {1, incident or false} when the lock was taken, else {0}.
+HOLD = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, redis.call('GET', KEYS[2])} end
+return {0}
+"""
+# KEYS: incident, pending-escalation index, lock. ARGV: incident JSON ('' saves nothing), escalation score ('':
+# not pending), retention seconds, incident key, lock token ('' releases nothing). Saves, then releases the
+# lock if this token still holds it; returns 0 when it was to be released but had expired.
+SAVE_RELEASE = """
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+  if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4]) else redis.call('ZREM', KEYS[2], ARGV[4]) end
+end
+if ARGV[5] == '' then return 1 end
+if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) return 1 end
+return 0
+"""
+LOCK_POLL_SECONDS = 0.02
 # KEYS: budget. ARGV: per_hour.
 BUDGET = (
     NOW_MS
@@ -117,6 +137,8 @@ class RedisState:
         self._admit = self.redis.register_script(ADMIT)
         self._budget = self.redis.register_script(BUDGET)
         self._breaker_record = self.redis.register_script(BREAKER_RECORD)
+        self._hold = self.redis.register_script(HOLD)
+        self._save_release = self.redis.register_script(SAVE_RELEASE)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -128,29 +150,54 @@ class RedisState:
             raise StateUnavailableError(f"Redis state backend unavailable: {error}") from error
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: str, ttl_seconds: float) -> AsyncIterator[bool]:
-        """Hold the incident's lock across replicas; it expires after `ttl_seconds` if this replica dies."""
-        lock = Lock(
-            self.redis,
-            self._key("lock", key),
-            timeout=ttl_seconds,
-            sleep=0.02,
-            blocking_timeout=ttl_seconds + 1,
-            thread_local=False,
-        )
+    async def hold(self, key: str, ttl_seconds: float) -> AsyncIterator[Hold]:
+        """Hold the incident's lock across replicas, reading the incident as it is taken; it expires after
+        `ttl_seconds` if this replica dies. A lock held elsewhere is waited for, at most `ttl_seconds` + 1."""
+        token = uuid.uuid4().hex
+        keys = [self._key("lock", key), self._key("incident", key)]
+        deadline = time.monotonic() + ttl_seconds + 1
+        while True:
+            reply = await self._call(self._hold(keys=keys, args=[token, max(1, int(ttl_seconds * 1000))]))
+            if reply[0] == 1 or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(LOCK_POLL_SECONDS)
+        won = reply[0] == 1
+        held = Hold(won=won, incident=_load(reply[1]) if won and reply[1] is not None else None)
         try:
-            won = await lock.acquire()
-        except (RedisError, OSError, TimeoutError) as error:
-            raise StateUnavailableError(f"Redis state backend unavailable: {error}") from error
-        try:
-            yield bool(won)
-        finally:
+            yield held
+        except BaseException:
             if won:
-                try:
-                    await lock.release()
-                except (LockError, RedisError, OSError, TimeoutError) as error:
-                    # Expired (the TTL ended) or Redis went away: the lock frees itself either way.
-                    log_event(logger, logging.WARNING, "lock_release_failed", incident=key, error=repr(error))
+                await self._release(key, token, None)
+            raise
+        if won:
+            await self._release(key, token, held.save_on_release)
+
+    async def _release(self, key: str, token: str, incident: Incident | None) -> None:
+        """Save the incident (if any) and release the lock, in one step; a release that fails is logged only
+        (the lock ends with its TTL), a save that fails raises StateUnavailableError."""
+        try:
+            await self._save_incident(incident, token, key)
+        except StateUnavailableError as error:
+            if incident is not None:
+                raise
+            log_event(logger, logging.WARNING, "lock_release_failed", incident=key, error=str(error))
+
+    async def _save_incident(self, incident: Incident | None, token: str, key: str) -> bool:
+        keys = [self._key("incident", key), self._key("escalate"), self._key("lock", key)]
+        score: str | float = ""  # pending escalation: open, not yet escalated, with a time
+        if incident is not None and incident.state == "open" and not incident.escalated and incident.escalate_at:
+            score = incident.escalate_at.timestamp()
+        args: list[str | int | float] = [
+            _dump(incident) if incident is not None else "",
+            score,
+            self.retention_seconds,
+            key,
+            token,
+        ]
+        released = bool(await self._call(self._save_release(keys=keys, args=args)))
+        if token and not released:
+            log_event(logger, logging.WARNING, "lock_expired_before_release", incident=key)
+        return released
 
     async def open(self) -> None:
         """Nothing to open (Redis connects on first use)."""
@@ -165,18 +212,8 @@ class RedisState:
         return _load(raw) if raw is not None else None
 
     async def save(self, incident: Incident) -> None:
-        """Store the incident and keep the pending-escalation index in step, in one transaction."""
-
-        async def _save() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(self._key("incident", incident.key), _dump(incident), ex=self.retention_seconds)
-                if incident.state == "open" and not incident.escalated and incident.escalate_at is not None:
-                    pipe.zadd(self._key("escalate"), {incident.key: incident.escalate_at.timestamp()})
-                else:
-                    pipe.zrem(self._key("escalate"), incident.key)
-                await pipe.execute()
-
-        await self._call(_save())
+        """Store the incident and keep the pending-escalation index in step, in one step."""
+        await self._save_incident(incident, "", incident.key)
 
     async def due_escalations(self, at: dt.datetime) -> list[Incident]:
         """Return open incidents whose escalation time has come (the engine re-checks each under its lock)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from remediator.config import RateLimit
 from remediator.incident import Incident
@@ -54,6 +55,37 @@ class BreakerPolicy:
     open_seconds: float
 
 
+class Delivery(NamedTuple):
+    """Where an alert waits in the inbox: its payload's entry, its position in that payload, and when it came.
+    (A named tuple: one is made per accepted alert, on the webhook's path.)"""
+
+    inbox_id: int
+    position: int
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One step of the audit trail for one alert."""
+
+    at: dt.datetime
+    alert: WebhookAlert
+    event: str
+    rule: str | None = None
+    decision: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class Hold:
+    """An incident's lock as held: whether it was won, the incident as read under it, and the incident to save
+    as the lock is released (with Redis, one step)."""
+
+    won: bool
+    incident: Incident | None
+    save_on_release: Incident | None = None
+
+
 class IncidentStore(Protocol):
     """Where incidents are kept."""
 
@@ -73,8 +105,9 @@ class StateBackend(IncidentStore, Protocol):
     async def open(self) -> None:
         """Connect (lazily for Redis: the first call connects)."""
 
-    def hold(self, key: str, ttl_seconds: float) -> AbstractAsyncContextManager[bool]:
-        """Hold the incident's lock (at most `ttl_seconds` if the holder dies); yields False if it was not won."""
+    def hold(self, key: str, ttl_seconds: float) -> AbstractAsyncContextManager[Hold]:
+        """Hold the incident's lock (at most `ttl_seconds` if the holder dies) and read the incident under it;
+        on a normal exit save `save_on_release`, if set, and release."""
 
     async def ping(self) -> None:
         """Raise StateUnavailableError when the backend cannot be reached."""
@@ -101,19 +134,15 @@ class AuditStore(IncidentStore, Protocol):
     async def open(self) -> None:
         """Connect and create the schema; raise AuditUnavailableError when that fails."""
 
-    async def receive(self, alerts: list[WebhookAlert]) -> list[int]:
-        """Durably record received alerts before the webhook answers; return their inbox ids."""
+    async def receive(self, body: bytes, count: int) -> tuple[int, dt.datetime]:
+        """Durably record a validated payload of `count` alerts, verbatim, before the webhook answers; return its
+        inbox id and the time it was recorded."""
 
-    async def pending(self) -> list[tuple[int, WebhookAlert]]:
-        """Return this replica's inbox entries not yet processed."""
+    async def pending(self) -> list[tuple[Delivery, WebhookAlert]]:
+        """Return this replica's alerts whose processing has not finished, oldest first."""
 
-    async def done(self, inbox_id: int) -> None:
-        """Mark an inbox entry processed."""
-
-    async def audit(
-        self, alert: WebhookAlert, event: str, rule: str | None = None, decision: str | None = None, detail: str = ""
-    ) -> None:
-        """Append one audit entry for the alert."""
+    async def record(self, entries: Sequence[AuditEntry], done: Delivery | None = None) -> None:
+        """Append the entries to the audit trail and, with `done`, mark that alert processed, atomically."""
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """Return the newest audit entries first."""

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from remediator.group_commit import ClosedError, GroupCommitWriter
+from remediator.inbox import unfinished
 from remediator.incident import Incident, now
 from remediator.payload import WebhookAlert
-from remediator.state import AuditUnavailableError
+from remediator.state import AuditEntry, AuditUnavailableError, Delivery
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;  -- WAL: every commit survives a process crash; see docs/configuration.md
+PRAGMA wal_autocheckpoint = 0;  -- checkpoints (the fsyncs) run on a thread: see remediator/group_commit.py
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -28,14 +33,22 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT,
     labels TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_incident ON audit (incident);
-CREATE TABLE IF NOT EXISTS inbox (
+-- No index on incident: nothing here reads by it, and each audit row would dirty a random index page.
+DROP INDEX IF EXISTS audit_incident;
+-- The inbox: each payload verbatim, as it arrived, never updated (a payload is large: rewriting it per alert
+-- would cost more than the alert); an alert is done once its (delivery, idx) is in `delivered`.
+CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at TEXT NOT NULL,
-    alert TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0
+    body BLOB NOT NULL,
+    alerts INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (done, id);
+CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at);
+CREATE TABLE IF NOT EXISTS delivered (
+    delivery INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (delivery, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incidents (
     key TEXT PRIMARY KEY,
     alertname TEXT NOT NULL,
@@ -48,7 +61,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     escalated INTEGER NOT NULL DEFAULT 0,
     escalation_reason TEXT,
     updated_at TEXT NOT NULL
-);
+) WITHOUT ROWID;  -- clustered by key: one random page per write, not two
 CREATE INDEX IF NOT EXISTS incidents_escalate ON incidents (state, escalate_at);
 """
 
@@ -62,14 +75,17 @@ def _ts(value: str | None) -> dt.datetime | None:
 
 
 class SqliteStore:
-    """SQLite store used from asyncio: one thread owns the connection and group-commits waiting calls."""
+    """SQLite store used from asyncio: writes are group-committed once per turn of the loop; reads run directly
+    (between batches no transaction is open, so they see every committed write)."""
 
     def __init__(self, path: Path) -> None:
+        checkpoint = None
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            checkpoint = functools.partial(_checkpoint, path)
+        self._db = sqlite3.connect(path, isolation_level=None)
         self._db.executescript(SCHEMA)
-        self._writer = GroupCommitWriter(self._db)
+        self._writer = GroupCommitWriter(self._db, checkpoint)
 
     async def _run(self, function: Any, *args: Any) -> Any:
         try:
@@ -82,57 +98,65 @@ class SqliteStore:
     async def open(self) -> None:
         """The database was opened by the constructor."""
 
-    async def receive(self, alerts: list[WebhookAlert]) -> list[int]:
-        """Durably record received alerts (one transaction) before the webhook answers; return inbox ids."""
-        return list(await self._run(self._receive, alerts))
+    async def receive(self, body: bytes, count: int) -> tuple[int, dt.datetime]:
+        """Record the payload verbatim (one row, one commit) before the webhook answers; return its id and time."""
+        stamp = now()
+        inbox_id = await self._run(
+            lambda: (
+                self._db.execute(
+                    "INSERT INTO deliveries (received_at, body, alerts) VALUES (?, ?, ?)",
+                    (stamp.isoformat(), body, count),
+                ).lastrowid
+            )
+        )
+        return int(inbox_id), stamp
 
-    def _receive(self, alerts: list[WebhookAlert]) -> list[int]:
-        stamp = now().isoformat()
-        first = self._db.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0] + 1
+    async def pending(self) -> list[tuple[Delivery, WebhookAlert]]:
+        """Return the alerts whose processing has not finished (after a restart: the work to resume)."""
+
+        def _pending() -> tuple[list[tuple[int, str, bytes]], list[tuple[int, int]]]:
+            payloads = self._db.execute(
+                "SELECT id, received_at, body FROM deliveries AS d "
+                "WHERE alerts > (SELECT count(*) FROM delivered WHERE delivery = d.id) ORDER BY id"
+            ).fetchall()
+            finished = self._db.execute(
+                "SELECT delivery, idx FROM delivered WHERE delivery IN (SELECT value FROM json_each(?))",
+                (json.dumps([row[0] for row in payloads]),),
+            ).fetchall()
+            return payloads, finished
+
+        payloads, finished = await self._run(_pending)
+        return unfinished(
+            ((row[0], dt.datetime.fromisoformat(row[1]), row[2]) for row in payloads), set(map(tuple, finished))
+        )
+
+    def _record(self, entries: Sequence[AuditEntry], done: Delivery | None) -> None:
         self._db.executemany(
-            "INSERT INTO inbox (id, received_at, alert) VALUES (?, ?, ?)",
-            [(first + offset, stamp, alert.model_dump_json()) for offset, alert in enumerate(alerts)],
-        )
-        self._db.executemany(
-            "INSERT INTO audit (at, incident, alertname, status, event, rule, decision, detail, labels) "
-            "VALUES (?, ?, ?, ?, 'received', NULL, NULL, '', ?)",
-            [(stamp, a.incident_key, a.name, a.status, json.dumps(a.labels, sort_keys=True)) for a in alerts],
-        )
-        return list(range(first, first + len(alerts)))
-
-    async def pending(self) -> list[tuple[int, WebhookAlert]]:
-        """Return inbox entries not yet processed (after a restart: the work to resume)."""
-        rows = await self._run(
-            lambda: self._db.execute("SELECT id, alert FROM inbox WHERE done = 0 ORDER BY id").fetchall()
-        )
-        return [(row[0], WebhookAlert.model_validate_json(row[1])) for row in rows]
-
-    async def done(self, inbox_id: int) -> None:
-        """Mark an inbox entry processed."""
-        await self._run(lambda: self._db.execute("UPDATE inbox SET done = 1 WHERE id = ?", (inbox_id,)))
-
-    def _audit(self, alert: WebhookAlert, event: str, rule: str | None, decision: str | None, detail: str) -> None:
-        self._db.execute(
             "INSERT INTO audit (at, incident, alertname, status, event, rule, decision, detail, labels) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                now().isoformat(),
-                alert.incident_key,
-                alert.name,
-                alert.status,
-                event,
-                rule,
-                decision,
-                detail[:4000],
-                json.dumps(alert.labels, sort_keys=True),
-            ),
+            [
+                (
+                    entry.at.isoformat(),
+                    entry.alert.incident_key,
+                    entry.alert.name,
+                    entry.alert.status,
+                    entry.event,
+                    entry.rule,
+                    entry.decision,
+                    entry.detail[:4000],
+                    entry.alert.labels_json,
+                )
+                for entry in entries
+            ],
         )
+        if done is not None:
+            self._db.execute(
+                "INSERT OR IGNORE INTO delivered (delivery, idx) VALUES (?, ?)", (done.inbox_id, done.position)
+            )
 
-    async def audit(
-        self, alert: WebhookAlert, event: str, rule: str | None = None, decision: str | None = None, detail: str = ""
-    ) -> None:
-        """Append one audit entry for the alert."""
-        await self._run(self._audit, alert, event, rule, decision, detail)
+    async def record(self, entries: Sequence[AuditEntry], done: Delivery | None = None) -> None:
+        """Append the entries and, with `done`, mark that alert processed, in one transaction."""
+        await self._run(self._record, entries, done)
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """Return the newest audit entries first."""
@@ -153,8 +177,11 @@ class SqliteStore:
 
     async def incident(self, key: str) -> Incident | None:
         """Return the incident with this key, if any."""
-        row = await self._run(lambda: self._db.execute("SELECT * FROM incidents WHERE key = ?", (key,)).fetchone())
-        return _incident(row) if row else None
+        try:
+            rows = self._db.execute("SELECT * FROM incidents WHERE key = ?", (key,)).fetchall()
+        except sqlite3.Error as error:
+            raise AuditUnavailableError(f"SQLite audit store unavailable: {error}") from error
+        return _incident(rows[0]) if rows else None
 
     async def save(self, incident: Incident) -> None:
         """Insert or update an incident."""
@@ -196,12 +223,18 @@ class SqliteStore:
         return [_incident(row) for row in rows]
 
     async def prune(self, older_than: dt.datetime) -> None:
-        """Delete audit entries, processed inbox entries and closed incidents older than the retention."""
+        """Delete audit entries, finished payloads and closed incidents older than the retention."""
         cutoff = older_than.isoformat()
 
         def _prune() -> None:
             self._db.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
-            self._db.execute("DELETE FROM inbox WHERE done = 1 AND received_at < ?", (cutoff,))
+            # Finished payloads only: an alert still waiting is never pruned, however old.
+            finished = (
+                "SELECT id FROM deliveries AS d WHERE received_at < ? "
+                "AND alerts <= (SELECT count(*) FROM delivered WHERE delivery = d.id)"
+            )
+            self._db.execute(f"DELETE FROM delivered WHERE delivery IN ({finished})", (cutoff,))  # noqa: S608
+            self._db.execute(f"DELETE FROM deliveries WHERE id IN ({finished})", (cutoff,))  # noqa: S608
             self._db.execute("DELETE FROM incidents WHERE state = 'closed' AND updated_at < ?", (cutoff,))
 
         await self._run(_prune)
@@ -209,6 +242,12 @@ class SqliteStore:
     async def close(self) -> None:
         """Close the database once every queued call has finished."""
         await self._writer.close()
+
+
+def _checkpoint(path: Path) -> None:
+    """Copy the WAL into the database file (PASSIVE: never waits for, or blocks, the writer)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _incident(row: tuple[Any, ...]) -> Incident:

@@ -20,7 +20,7 @@ from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
 from remediator.engine import Engine
 from remediator.payload import WebhookPayload
-from remediator.state import AuditUnavailableError, StateUnavailableError
+from remediator.state import AuditUnavailableError, Delivery, StateUnavailableError
 
 logger = logging.getLogger("remediator.web")
 
@@ -105,14 +105,20 @@ async def webhook(request: web.Request) -> web.Response:
         return _answer(request, json_error(422, "not an Alertmanager webhook payload (version 4)", details=details))
     if not engine.has_room(len(payload.alerts)):
         return _answer(request, json_error(503, "work queue full; retry later"))
-    try:
-        ids = await engine.store.receive(payload.alerts)
-    except AuditUnavailableError as error:
-        log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
-        return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
-    for inbox_id, alert in zip(ids, payload.alerts, strict=True):
-        engine.metrics.alerts_received.labels(alert.status).inc()
-        engine.queue.put_nowait((inbox_id, alert))
+    with engine.accepting():
+        try:
+            # The payload verbatim, once: every alert in it is on record before the 2xx, and resumed after a
+            # restart.
+            inbox_id, received_at = await engine.store.receive(body, len(payload.alerts))
+        except AuditUnavailableError as error:
+            log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
+            return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
+        firing = 0
+        for index, alert in enumerate(payload.alerts):
+            firing += alert.status == "firing"
+            engine.queue.put_nowait((Delivery(inbox_id, index, received_at), alert))
+    engine.metrics.alerts_received.labels("firing").inc(firing)
+    engine.metrics.alerts_received.labels("resolved").inc(len(payload.alerts) - firing)
     engine.metrics.queue_depth.set(engine.queue.qsize())
     if payload.truncatedAlerts:
         engine.metrics.truncated_alerts.inc(payload.truncatedAlerts)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -15,8 +17,15 @@ from remediator.incident import Incident, now
 from remediator.payload import WebhookAlert
 from remediator.postgres_store import PostgresStore
 from remediator.redis_state import RedisState
-from remediator.state import Admission, AuditUnavailableError, BreakerPolicy, Denial, StateUnavailableError
-from tests.remediator_helpers import alert
+from remediator.state import (
+    Admission,
+    AuditEntry,
+    AuditUnavailableError,
+    BreakerPolicy,
+    Denial,
+    StateUnavailableError,
+)
+from tests.remediator_helpers import alert, payload
 
 pytestmark = pytest.mark.integration
 GENEROUS = RateLimit(per_minute=6000, burst=1000)
@@ -131,8 +140,8 @@ async def test_an_incident_lock_is_exclusive_across_replicas_and_expires_when_it
     order: list[str] = []
 
     async def hold(state: RedisState, name: str) -> None:
-        async with state.hold("incident#rule", ttl_seconds=10) as won:
-            assert won
+        async with state.hold("incident#rule", ttl_seconds=10) as held:
+            assert held.won
             order.append(f"{name} in")
             await asyncio.sleep(0.05)
             order.append(f"{name} out")
@@ -142,8 +151,40 @@ async def test_an_incident_lock_is_exclusive_across_replicas_and_expires_when_it
     # A holder that dies never releases: its lock ends with its TTL, and the other replica gets it then.
     dead = first.redis.lock(first._key("lock", "crashed#rule"), timeout=0.3)
     assert await dead.acquire()
-    async with second.hold("crashed#rule", ttl_seconds=5) as won:
-        assert won
+    async with second.hold("crashed#rule", ttl_seconds=5) as held:
+        assert held.won
+
+
+async def test_a_hold_reads_the_incident_and_saves_it_as_it_releases_but_not_after_an_error(
+    replicas: tuple[RedisState, RedisState],
+) -> None:
+    first, second = replicas
+    await first.save(incident("h#r", None))
+    async with first.hold("h#r", ttl_seconds=5) as held:
+        assert held.won
+        assert held.incident is not None
+        assert held.incident.attempts == 1
+        held.incident.attempts = 2
+        held.save_on_release = held.incident
+    saved = await second.incident("h#r")
+    assert saved is not None
+    assert saved.attempts == 2
+
+    async def fail_half_way() -> None:
+        async with first.hold("h#r", ttl_seconds=5) as held:
+            assert held.incident is not None
+            held.incident.attempts = 3
+            held.save_on_release = held.incident
+            raise RuntimeError("the decision failed half way")
+
+    with pytest.raises(RuntimeError):
+        await fail_half_way()
+    kept = await second.incident("h#r")
+    assert kept is not None
+    assert kept.attempts == 2  # not saved after an error
+    async with second.hold("h#r", ttl_seconds=5) as held:  # released both times: no wait for a TTL
+        assert held.won
+    assert await first.redis.exists(first._key("lock", "h#r")) == 0
 
 
 async def test_every_operation_fails_closed_when_redis_is_unreachable() -> None:
@@ -167,28 +208,41 @@ async def test_every_operation_fails_closed_when_redis_is_unreachable() -> None:
     await state.close()
 
 
+def body(*alerts: dict[str, Any]) -> bytes:
+    return json.dumps(payload(*alerts)).encode()
+
+
 async def test_the_postgres_audit_store_keeps_each_replicas_inbox_and_one_shared_trail(postgres_dsn: str) -> None:
     stores = [PostgresStore(postgres_dsn, name, 2, 5.0) for name in ("r1", "r2", "r3")]
     await asyncio.gather(*(store.open() for store in stores))  # the schema is created once, concurrently
     first, second, _ = stores
-    alerts = [WebhookAlert.model_validate(alert(starts=f"2026-11-22T0{i}:00:00Z")) for i in range(3)]
-    ids = await first.receive(alerts)
-    assert len(ids) == 3
-    assert ids == sorted(ids)
-    await second.receive([WebhookAlert.model_validate(alert(name="Oth\x00er", note="é\x00\u202e"))])
-    assert [a.startsAt for _, a in await first.pending()] == [a.startsAt for a in alerts]
-    await first.done(ids[0])
-    assert [i for i, _ in await first.pending()] == ids[1:]
-    assert [a.name for _, a in await second.pending()] == ["Oth\x00er"]  # verbatim, NUL and all
-    await first.audit(alerts[1], "decision", "rule", "executed", "x" * 10_000)
+    alerts = [alert(starts=f"2026-11-22T0{i}:00:00Z") for i in range(3)]
+    first_id, _ = await first.receive(body(*alerts), 3)
+    second_id, _ = await second.receive(body(alert(name="Oth\x00er", note="é\x00\u202e")), 1)
+    assert second_id > first_id
+    pending = await first.pending()
+    assert [(d.inbox_id, d.position) for d, _ in pending] == [(first_id, 0), (first_id, 1), (first_id, 2)]
+    assert [a.startsAt for _, a in pending] == [WebhookAlert.model_validate(a).startsAt for a in alerts]
+    await first.record([], done=pending[0][0])
+    await first.record([], done=pending[0][0])  # marked once, however often it is said
+    assert [d.position for d, _ in await first.pending()] == [1, 2]
+    (other,) = await second.pending()
+    assert other[1].name == "Oth\x00er"  # verbatim, NUL and all
+    await second.record([AuditEntry(other[0].received_at, other[1], "received")])
+    entry = AuditEntry(now(), pending[1][1], "decision", "rule", "executed", "x" * 10_000)
+    await first.record([AuditEntry(pending[1][0].received_at, pending[1][1], "received"), entry], done=pending[1][0])
     recent = await second.recent(10)
+    assert [e["event"] for e in recent[:2]] == ["decision", "received"]
     assert recent[0]["decision"] == "executed"
     assert len(recent[0]["detail"]) == 4000
     assert {e["replica"] for e in recent} == {"r1", "r2"}
     assert any(e["labels"].get("note") == "é\x00\u202e" for e in recent)
     await first.prune(now() + dt.timedelta(seconds=1))
     assert await second.recent(10) == []
-    assert [i for i, _ in await first.pending()] == ids[1:]  # unprocessed inbox entries are never pruned
+    assert [d.position for d, _ in await first.pending()] == [2]  # unfinished payloads are never pruned
+    await first.record([], done=pending[2][0])
+    assert await first.pending() == []
+    await first.prune(now() + dt.timedelta(seconds=1))
     for store in stores:
         await store.close()
 
@@ -198,5 +252,5 @@ async def test_an_unreachable_postgres_is_an_audit_error_not_a_crash() -> None:
     with pytest.raises(AuditUnavailableError):
         await store.open()
     with pytest.raises(AuditUnavailableError):
-        await store.receive([WebhookAlert.model_validate(alert())])
+        await store.receive(body(alert()), 1)
     await store.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -12,6 +14,10 @@ from hypothesis import strategies as st
 
 from common.web import free_port
 from remediator.engine import Reason
+from remediator.incident import now
+from remediator.memory_state import MemoryState
+from remediator.payload import WebhookAlert
+from remediator.state import Admission, Delivery, Denial
 from tests.remediator_helpers import (
     alert,
     auth,
@@ -254,7 +260,7 @@ async def test_a_full_queue_answers_503_so_alertmanager_retries(tmp_path: Path) 
         assert status == 503
         assert "retry" in body["error"]
         assert (await client.get("/-/ready")).status == 200
-        assert len([e for e in await remediator.engine.store.recent(10) if e["event"] == "received"]) == 2
+        assert len(await remediator.engine.store.pending()) == 2  # the first payload is on record, to resume
 
 
 async def test_unicode_and_control_characters_in_labels_are_recorded_verbatim(tmp_path: Path) -> None:
@@ -330,3 +336,43 @@ async def test_known_label_values_are_exported_at_zero_before_anything_happens(t
     assert 'tradeops_remediator_escalations_total{reason="still_firing"} 0.0' in text
     assert 'tradeops_remediator_escalation_failures_total{channel="webhook:generic"} 0.0' in text
     assert 'tradeops_remediator_circuit_open{action="escalate"} 0.0' in text
+
+
+async def test_a_stop_finishes_even_when_a_backend_client_swallows_the_cancellation(tmp_path: Path) -> None:
+    entered = asyncio.Event()
+
+    class SwallowingState(MemoryState):
+        """Catches the cancellation mid-call and answers anyway, as a client library under load can."""
+
+        async def admit(self, admission: Admission, consume: bool) -> Denial | None:
+            entered.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+            return Denial.RATE
+
+    async with recorder() as (base, _), remediator_client(config(tmp_path, base)) as (client, remediator):
+        engine = remediator.engine
+        engine.state = SwallowingState(engine.store)
+        assert (await post(client, payload(alert(), alert(instance="2"))))[0] == 200
+        await entered.wait()
+        async with asyncio.timeout(10):  # without the worker's own check this never returns
+            await engine.stop()
+        assert all(task.done() for task in engine._tasks) or not engine._tasks
+
+
+async def test_workers_wait_while_a_webhook_call_is_being_recorded_unless_the_queue_is_half_full(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path, "http://127.0.0.1:1", limits={"queue_size": 4})
+    async with remediator_client(cfg) as (_, remediator):
+        engine = remediator.engine
+        await engine.stop()  # the gate alone, without workers taking what is queued
+        with engine.accepting():
+            waiting = asyncio.create_task(engine._let_acceptance_go_first())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()  # held back while the webhook call records its payload
+        await asyncio.wait_for(waiting, 5)
+        for index in range(2):  # half full
+            engine.queue.put_nowait((Delivery(0, index, now()), WebhookAlert.model_validate(alert())))
+        with engine.accepting():
+            await asyncio.wait_for(engine._let_acceptance_go_first(), 5)  # a backlog is not held back

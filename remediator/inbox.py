@@ -1,0 +1,21 @@
+"""The inbox: payloads are recorded verbatim when they arrive, and each alert in them is marked when done."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable
+
+from remediator.payload import WebhookAlert, WebhookPayload
+from remediator.state import Delivery
+
+
+def unfinished(
+    payloads: Iterable[tuple[int, dt.datetime, bytes]], finished: Collection[tuple[int, int]]
+) -> list[tuple[Delivery, WebhookAlert]]:
+    """Return the alerts of the recorded payloads that are not marked done, in arrival order."""
+    resumed = []
+    for inbox_id, received_at, body in payloads:
+        for index, alert in enumerate(WebhookPayload.model_validate_json(body).alerts):
+            if (inbox_id, index) not in finished:
+                resumed.append((Delivery(inbox_id, index, received_at), alert))
+    return resumed
