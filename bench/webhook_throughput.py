@@ -39,6 +39,7 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 TOKEN = "bench-token"
 CONCURRENCY = 8
 REQUESTS = {1: 2000, 100: 200, 1000: 30}
+ROUNDS = 3
 
 
 def alert(index: int, batch: int) -> dict[str, Any]:
@@ -192,14 +193,22 @@ async def run(work: Path, backends: dict[str, Any]) -> None:
     try:
         await wait_up(f"http://127.0.0.1:{floor_port}/webhook")
         await wait_up(f"http://127.0.0.1:{remediator_port}/-/healthy")
-        print(f"webhook throughput, {CONCURRENCY} concurrent clients, same machine, same run")
-        print("alerts/payload | floor alerts/s | floor p99 ms | tradeops alerts/s | tradeops p99 ms | ratio")
+        print(f"webhook throughput, {CONCURRENCY} concurrent clients, same machine, same run;")
+        print(f"medians of {ROUNDS} rounds, each round the floor then tradeops (the ratio's range over the rounds)")
+        print("alerts/payload | floor alerts/s | floor p99 ms | tradeops alerts/s | tradeops p99 ms | ratio (range)")
         for size, requests in REQUESTS.items():
-            floor_rate, floor_p99, _ = await load(f"http://127.0.0.1:{floor_port}/webhook", size, requests)
-            rate, p99, errors = await load(f"http://127.0.0.1:{remediator_port}/webhook", size, requests)
+            floor_runs, runs, errors = [], [], 0
+            for _ in range(ROUNDS):
+                floor_runs.append(await load(f"http://127.0.0.1:{floor_port}/webhook", size, requests))
+                runs.append(await load(f"http://127.0.0.1:{remediator_port}/webhook", size, requests))
+                errors += runs[-1][2]
+            floor_rate, floor_p99 = (statistics.median(run[i] for run in floor_runs) for i in (0, 1))
+            rate, p99 = (statistics.median(run[i] for run in runs) for i in (0, 1))
+            ratios = [run[0] / floor[0] for run, floor in zip(runs, floor_runs, strict=True)]
             note = f"  ({errors} non-200)" if errors else ""
             row = [f"{size}", f"{floor_rate:.0f}", f"{floor_p99:.1f}", f"{rate:.0f}", f"{p99:.1f}"]
-            print(" | ".join(row) + f" | {rate / floor_rate:.2f}{note}")
+            spread = f"{rate / floor_rate:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+            print(" | ".join(row) + f" | {spread}{note}")
 
         print("\nstorm: 10,000 distinct alerts in 100 payloads of 100")
         before = rss_kib(remediator.pid)

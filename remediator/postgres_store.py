@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -34,14 +36,17 @@ CREATE TABLE IF NOT EXISTS tradeops_audit (
 );
 CREATE INDEX IF NOT EXISTS tradeops_audit_at ON tradeops_audit (at);
 CREATE INDEX IF NOT EXISTS tradeops_audit_incident ON tradeops_audit (incident, id);
+-- The inbox: each payload verbatim, never updated (replicas' workers would queue on its row); an alert is done
+-- once its (delivery, idx) is in tradeops_delivered.
 CREATE TABLE IF NOT EXISTS tradeops_deliveries (
     id BIGSERIAL PRIMARY KEY,
     replica TEXT NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
     body BYTEA NOT NULL,
-    remaining INTEGER NOT NULL
+    alerts INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tradeops_deliveries_pending ON tradeops_deliveries (replica, id) WHERE remaining > 0;
+CREATE INDEX IF NOT EXISTS tradeops_deliveries_replica ON tradeops_deliveries (replica, id);
+CREATE INDEX IF NOT EXISTS tradeops_deliveries_received ON tradeops_deliveries (received_at);
 CREATE TABLE IF NOT EXISTS tradeops_delivered (
     delivery BIGINT NOT NULL,
     idx INTEGER NOT NULL,
@@ -64,19 +69,33 @@ CREATE INDEX IF NOT EXISTS tradeops_incidents_escalate ON tradeops_incidents (es
     WHERE state = 'open' AND NOT escalated;
 """
 SCHEMA_LOCK = 0x7472_6164_656F_7073  # "tradeops": replicas starting together create the schema once
-# One statement, so atomic and one round trip: the audit entries, and the alert marked done (at most once).
+# One statement, so atomic and one round trip: the audit entries, and the alerts marked done (at most once).
 RECORD = """
 WITH entries AS (
     INSERT INTO tradeops_audit (at, replica, incident, alertname, status, event, rule, decision, detail, labels)
     SELECT at, $1, incident, alertname, status, event, rule, decision, detail, labels
     FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                 $9::text[], $10::text[]) AS e(at, incident, alertname, status, event, rule, decision, detail, labels)
-), marked AS (
-    INSERT INTO tradeops_delivered (delivery, idx) SELECT $11::bigint, $12::integer WHERE $11::bigint IS NOT NULL
-    ON CONFLICT DO NOTHING RETURNING delivery
 )
-UPDATE tradeops_deliveries SET remaining = remaining - 1 WHERE id IN (SELECT delivery FROM marked)
+INSERT INTO tradeops_delivered (delivery, idx) SELECT * FROM unnest($11::bigint[], $12::integer[])
+ON CONFLICT DO NOTHING
 """
+PENDING = (
+    "SELECT id, received_at, body FROM tradeops_deliveries AS d WHERE replica = $1 "
+    "AND alerts > (SELECT count(*) FROM tradeops_delivered WHERE delivery = d.id) ORDER BY id"
+)
+# Finished payloads past the retention (a payload with an alert still waiting is never pruned).
+FINISHED = (
+    "SELECT id FROM tradeops_deliveries AS d WHERE received_at < $1 "
+    "AND alerts <= (SELECT count(*) FROM tradeops_delivered WHERE delivery = d.id)"
+)
+
+
+@dataclass
+class _Waiting:
+    entries: Sequence[AuditEntry]
+    done: Delivery | None
+    future: asyncio.Future[None]
 
 
 class PostgresStore:
@@ -88,6 +107,8 @@ class PostgresStore:
         self._pool_size = pool_size
         self._timeout = timeout_seconds
         self._pool: asyncpg.Pool | None = None
+        self._waiting: list[_Waiting] = []
+        self._writing: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Open the pool and create the schema (once, under an advisory lock); raise AuditUnavailableError."""
@@ -98,6 +119,7 @@ class PostgresStore:
                 max_size=self._pool_size,
                 timeout=self._timeout,
                 command_timeout=self._timeout,
+                reset=_keep_session,
             )
             async with self._pool.acquire() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
@@ -119,7 +141,7 @@ class PostgresStore:
         stamp = now()
         inbox_id = await self._call(
             lambda c: c.fetchval(
-                "INSERT INTO tradeops_deliveries (replica, received_at, body, remaining) "
+                "INSERT INTO tradeops_deliveries (replica, received_at, body, alerts) "
                 "VALUES ($1, $2, $3, $4) RETURNING id",
                 self.replica,
                 stamp,
@@ -134,11 +156,7 @@ class PostgresStore:
 
         async def _pending(connection: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
             async with connection.transaction(isolation="repeatable_read", readonly=True):
-                payloads = await connection.fetch(
-                    "SELECT id, received_at, body FROM tradeops_deliveries WHERE replica = $1 AND remaining > 0 "
-                    "ORDER BY id",
-                    self.replica,
-                )
+                payloads = await connection.fetch(PENDING, self.replica)
                 finished = await connection.fetch(
                     "SELECT delivery, idx FROM tradeops_delivered WHERE delivery = ANY($1::bigint[])",
                     [row["id"] for row in payloads],
@@ -152,25 +170,28 @@ class PostgresStore:
         )
 
     async def record(self, entries: Sequence[AuditEntry], done: Delivery | None = None) -> None:
-        """Append the entries and, with `done`, mark that alert processed, in one statement."""
-        columns: list[list[Any]] = [[] for _ in range(9)]
-        for entry in entries:
-            alert = entry.alert
-            row = (
-                entry.at,
-                alert.incident_key,
-                _text(alert.name),
-                alert.status,
-                entry.event,
-                entry.rule,
-                entry.decision,
-                _text(entry.detail[:4000]),
-                alert.labels_json,
-            )
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        marker = (done.inbox_id, done.position) if done is not None else (None, None)
-        await self._call(lambda c: c.execute(RECORD, self.replica, *columns, *marker))
+        """Append the entries and, with `done`, mark that alert processed, atomically. Records made while one is
+        being written wait and are written together, in one statement (group commit)."""
+        waiting = _Waiting(entries, done, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_waiting())
+        await waiting.future
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                columns = _record_columns(batch)
+                await self._call(lambda c: c.execute(RECORD, self.replica, *columns))  # noqa: B023
+            except Exception as error:  # noqa: BLE001 - handed to every caller in the batch, whose await raises it
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(error)
+            else:
+                for waiting in batch:
+                    if not waiting.future.done():  # a cancelled caller's record stands
+                        waiting.future.set_result(None)
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """Return the newest audit entries first (all replicas)."""
@@ -237,13 +258,10 @@ class PostgresStore:
 
         async def _prune(connection: asyncpg.Connection) -> None:
             await connection.execute("DELETE FROM tradeops_audit WHERE at < $1", older_than)
-            await connection.execute(
-                "DELETE FROM tradeops_delivered d USING tradeops_deliveries p "
-                "WHERE d.delivery = p.id AND p.remaining <= 0"
-            )
-            await connection.execute(
-                "DELETE FROM tradeops_deliveries WHERE remaining <= 0 AND received_at < $1", older_than
-            )
+            async with connection.transaction():
+                finished = [row["id"] for row in await connection.fetch(FINISHED, older_than)]
+                await connection.execute("DELETE FROM tradeops_delivered WHERE delivery = ANY($1::bigint[])", finished)
+                await connection.execute("DELETE FROM tradeops_deliveries WHERE id = ANY($1::bigint[])", finished)
             await connection.execute(
                 "DELETE FROM tradeops_incidents WHERE state = 'closed' AND updated_at < $1", older_than
             )
@@ -251,18 +269,47 @@ class PostgresStore:
         await self._call(_prune)
 
     async def close(self) -> None:
-        """Close the pool once running queries have finished."""
+        """Finish the records being written, then close the pool once running queries have finished."""
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection returns to the pool: this store sets no session state (no SET, LISTEN,
+    cursors or session advisory locks), and asyncpg still rolls back an open transaction. The default reset
+    costs a second round trip for every query."""
+
+
+def _record_columns(batch: list[_Waiting]) -> list[list[Any]]:
+    """RECORD's array parameters for a batch: nine audit columns, then the done markers' two."""
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for waiting in batch:
+        for entry in waiting.entries:
+            alert = entry.alert
+            row = (
+                entry.at,
+                alert.incident_key,
+                _text(alert.name),
+                alert.status,
+                entry.event,
+                entry.rule,
+                entry.decision,
+                _text(entry.detail[:4000]),
+                alert.labels_json,
+            )
+            for column, value in zip(columns[:9], row, strict=True):
+                column.append(value)
+        if waiting.done is not None:
+            columns[9].append(waiting.done.inbox_id)
+            columns[10].append(waiting.done.position)
+    return columns
 
 
 def _text(value: str) -> str:
     """PostgreSQL text cannot hold NUL: keep it visible instead of failing the write."""
     return value.replace("\x00", "\\x00")
-
-
-def _labels(alert: WebhookAlert) -> str:
-    return json.dumps(alert.labels, sort_keys=True)
 
 
 def _incident(row: asyncpg.Record) -> Incident:

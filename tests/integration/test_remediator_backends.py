@@ -253,4 +253,6 @@ async def test_an_unreachable_postgres_is_an_audit_error_not_a_crash() -> None:
         await store.open()
     with pytest.raises(AuditUnavailableError):
         await store.receive(body(alert()), 1)
+    with pytest.raises(AuditUnavailableError):  # every record waiting on a failed write hears of it
+        await asyncio.gather(*(store.record([]) for _ in range(3)))
     await store.close()
