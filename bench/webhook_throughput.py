@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import redis.asyncio as aioredis
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,7 +43,7 @@ REQUESTS = {1: 2000, 100: 200, 1000: 30}
 ROUNDS = 3
 
 
-def alert(index: int, batch: int) -> dict[str, Any]:
+def alert(index: int, batch: str) -> dict[str, Any]:
     labels = {"alertname": "BenchAlert", "instance": f"i{batch}-{index}", "priority": "P2"}
     return {
         "status": "firing",
@@ -53,7 +54,7 @@ def alert(index: int, batch: int) -> dict[str, Any]:
     }
 
 
-def payload(size: int, batch: int) -> bytes:
+def payload(size: int, batch: str) -> bytes:
     body = {"version": "4", "status": "firing", "truncatedAlerts": 0, "alerts": [alert(i, batch) for i in range(size)]}
     return json.dumps(body).encode()
 
@@ -71,9 +72,10 @@ async def wait_up(url: str) -> None:
     raise RuntimeError(f"{url} never came up")
 
 
-async def load(url: str, size: int, requests: int) -> tuple[float, float, int]:
-    """Send `requests` payloads of `size` alerts with CONCURRENCY workers; return alerts/s, p99 ms, errors."""
-    bodies = [payload(size, n) for n in range(requests)]
+async def load(url: str, size: int, requests: int, tag: str) -> tuple[float, float, int]:
+    """Send `requests` payloads of `size` alerts, new ones for each `tag`, with CONCURRENCY workers; return
+    alerts/s, p99 ms, errors."""
+    bodies = [payload(size, f"{tag}-{n}") for n in range(requests)]
     latencies: list[float] = []
     errors = 0
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -109,6 +111,17 @@ def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+async def drained(metrics_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Wait until the remediator has decided every accepted alert; return its metrics then."""
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(metrics_url) as response:
+                samples = parse(await response.text())
+            if samples.get(("tradeops_remediator_queue_depth", ()), 1) == 0:
+                return samples
+            await asyncio.sleep(0.2)
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -133,6 +146,20 @@ async def shared_backends() -> tuple[dict[str, Any], str]:
     }, name
 
 
+async def drop_redis_keys(prefix: str) -> None:
+    """Delete the run's keys from the shared Redis (incidents are kept for the retention, 90 days)."""
+    client = aioredis.Redis.from_url(os.environ.get("TRADEOPS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=prefix + "*", count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        await client.unlink(*batch)
+    await client.aclose()
+
+
 async def drop_database(name: str) -> None:
     admin = await asyncpg.connect(
         os.environ.get("TRADEOPS_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -150,6 +177,7 @@ async def main() -> None:
         await run(Path(tempfile.mkdtemp(prefix="tradeops-bench-")), backends)
     finally:
         await drop_database(database)
+        await drop_redis_keys(backends["state_redis"]["key_prefix"])
 
 
 async def run(work: Path, backends: dict[str, Any]) -> None:
@@ -193,14 +221,20 @@ async def run(work: Path, backends: dict[str, Any]) -> None:
     try:
         await wait_up(f"http://127.0.0.1:{floor_port}/webhook")
         await wait_up(f"http://127.0.0.1:{remediator_port}/-/healthy")
+        metrics_url = f"http://127.0.0.1:{remediator_port}/metrics"
         print(f"webhook throughput, {CONCURRENCY} concurrent clients, same machine, same run;")
-        print(f"medians of {ROUNDS} rounds, each round the floor then tradeops (the ratio's range over the rounds)")
+        print(f"medians of {ROUNDS} rounds, each round the floor then tradeops, each run once the remediator")
+        print("has taken up all it had accepted (the ratio's range over the rounds)")
         print("alerts/payload | floor alerts/s | floor p99 ms | tradeops alerts/s | tradeops p99 ms | ratio (range)")
         for size, requests in REQUESTS.items():
             floor_runs, runs, errors = [], [], 0
-            for _ in range(ROUNDS):
-                floor_runs.append(await load(f"http://127.0.0.1:{floor_port}/webhook", size, requests))
-                runs.append(await load(f"http://127.0.0.1:{remediator_port}/webhook", size, requests))
+            for round_number in range(ROUNDS):
+                tag = f"{size}-{round_number}"
+                # Each run starts with nothing left to decide, so neither competes with the previous backlog.
+                await drained(metrics_url)
+                floor_runs.append(await load(f"http://127.0.0.1:{floor_port}/webhook", size, requests, tag))
+                await drained(metrics_url)
+                runs.append(await load(f"http://127.0.0.1:{remediator_port}/webhook", size, requests, tag))
                 errors += runs[-1][2]
             floor_rate, floor_p99 = (statistics.median(run[i] for run in floor_runs) for i in (0, 1))
             rate, p99 = (statistics.median(run[i] for run in runs) for i in (0, 1))
@@ -211,19 +245,13 @@ async def run(work: Path, backends: dict[str, Any]) -> None:
             print(" | ".join(row) + f" | {spread}{note}")
 
         print("\nstorm: 10,000 distinct alerts in 100 payloads of 100")
+        await drained(metrics_url)  # the storm's own alerts only
         before = rss_kib(remediator.pid)
         started = time.perf_counter()
-        storm_rate, _, errors = await load(f"http://127.0.0.1:{remediator_port}/webhook", 100, 100)
+        storm_rate, _, errors = await load(f"http://127.0.0.1:{remediator_port}/webhook", 100, 100, "storm")
         accepted = time.perf_counter() - started
-        metrics_url = f"http://127.0.0.1:{remediator_port}/metrics"
-        async with aiohttp.ClientSession() as http:
-            while True:
-                async with http.get(metrics_url) as response:
-                    samples = parse(await response.text())
-                if samples.get(("tradeops_remediator_queue_depth", ()), 1) == 0:
-                    break
-                await asyncio.sleep(0.5)
-            processed = time.perf_counter() - started
+        samples = await drained(metrics_url)
+        processed = time.perf_counter() - started
         executed = samples.get(("tradeops_remediator_decisions_total", (("reason", "executed"), ("rule", "bench"))), 0)
         limited = samples.get(
             ("tradeops_remediator_decisions_total", (("reason", "rate_limited"), ("rule", "bench"))), 0
