@@ -298,8 +298,8 @@ class Engine:
         task = asyncio.current_task()
         while True:
             if task is not None and task.cancelling():
-                # A client library swallowed the stop's cancellation mid-alert (seen with Redis and PostgreSQL
-                # under load): honour it here, or the shutdown waits on this worker for ever.
+                # A client library swallowed the stop's cancellation mid-alert (seen with the Redis and
+                # PostgreSQL backends under load): honour it here, or the shutdown waits on this worker for ever.
                 raise asyncio.CancelledError
             await self._let_acceptance_go_first()
             delivery, alert = await self.queue.get()
