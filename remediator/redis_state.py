@@ -9,18 +9,17 @@ fails closed (no action) and escalates.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixed
 
 from common.logs import log_event
 from remediator.incident import Incident
@@ -155,12 +154,18 @@ class RedisState:
         `ttl_seconds` if this replica dies. A lock held elsewhere is waited for, at most `ttl_seconds` + 1."""
         token = uuid.uuid4().hex
         keys = [self._key("lock", key), self._key("incident", key)]
-        deadline = time.monotonic() + ttl_seconds + 1
-        while True:
-            reply = await self._call(self._hold(keys=keys, args=[token, max(1, int(ttl_seconds * 1000))]))
-            if reply[0] == 1 or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(LOCK_POLL_SECONDS)
+        args: list[str | int | float] = [token, max(1, int(ttl_seconds * 1000))]
+
+        async def take() -> list[Any]:
+            return list(await self._call(self._hold(keys=keys, args=args)))
+
+        # Polled until taken or given up on; the last answer (not taken) is kept when giving up.
+        reply: list[Any] = await AsyncRetrying(
+            retry=retry_if_result(lambda answer: answer[0] != 1),
+            wait=wait_fixed(LOCK_POLL_SECONDS),
+            stop=stop_after_delay(ttl_seconds + 1),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else [0],
+        )(take)
         won = reply[0] == 1
         held = Hold(won=won, incident=_load(reply[1]) if won and reply[1] is not None else None)
         try:
@@ -182,7 +187,7 @@ class RedisState:
                 raise
             log_event(logger, logging.WARNING, "lock_release_failed", incident=key, error=str(error))
 
-    async def _save_incident(self, incident: Incident | None, token: str, key: str) -> bool:
+    async def _save_incident(self, incident: Incident | None, token: str, key: str) -> None:
         keys = [self._key("incident", key), self._key("escalate"), self._key("lock", key)]
         score: str | float = ""  # pending escalation: open, not yet escalated, with a time
         if incident is not None and incident.state == "open" and not incident.escalated and incident.escalate_at:
@@ -197,7 +202,6 @@ class RedisState:
         released = bool(await self._call(self._save_release(keys=keys, args=args)))
         if token and not released:
             log_event(logger, logging.WARNING, "lock_expired_before_release", incident=key)
-        return released
 
     async def open(self) -> None:
         """Nothing to open (Redis connects on first use)."""

@@ -95,6 +95,13 @@ class SqliteStore:
         except sqlite3.Error as error:  # a full disk, a broken file: nothing more can be recorded
             raise AuditUnavailableError(f"SQLite audit store unavailable: {error}") from error
 
+    def _read(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
+        """Run a query now: between batches no transaction is open, so it sees every committed write."""
+        try:
+            return self._db.execute(sql, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise AuditUnavailableError(f"SQLite audit store unavailable: {error}") from error
+
     async def open(self) -> None:
         """The database was opened by the constructor."""
 
@@ -114,18 +121,14 @@ class SqliteStore:
     async def pending(self) -> list[tuple[Delivery, WebhookAlert]]:
         """Return the alerts whose processing has not finished (after a restart: the work to resume)."""
 
-        def _pending() -> tuple[list[tuple[int, str, bytes]], list[tuple[int, int]]]:
-            payloads = self._db.execute(
-                "SELECT id, received_at, body FROM deliveries AS d "
-                "WHERE alerts > (SELECT count(*) FROM delivered WHERE delivery = d.id) ORDER BY id"
-            ).fetchall()
-            finished = self._db.execute(
-                "SELECT delivery, idx FROM delivered WHERE delivery IN (SELECT value FROM json_each(?))",
-                (json.dumps([row[0] for row in payloads]),),
-            ).fetchall()
-            return payloads, finished
-
-        payloads, finished = await self._run(_pending)
+        payloads = self._read(
+            "SELECT id, received_at, body FROM deliveries AS d "
+            "WHERE alerts > (SELECT count(*) FROM delivered WHERE delivery = d.id) ORDER BY id"
+        )
+        finished = self._read(
+            "SELECT delivery, idx FROM delivered WHERE delivery IN (SELECT value FROM json_each(?))",
+            (json.dumps([row[0] for row in payloads]),),
+        )
         return unfinished(
             ((row[0], dt.datetime.fromisoformat(row[1]), row[2]) for row in payloads), set(map(tuple, finished))
         )
@@ -160,27 +163,16 @@ class SqliteStore:
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """Return the newest audit entries first."""
-
-        def _recent() -> list[dict[str, Any]]:
-            cursor = self._db.execute(
-                "SELECT id, at, incident, alertname, status, event, rule, decision, detail, labels "
-                "FROM audit ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            names = [column[0] for column in cursor.description]
-            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-            for row in rows:
-                row["labels"] = json.loads(row["labels"])
-            return rows
-
-        return list(await self._run(_recent))
+        names = ("id", "at", "incident", "alertname", "status", "event", "rule", "decision", "detail", "labels")
+        rows = self._read(f"SELECT {', '.join(names)} FROM audit ORDER BY id DESC LIMIT ?", (limit,))  # noqa: S608
+        entries = [dict(zip(names, row, strict=True)) for row in rows]
+        for entry in entries:
+            entry["labels"] = json.loads(entry["labels"])
+        return entries
 
     async def incident(self, key: str) -> Incident | None:
         """Return the incident with this key, if any."""
-        try:
-            rows = self._db.execute("SELECT * FROM incidents WHERE key = ?", (key,)).fetchall()
-        except sqlite3.Error as error:
-            raise AuditUnavailableError(f"SQLite audit store unavailable: {error}") from error
+        rows = self._read("SELECT * FROM incidents WHERE key = ?", (key,))
         return _incident(rows[0]) if rows else None
 
     async def save(self, incident: Incident) -> None:
@@ -213,12 +205,10 @@ class SqliteStore:
 
     async def due_escalations(self, at: dt.datetime) -> list[Incident]:
         """Return open incidents whose still-firing escalation time has come."""
-        rows = await self._run(
-            lambda: self._db.execute(
-                "SELECT * FROM incidents WHERE state = 'open' AND escalated = 0 AND escalate_at IS NOT NULL "
-                "AND escalate_at <= ?",
-                (at.isoformat(),),
-            ).fetchall()
+        rows = self._read(
+            "SELECT * FROM incidents WHERE state = 'open' AND escalated = 0 AND escalate_at IS NOT NULL "
+            "AND escalate_at <= ?",
+            (at.isoformat(),),
         )
         return [_incident(row) for row in rows]
 

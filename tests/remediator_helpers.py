@@ -171,7 +171,7 @@ async def rewind(remediator: Remediator, key_prefix: str, hours: float) -> None:
     """Move an incident's last attempt into the past, as if time had passed (no sleeping in tests)."""
     store = remediator.engine.store
     assert isinstance(store, SqliteStore)
-    keys = await store._run(lambda: [r[0] for r in store._db.execute("SELECT key FROM incidents").fetchall()])
+    keys = [row[0] for row in store._read("SELECT key FROM incidents")]
     for key in keys:
         if key.startswith(key_prefix):
             incident = await store.incident(key)

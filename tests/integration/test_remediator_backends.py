@@ -153,6 +153,12 @@ async def test_an_incident_lock_is_exclusive_across_replicas_and_expires_when_it
     assert await dead.acquire()
     async with second.hold("crashed#rule", ttl_seconds=5) as held:
         assert held.won
+    # A lock that outlives the waiter's patience (its own TTL + 1 s) is given up on, never taken over.
+    await first.redis.set(first._key("lock", "stuck#rule"), "another replica", px=60_000)
+    async with second.hold("stuck#rule", ttl_seconds=0.2) as held:
+        assert not held.won
+        assert held.incident is None
+    assert await first.redis.get(first._key("lock", "stuck#rule")) == b"another replica"
 
 
 async def test_a_hold_reads_the_incident_and_saves_it_as_it_releases_but_not_after_an_error(
