@@ -17,6 +17,7 @@ from sandbox import backups, containers, generation, standins
 from sandbox.backends import Backends, BackendUnavailableError
 from sandbox.chaos import Chaos, build_chaos_app
 from sandbox.context import SandboxContext
+from sandbox.faults import declare_or_reuse
 from sandbox.platform import PlatformState
 from sandbox.profiles import PROFILES, collector_names
 from sandbox.services import build_service_app
@@ -106,6 +107,14 @@ class Sandbox:
                     await generation.generate(pool, self.ctx.profile.generation_target, when)
         except BackendUnavailableError as error:
             log_event(logger, logging.WARNING, "postgres_unavailable", error=str(error))
+        try:
+            # The platform's consumers declare their queues when they start, so the queues exist (and are
+            # scraped) before any message arrives, as on the real platform.
+            for name in self.ctx.profile.consumer_queues:
+                channel = await declare_or_reuse(self.ctx, name)
+                await channel.close()
+        except BackendUnavailableError as error:
+            log_event(logger, logging.WARNING, "rabbitmq_unavailable", error=str(error))
         if self.ctx.profile.kind == "pm2":
             self.ctx.state.pm2_restarts = dict.fromkeys(self.ctx.profile.pm2_processes, 0)
             standins.write_pm2(self.ctx.standin_dir, self.ctx.state.pm2_restarts)

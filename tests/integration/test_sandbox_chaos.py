@@ -203,6 +203,25 @@ async def test_generate_rejects_a_count_that_is_not_a_bounded_integer(
         assert response.status == 400
 
 
+async def test_a_starting_sandbox_declares_its_consumers_queues_on_a_fresh_broker(
+    postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    names = PROFILES["mastertrade"].consumer_queues
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+        async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path)):
+            for name in names:
+                channel = await connection.channel()
+                queue = await channel.declare_queue(name, passive=True)  # raises ChannelClosed when missing
+                assert queue.declaration_result.message_count == 0
+                await channel.close()
+    finally:
+        await connection.close()
+
+
 async def test_queue_buildup_fills_a_real_queue_and_a_purge_clears_it(
     sandbox: Sandbox, http: aiohttp.ClientSession, amqp_url: str
 ) -> None:
