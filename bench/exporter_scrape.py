@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import re
 import shutil
 import statistics
 import sys
@@ -28,6 +30,7 @@ from common.web import free_port
 from exporter.probes.rabbitmq import COLUMNS
 
 SCRAPES = 200
+SEED = 20261201  # the rounds' order: the same in every run
 QUEUES = 1000
 COLLECTORS = 50
 POSTGRES = os.environ.get("TRADEOPS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -42,14 +45,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def timed(call: Callable[[], Awaitable[object]], count: int) -> list[float]:
-    """Run call `count` times in sequence; return each duration in ms."""
-    durations = []
-    for _ in range(count):
-        started = time.perf_counter()
-        await call()
-        durations.append((time.perf_counter() - started) * 1000)
+async def interleaved(calls: dict[str, Callable[[], Awaitable[object]]], rounds: int) -> dict[str, list[float]]:
+    """Run every call once per round, one after another in an order shuffled for each round, for `rounds`
+    rounds; return each one's durations in ms. Interleaved, so that every figure is taken under the same
+    conditions of this (noisy, shared) machine; shuffled, so that no call always follows the same one."""
+    durations: dict[str, list[float]] = {name: [] for name in calls}
+    shuffler = random.Random(SEED)
+    names = list(calls)
+    for _ in range(rounds):
+        shuffler.shuffle(names)
+        for name in names:
+            call = calls[name]
+            started = time.perf_counter()
+            await call()
+            durations[name].append((time.perf_counter() - started) * 1000)
     return durations
+
+
+PROBE_DURATION = re.compile(rb"^tradeops_probe_duration_seconds\{[^}]*\} (\S+)$", re.MULTILINE)
+SCRAPE_DURATION = re.compile(rb"^tradeops_exporter_scrape_duration_seconds (\S+)$", re.MULTILINE)
+
+
+def probe_phase(body: bytes) -> tuple[float, float, float]:
+    """From one scrape's own metrics: the probing phase, the slowest probe and all probes added up (seconds)."""
+    durations = [float(value) for value in PROBE_DURATION.findall(body)]
+    match = SCRAPE_DURATION.search(body)
+    if match is None or not durations:
+        raise RuntimeError("scrape without tradeops_exporter_scrape_duration_seconds or probe durations")
+    return float(match.group(1)), max(durations), sum(durations)
 
 
 def summary(durations: list[float]) -> tuple[float, float]:
@@ -157,14 +180,16 @@ async def main() -> None:
                 await wait_up(http, url)
             await asyncio.sleep(6)  # the management API counts new queues after its stats interval
             headers = {"X-Prometheus-Scrape-Timeout-Seconds": "10"}
-            tradeops_scrape = await scrape_of(http, f"http://127.0.0.1:{exporter_port}/metrics", headers=headers)
+            scrape_tradeops = await scrape_of(http, f"http://127.0.0.1:{exporter_port}/metrics", headers=headers)
+            bodies: list[bytes] = []
+
+            async def tradeops_scrape() -> bytes:
+                bodies.append(await scrape_tradeops())  # read after the run, not while timed
+                return bodies[-1]
+
             lines = (await tradeops_scrape()).decode().splitlines()
             queue_series = sum(1 for line in lines if line.startswith("tradeops_queue_messages_ready{"))
             collector_series = sum(1 for line in lines if line.startswith("tradeops_collector_circuit_breaker_open{"))
-            cpu_before = cpu_seconds(tradeops.pid)
-            tradeops_ms = await timed(tradeops_scrape, SCRAPES)
-            cpu_per_scrape = (cpu_seconds(tradeops.pid) - cpu_before) / SCRAPES * 1000
-
             guest = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
             # The peer: what a RabbitMQ exporter reads. The floor: the exact, cheaper request tradeops makes.
             rabbitmq_api = await scrape_of(http, f"{RABBITMQ_API}/api/queues", headers=guest)
@@ -178,8 +203,6 @@ async def main() -> None:
                 "prometheus-redis-exporter": await scrape_of(http, f"http://127.0.0.1:{redis_port}/metrics"),
                 "RabbitMQ management /api/queues": rabbitmq_api,
             }
-            peer_ms = {name: await timed(call, SCRAPES) for name, call in peers.items()}
-
             pool = await asyncpg.create_pool(POSTGRES, min_size=1, max_size=1)
             client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
 
@@ -196,14 +219,29 @@ async def main() -> None:
                 "RabbitMQ /api/queues?columns=... (as tradeops asks)": rabbitmq_columns,
                 "collectors endpoint": collectors,
             }
-            backend_ms = {name: await timed(call, SCRAPES) for name, call in backends.items()}
+            cpu_before = cpu_seconds(tradeops.pid)  # the exporter is idle while the others are measured
+            measured = await interleaved({"tradeops": tradeops_scrape, **peers, **backends}, SCRAPES)
+            cpu_per_scrape = (cpu_seconds(tradeops.pid) - cpu_before) / SCRAPES * 1000
+            tradeops_ms = measured["tradeops"]
+            probing = [probe_phase(body) for body in bodies[1:]]  # the first body is the warm-up's
+            peer_ms = {name: measured[name] for name in peers}
+            backend_ms = {name: measured[name] for name in backends}
             await pool.close()
             await client.aclose()
 
         median, p99 = summary(tradeops_ms)
         print(f"tradeops-exporter, MasterTrade profile: {queue_series} queue series, {collector_series} collectors,")
-        print(f"  {SCRAPES} sequential scrapes: median {median:.1f} ms, p99 {p99:.1f} ms,")
+        print(f"  {SCRAPES} sequential scrapes, interleaved with the peers and backends below in shuffled rounds:")
+        print(f"  median {median:.1f} ms, p99 {p99:.1f} ms,")
         print(f"  CPU {cpu_per_scrape:.1f} ms per scrape")
+        phase = statistics.median(seconds for seconds, _, _ in probing) * 1000
+        slowest_probe = statistics.median(longest for _, longest, _ in probing) * 1000
+        probes_added = statistics.median(added for _, _, added in probing) * 1000
+        print(
+            f"  probing (exporter's own figures, medians): {phase:.1f} ms for all probes at once; the slowest probe "
+            f"{slowest_probe:.1f} ms, all probes' durations added up {probes_added:.1f} ms; the rest of the scrape, "
+            f"{median - phase:.1f} ms, is building and rendering the samples and sending them"
+        )
         print("peers scraped for the same signals (same run):")
         peer_sum = 0.0
         for name, durations in peer_ms.items():

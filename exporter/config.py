@@ -28,12 +28,25 @@ def _identifier(value: str) -> str:
     return value
 
 
+BACKREFERENCE = re.compile(r"(?<!\\)\\[1-9]|\(\?P=")
+
+
 def _regex(value: str) -> str:
+    # Queue patterns are matched as one alternation (one match per queue name, not one per pattern), so each
+    # must stand inside `(?:...)`: no global flags (a scoped `(?i:...)` works) and no backreferences.
+    if BACKREFERENCE.search(value):
+        raise ValueError(f"invalid regular expression {value!r}: backreferences are not supported")
     try:
-        re.compile(value)
+        re.compile(f"(?:{value})")
     except re.error as error:
-        raise ValueError(f"invalid regular expression {value!r}: {error}") from None
+        hint = " (use a scoped flag such as (?i:...))" if "global flags" in str(error) else ""
+        raise ValueError(f"invalid regular expression {value!r}: {error}{hint}") from None
     return value
+
+
+def alternation(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Compile full-match patterns into one alternation (None for no patterns)."""
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
 
 
 def _metric_name(value: str) -> str:
@@ -156,6 +169,11 @@ class RabbitMQConfig(ProbeConfig):
         if self.amqp_url is not None and not self.queues:
             raise ValueError("amqp_url needs the queues to declare passively")
         secret_from_fields(None, self.password_file, "password")
+        for patterns in (self.include, self.exclude):
+            try:
+                alternation(patterns)
+            except re.error as error:  # e.g. a group name used by two patterns
+                raise ValueError(f"patterns {list(patterns)} cannot be combined: {error}") from None
         return self
 
     def resolved_password(self) -> str:

@@ -76,12 +76,21 @@ async def run_probe(probe: Probe, budget: float, failures: FailureCounts) -> Pro
         )
     if reason is not None:
         failures.add(probe, reason)
-    return ProbeOutcome(probe, sink, reason is None, time.perf_counter() - started, reason)
+    duration = time.perf_counter() - started
+    probe.last_duration_seconds = duration
+    return ProbeOutcome(probe, sink, reason is None, duration, reason)
 
 
 async def scrape(probes: Sequence[Probe], budget: float, failures: FailureCounts) -> list[ProbeOutcome]:
-    """Run every probe concurrently and return each outcome, in probe order."""
-    return list(await asyncio.gather(*(run_probe(probe, budget, failures) for probe in probes)))
+    """Run every probe concurrently and return each outcome, in probe order. The probes that took longest in
+    the last scrape start first: a scrape lasts as long as its slowest probe, whose request then goes out
+    before the others' work, not after it."""
+    order = sorted(range(len(probes)), key=lambda index: -probes[index].last_duration_seconds)
+    results = await asyncio.gather(*(run_probe(probes[index], budget, failures) for index in order))
+    outcomes: list[ProbeOutcome | None] = [None] * len(probes)
+    for index, outcome in zip(order, results, strict=True):
+        outcomes[index] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 @dataclass(eq=False)

@@ -21,6 +21,10 @@ class Family:
     label_names: tuple[str, ...]
     samples: dict[tuple[str, ...], float] = field(default_factory=dict)
 
+    def add(self, label_values: tuple[str, ...], value: float) -> None:
+        """Record one sample; `label_values` are in the order of `label_names` (a repeat replaces it)."""
+        self.samples[label_values] = value
+
 
 class SeriesLimitError(Exception):
     """A probe produced more series than its configured maximum."""
@@ -42,38 +46,44 @@ class MetricSink:
         """Record one counter sample; `name` is given without the `_total` suffix."""
         self._add(name, help_text, "counter", labels, value)
 
+    def family(self, name: str, help_text: str, kind: Kind, label_names: tuple[str, ...]) -> Family:
+        """Return the family `name` for many samples with the same label names (sorted), creating it if new."""
+        family = self.families.get(name)
+        if family is None:
+            family = self.families[name] = Family(name, help_text, kind, label_names)
+        elif family.label_names != label_names or family.kind != kind:
+            raise ValueError(f"metric {name} reported with labels {label_names}, expected {family.label_names}")
+        return family
+
     def fail(self, reason: str) -> None:
         """Mark the probe failed while keeping the samples it did record (e.g. a service found down)."""
         self.failure = reason
 
     def _add(self, name: str, help_text: str, kind: Kind, labels: Mapping[str, str], value: float) -> None:
         label_names = tuple(sorted(labels))
-        family = self.families.get(name)
-        if family is None:
-            family = self.families[name] = Family(name, help_text, kind, label_names)
-        elif family.label_names != label_names or family.kind != kind:
-            raise ValueError(f"metric {name} reported with labels {label_names}, expected {family.label_names}")
-        family.samples[tuple(labels[key] for key in label_names)] = float(value)
+        self.family(name, help_text, kind, label_names).add(tuple(labels[key] for key in label_names), float(value))
 
 
 def merge(sinks: list[MetricSink]) -> Iterator[Metric]:
-    """Yield prometheus_client families with every sink's samples merged by metric name."""
-    merged: dict[str, Family] = {}
+    """Yield prometheus_client families with every sink's samples merged by metric name (a later sink's sample
+    replaces an earlier one with the same labels; a family whose labels or type disagree with the first is
+    left out)."""
+    by_name: dict[str, list[Family]] = {}
     for sink in sinks:
         for family in sink.families.values():
-            target = merged.get(family.name)
-            if target is None:
-                merged[family.name] = Family(
-                    family.name, family.help, family.kind, family.label_names, dict(family.samples)
-                )
-            elif target.label_names == family.label_names and target.kind == family.kind:
-                target.samples.update(family.samples)
-    for family in merged.values():
+            by_name.setdefault(family.name, []).append(family)
+    for first, *others in by_name.values():
+        samples = first.samples
+        if others:  # a copy: the sinks' own families stay as they were
+            samples = dict(samples)
+            for other in others:
+                if other.label_names == first.label_names and other.kind == first.kind:
+                    samples.update(other.samples)
         metric: GaugeMetricFamily | CounterMetricFamily
-        if family.kind == "counter":
-            metric = CounterMetricFamily(family.name, family.help, labels=family.label_names)
+        if first.kind == "counter":
+            metric = CounterMetricFamily(first.name, first.help, labels=first.label_names)
         else:
-            metric = GaugeMetricFamily(family.name, family.help, labels=family.label_names)
-        for label_values, value in family.samples.items():
-            metric.add_metric(list(label_values), value)
+            metric = GaugeMetricFamily(first.name, first.help, labels=first.label_names)
+        for label_values, value in samples.items():
+            metric.add_metric(label_values, value)
         yield metric

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from common.postgres import keep_session
 from remediator.inbox import unfinished
 from remediator.incident import Incident, now
 from remediator.payload import WebhookAlert
@@ -119,7 +120,7 @@ class PostgresStore:
                 max_size=self._pool_size,
                 timeout=self._timeout,
                 command_timeout=self._timeout,
-                reset=_keep_session,
+                reset=keep_session,  # this store sets no session state
             )
             async with self._pool.acquire() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
@@ -274,12 +275,6 @@ class PostgresStore:
             await asyncio.gather(self._writing, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
-
-
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Nothing to reset when a connection returns to the pool: this store sets no session state (no SET, LISTEN,
-    cursors or session advisory locks), and asyncpg still rolls back an open transaction. The default reset
-    costs a second round trip for every query."""
 
 
 def _record_columns(batch: list[_Waiting]) -> list[list[Any]]:

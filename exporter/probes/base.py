@@ -24,6 +24,7 @@ class Probe(ABC):
     def __init__(self, target: str, timeout_seconds: float) -> None:
         self.target = target
         self.timeout_seconds = timeout_seconds
+        self.last_duration_seconds = 0.0  # of its latest scrape: the slowest probes start first in the next
 
     @abstractmethod
     async def collect(self, sink: MetricSink) -> None:

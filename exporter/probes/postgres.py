@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 
+from common.postgres import keep_session
 from exporter.config import DsnConfig, PostgresConfig, SqlConfig, StrategyGenerationConfig
 from exporter.probes.base import Probe, ProbeError
 from exporter.sink import MetricSink
@@ -20,6 +21,10 @@ def quote_identifier(name: str) -> str:
 
 class PoolProbe(Probe):
     """A probe holding one small asyncpg pool across scrapes, created without connecting."""
+
+    # The typed probes' own queries set no session state, so a connection needs no reset query on its way back to
+    # the pool; an operator's SQL (SqlProbe) might, and gets asyncpg's reset.
+    sets_session_state: ClassVar[bool] = False
 
     def __init__(self, config: DsnConfig) -> None:
         super().__init__(config.name, config.timeout_seconds)
@@ -37,15 +42,17 @@ class PoolProbe(Probe):
                     max_size=2,
                     timeout=self.timeout_seconds,
                     command_timeout=self.timeout_seconds,
-                    server_settings={"application_name": "tradeops-exporter"},
+                    # Every statement runs in a read-only transaction, without a BEGIN and COMMIT round trip each.
+                    server_settings={"application_name": "tradeops-exporter", "default_transaction_read_only": "on"},
+                    reset=None if self.sets_session_state else keep_session,
                 )
             return self._pool
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        """Run a read-only query and return its rows; PostgreSQL errors become ProbeError."""
+        """Run a query read-only and return its rows; PostgreSQL errors become ProbeError."""
         pool = await self.pool()
         try:
-            async with pool.acquire(timeout=self.timeout_seconds) as connection, connection.transaction(readonly=True):
+            async with pool.acquire(timeout=self.timeout_seconds) as connection:
                 return list(await connection.fetch(query, *args))
         except asyncpg.PostgresError as error:
             raise ProbeError("query", f"{type(error).__name__}: {error}") from error
@@ -183,6 +190,7 @@ class SqlProbe(PoolProbe):
     """A configured read-only query whose rows become gauges."""
 
     kind = "sql"
+    sets_session_state = True
 
     def __init__(self, config: SqlConfig) -> None:
         super().__init__(config)

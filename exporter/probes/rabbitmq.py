@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -11,7 +10,7 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractConnection
 
-from exporter.config import RabbitMQConfig
+from exporter.config import RabbitMQConfig, alternation
 from exporter.probes.base import Probe, ProbeError
 from exporter.probes.http import fetch_json
 from exporter.sink import MetricSink
@@ -31,22 +30,26 @@ class QueueFilter:
     """Include and exclude patterns (full match) over queue names."""
 
     def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
-        self.include = [re.compile(p) for p in include]
-        self.exclude = [re.compile(p) for p in exclude]
+        # One alternation per list: a name is matched once per list, not once per pattern.
+        self.include = alternation(include)
+        self.exclude = alternation(exclude)
 
     def allows(self, name: str) -> bool:
         """Return whether a queue is reported."""
-        if self.include and not any(p.fullmatch(name) for p in self.include):
+        if self.include is not None and self.include.fullmatch(name) is None:
             return False
-        return not any(p.fullmatch(name) for p in self.exclude)
+        return self.exclude is None or self.exclude.fullmatch(name) is None
+
+
+QUEUE_LABELS = ("broker", "queue", "vhost")  # sorted, as MetricSink orders label names
 
 
 def record_queue(sink: MetricSink, broker: str, vhost: str, name: str, values: dict[str, float]) -> None:
     """Record one queue's depth gauges."""
-    labels = {"broker": broker, "vhost": vhost, "queue": name}
+    labels = (broker, name, vhost)
     for key, value in values.items():
         metric, help_text = QUEUE_METRICS[key]
-        sink.gauge(metric, help_text, labels, value)
+        sink.family(metric, help_text, "gauge", QUEUE_LABELS).add(labels, value)
 
 
 class RabbitMQProbe(Probe):
@@ -89,9 +92,7 @@ class RabbitMQProbe(Probe):
             if reported >= self.config.max_queues:
                 sink.dropped_series += 1
                 continue
-            values = {
-                key: float(queue.get(key) or 0) for key in ("messages_ready", "messages_unacknowledged", "consumers")
-            }
+            values = {key: float(queue.get(key) or 0) for key in QUEUE_METRICS}
             record_queue(sink, self.target, str(queue.get("vhost", "/")), str(queue["name"]), values)
             reported += 1
 

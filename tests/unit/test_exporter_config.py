@@ -81,6 +81,33 @@ def test_bad_regex_and_relative_glob_are_rejected(tmp_path: Path) -> None:
     assert "absolute path" in rendered
 
 
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("(?i)orders", "use a scoped flag such as (?i:...)"),
+        ("(a)\\1", "backreferences are not supported"),
+        ("(?P<q>a)(?P=q)", "backreferences are not supported"),
+    ],
+)
+def test_queue_patterns_that_cannot_stand_in_one_alternation_are_located_errors(
+    tmp_path: Path, pattern: str, message: str
+) -> None:
+    rendered = errors_of(
+        tmp_path, f"probes:\n  rabbitmq:\n    - {{name: a, management_url: 'http://x', include: ['{pattern}']}}\n"
+    )
+    assert "probes.rabbitmq[0].include[0]" in rendered
+    assert message in rendered
+
+
+def test_queue_patterns_sharing_a_group_name_are_a_located_error(tmp_path: Path) -> None:
+    rendered = errors_of(
+        tmp_path,
+        "probes:\n  rabbitmq:\n    - {name: a, management_url: 'http://x', exclude: ['(?P<g>a)', '(?P<g>b)']}\n",
+    )
+    assert "probes.rabbitmq[0]" in rendered
+    assert "cannot be combined" in rendered
+
+
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     assert "top level must be a mapping" in errors_of(tmp_path, "- a\n- b\n")
 

@@ -28,6 +28,38 @@ def test_a_probe_cannot_change_a_metrics_label_names() -> None:
         sink.gauge("tradeops_x", "help", {"b": "1"}, 1)
 
 
+def test_a_later_probes_sample_replaces_an_earlier_one_with_the_same_labels_and_the_sinks_stay_as_they_were() -> None:
+    first, second = MetricSink(), MetricSink()
+    first.gauge("tradeops_x", "help", {"a": "1"}, 1)
+    second.gauge("tradeops_x", "help", {"a": "1"}, 5)
+    (family,) = merge([first, second])
+    assert [(s.labels, s.value) for s in family.samples] == [({"a": "1"}, 5.0)]
+    assert first.families["tradeops_x"].samples == {("1",): 1.0}
+
+
+def test_a_family_with_other_labels_than_the_first_of_its_name_is_left_out_of_the_merge() -> None:
+    first, second = MetricSink(), MetricSink()
+    first.gauge("tradeops_x", "help", {"a": "1"}, 1)
+    second.gauge("tradeops_x", "help", {"b": "2"}, 2)
+    (family,) = merge([first, second])
+    assert [s.labels for s in family.samples] == [{"a": "1"}]
+
+
+def test_samples_added_to_a_family_by_label_values_come_out_labelled_by_name() -> None:
+    sink = MetricSink()
+    family = sink.family("tradeops_q", "help", "gauge", ("broker", "queue"))
+    family.add(("main", "orders"), 3.0)
+    assert sink.family("tradeops_q", "help", "gauge", ("broker", "queue")) is family
+    sink.gauge("tradeops_q", "help", {"queue": "signals", "broker": "main"}, 4)
+    (merged,) = merge([sink])
+    assert [(s.labels, s.value) for s in merged.samples] == [
+        ({"broker": "main", "queue": "orders"}, 3.0),
+        ({"broker": "main", "queue": "signals"}, 4.0),
+    ]
+    with pytest.raises(ValueError, match="expected"):
+        sink.family("tradeops_q", "help", "counter", ("broker", "queue"))
+
+
 def test_counters_are_exposed_with_the_total_suffix() -> None:
     sink = MetricSink()
     sink.counter("tradeops_things", "help", {}, 3)

@@ -1,0 +1,39 @@
+"""The RabbitMQ probe's queue filter: full matches, several patterns per list, exclude over include."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.probes.rabbitmq import QueueFilter
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [
+        ("orders.new", True),
+        ("signals", True),
+        ("orders.dead", False),  # excluded although included
+        ("xorders.new", False),  # full match: no prefix
+        ("signalsx", False),  # full match: no suffix
+        ("SIGNALS", True),  # a scoped flag applies to its own pattern only
+        ("ORDERS.new", False),
+        ("", False),
+    ],
+)
+def test_a_queue_is_reported_when_any_include_and_no_exclude_pattern_matches_all_of_its_name(
+    name: str, allowed: bool
+) -> None:
+    queue_filter = QueueFilter((r"orders\..*", "(?i:signals)"), (r".*\.dead", "amq.*"))
+    assert queue_filter.allows(name) is allowed
+
+
+def test_without_include_patterns_every_queue_not_excluded_is_reported() -> None:
+    queue_filter = QueueFilter((), (r"amq\..*",))
+    assert queue_filter.allows("anything")
+    assert not queue_filter.allows("amq.gen-123")
+    assert QueueFilter((), ()).allows("x")
+
+
+def test_an_alternation_inside_one_pattern_stays_within_that_pattern() -> None:
+    queue_filter = QueueFilter(("a|b", "c"), ("b",))
+    assert [n for n in ("a", "b", "c", "ab", "d") if queue_filter.allows(n)] == ["a", "c"]
