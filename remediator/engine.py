@@ -8,7 +8,7 @@ import datetime as dt
 import enum
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +24,10 @@ from remediator.actions.base import (
     TransientActionError,
     substitute,
 )
+from remediator.alert_queue import AlertQueue
 from remediator.config import RemediatorConfig, RuleConfig
 from remediator.escalation import Escalation, Escalator
+from remediator.gate import AcceptanceGate
 from remediator.incident import Incident, now
 from remediator.matchers import matches_all
 from remediator.metrics import RemediatorMetrics
@@ -35,7 +37,6 @@ from remediator.state import (
     AuditEntry,
     AuditStore,
     BreakerPolicy,
-    Delivery,
     Denial,
     Hold,
     StateBackend,
@@ -64,6 +65,9 @@ class Reason(enum.StrEnum):
 
 
 PRUNE_INTERVAL_SECONDS = 3600
+# How long workers may hold back for webhook calls before they decide regardless (remediator/gate.py): far
+# below any alert's `for:`, long enough for a burst of Alertmanager's calls to be answered first.
+DECISION_DEFERRAL_SECONDS = 1.0
 ESCALATING = {Reason.NOT_ALLOWED, Reason.MAX_ATTEMPTS, Reason.MAINTENANCE, Reason.CIRCUIT_OPEN, Reason.RATE_LIMITED}
 ESCALATION_REASONS = (*sorted(ESCALATING), "action_failed", "escalation_only", "still_firing", "state_unavailable")
 # While the state backend is down, one escalation per incident per this many seconds (no shared dedup then).
@@ -169,13 +173,11 @@ class Engine:
         self.state = state
         self.escalator = escalator
         self.metrics = metrics
-        self.queue: asyncio.Queue[tuple[Delivery, WebhookAlert]] = asyncio.Queue(maxsize=config.limits.queue_size)
+        self.queue = AlertQueue()
         self._unavailable_escalations: dict[str, float] = {}
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._tasks: list[asyncio.Task[None]] = []
-        self._accepting = 0
-        self._none_accepting = asyncio.Event()
-        self._none_accepting.set()
+        self.gate = AcceptanceGate(DECISION_DEFERRAL_SECONDS)
 
     @property
     def breaker_policy(self) -> BreakerPolicy:
@@ -262,8 +264,7 @@ class Engine:
         self.prepare_metrics()
         await self.store.open()
         await self.state.open()
-        for item in await self.store.pending():
-            await self.queue.put(item)
+        self.queue.put_resumed(await self.store.pending())
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.limits.concurrency * 2)]
         self._tasks.append(asyncio.create_task(self._escalation_loop()))
 
@@ -276,23 +277,9 @@ class Engine:
         """Whether `count` more alerts fit in the work queue."""
         return self.queue.qsize() + count <= self.config.limits.queue_size
 
-    @contextlib.contextmanager
-    def accepting(self) -> Iterator[None]:
-        """Mark a webhook call's recording and enqueueing (bounded by the store's timeout, never by the client):
-        workers let it finish before taking their next alert, so Alertmanager is answered first. Once the
-        queue is half full they no longer wait, so a flood cannot starve them."""
-        self._accepting += 1
-        self._none_accepting.clear()
-        try:
-            yield
-        finally:
-            self._accepting -= 1
-            if not self._accepting:
-                self._none_accepting.set()
-
-    async def _let_acceptance_go_first(self) -> None:
-        if self.queue.qsize() * 2 < self.config.limits.queue_size:
-            await self._none_accepting.wait()
+    def accepting(self) -> contextlib.AbstractContextManager[None]:
+        """Mark one webhook call in progress: workers let it finish before deciding, within the gate's bounds."""
+        return self.gate.call()
 
     async def _worker(self) -> None:
         task = asyncio.current_task()
@@ -301,17 +288,20 @@ class Engine:
                 # A client library swallowed the stop's cancellation mid-alert (seen with the Redis and
                 # PostgreSQL backends under load): honour it here, or the shutdown waits on this worker for ever.
                 raise asyncio.CancelledError
-            await self._let_acceptance_go_first()
             delivery, alert = await self.queue.get()
-            self.metrics.queue_depth.set(self.queue.qsize())
-            journal = Journal(alert, [AuditEntry(delivery.received_at, alert, "received")])
             try:
+                # Taken, then held while a webhook call is in progress (the gate bounds how long); it stays
+                # pending in the inbox until its record is written, so a stop meanwhile loses nothing.
+                await self.gate.turn(self.queue.qsize() + 1, self.config.limits.queue_size)
+                self.metrics.queue_depth.set(self.queue.qsize())
+                journal = Journal(alert, [AuditEntry(delivery.received_at, alert, "received")])
                 await self.process(alert, journal)
                 await self.store.record(journal.take(), done=delivery)
             except Exception as error:  # noqa: BLE001 - a worker must survive one bad alert; it stays pending
                 log_event(logger, logging.ERROR, "process_failed", incident=alert.incident_key, error=repr(error))
             finally:
                 self.queue.task_done()
+                self.gate.decided(self.queue.qsize())
 
     async def process(self, alert: WebhookAlert, journal: Journal) -> list[Plan]:
         """Decide and act for one alert, noting every step in the journal (written before any action runs)."""

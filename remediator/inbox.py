@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable
 
-from remediator.payload import WebhookAlert, WebhookPayload
+from remediator.payload import WebhookAlert, parse_payload
 from remediator.state import Delivery
 
 
@@ -15,7 +15,7 @@ def unfinished(
     """Return the alerts of the recorded payloads that are not marked done, in arrival order."""
     resumed = []
     for inbox_id, received_at, body in payloads:
-        for index, alert in enumerate(WebhookPayload.model_validate_json(body).alerts):
+        for index, document in enumerate(parse_payload(body)["alerts"]):
             if (inbox_id, index) not in finished:
-                resumed.append((Delivery(inbox_id, index, received_at), alert))
+                resumed.append((Delivery(inbox_id, index, received_at), WebhookAlert.from_document(document)))
     return resumed

@@ -18,7 +18,7 @@ from common.service import run_service, serve_until_stopped
 from remediator.app import build_engine, load_checked
 from remediator.config import RemediatorConfig
 from remediator.metrics import RemediatorMetrics
-from remediator.payload import WebhookPayload
+from remediator.payload import WebhookAlert, parse_payload
 from remediator.web import Remediator, build_app
 
 DEFAULT_LISTEN = "0.0.0.0:10102"
@@ -34,7 +34,7 @@ def build_parser() -> EnvDefaultParser:
 def explain(config: RemediatorConfig, payload_path: Path) -> int:
     """Print one JSON line per alert and rule: the matched rule, the decision and the reason."""
     try:
-        payload = WebhookPayload.model_validate_json(payload_path.read_bytes())
+        payload = parse_payload(payload_path.read_bytes())
     except OSError as error:
         print(f"tradeops-remediator: cannot read {payload_path}: {error}", file=sys.stderr)
         return 1
@@ -47,7 +47,8 @@ def explain(config: RemediatorConfig, payload_path: Path) -> int:
     engine = build_engine(private, RemediatorMetrics())
 
     async def _explain() -> None:
-        for alert in payload.alerts:
+        for document in payload["alerts"]:
+            alert = WebhookAlert.from_document(document)
             for plan in await engine.explain(alert):
                 print(json.dumps(plan.describe(alert)))
         await engine.store.close()

@@ -19,8 +19,8 @@ from common.web import healthy, json_error, metrics_response, read_limited
 from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
 from remediator.engine import Engine
-from remediator.payload import WebhookPayload
-from remediator.state import AuditUnavailableError, Delivery, StateUnavailableError
+from remediator.payload import parse_payload
+from remediator.state import AuditUnavailableError, StateUnavailableError
 
 logger = logging.getLogger("remediator.web")
 
@@ -85,7 +85,13 @@ def _answer(request: web.Request, response: web.Response) -> web.Response:
 
 
 async def webhook(request: web.Request) -> web.Response:
-    """POST /webhook: authenticate, bound, validate, record durably, enqueue, then answer (never after acting)."""
+    """POST /webhook: authenticate, bound, validate, record durably, enqueue, then answer (never after acting).
+    Workers wait for the call to be answered before deciding (within the engine's gate)."""
+    with request.app[REMEDIATOR].engine.accepting():
+        return await _webhook(request)
+
+
+async def _webhook(request: web.Request) -> web.Response:
     remediator = request.app[REMEDIATOR]
     engine = remediator.engine
     if not authorized(request):
@@ -99,30 +105,28 @@ async def webhook(request: web.Request) -> web.Response:
     if len(body) > limit:
         return _answer(request, json_error(413, f"body larger than {limit} bytes"))
     try:
-        payload = WebhookPayload.model_validate_json(body)
+        payload = parse_payload(body)
     except ValidationError as error:
         details = [str(d) for d in validation_details(error)][:20]
         return _answer(request, json_error(422, "not an Alertmanager webhook payload (version 4)", details=details))
-    if not engine.has_room(len(payload.alerts)):
+    alerts = payload["alerts"]
+    if not engine.has_room(len(alerts)):
         return _answer(request, json_error(503, "work queue full; retry later"))
-    with engine.accepting():
-        try:
-            # The payload verbatim, once: every alert in it is on record before the 2xx, and resumed after a
-            # restart.
-            inbox_id, received_at = await engine.store.receive(body, len(payload.alerts))
-        except AuditUnavailableError as error:
-            log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
-            return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
-        firing = 0
-        for index, alert in enumerate(payload.alerts):
-            firing += alert.status == "firing"
-            engine.queue.put_nowait((Delivery(inbox_id, index, received_at), alert))
+    try:
+        # The payload verbatim, once: every alert in it is on record before the 2xx, and resumed after a restart.
+        inbox_id, received_at = await engine.store.receive(body, len(alerts))
+    except AuditUnavailableError as error:
+        log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
+        return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
+    engine.queue.put_payload(inbox_id, received_at, alerts)
+    firing = sum(1 for alert in alerts if alert["status"] == "firing")
     engine.metrics.alerts_received.labels("firing").inc(firing)
-    engine.metrics.alerts_received.labels("resolved").inc(len(payload.alerts) - firing)
+    engine.metrics.alerts_received.labels("resolved").inc(len(alerts) - firing)
     engine.metrics.queue_depth.set(engine.queue.qsize())
-    if payload.truncatedAlerts:
-        engine.metrics.truncated_alerts.inc(payload.truncatedAlerts)
-        log_event(logger, logging.WARNING, "truncated_alerts", group=payload.groupKey, count=payload.truncatedAlerts)
+    truncated = payload.get("truncatedAlerts", 0)
+    if truncated:
+        engine.metrics.truncated_alerts.inc(truncated)
+        log_event(logger, logging.WARNING, "truncated_alerts", group=payload.get("groupKey", ""), count=truncated)
     try:
         await engine.state.ping()
     except StateUnavailableError as error:
@@ -130,7 +134,7 @@ async def webhook(request: web.Request) -> web.Response:
         # the alerts get their real decision once the state is back.
         log_event(logger, logging.ERROR, "state_unavailable", error=str(error))
         return _answer(request, json_error(503, "state backend unavailable: recorded and escalated, no action taken"))
-    return _answer(request, web.json_response({"accepted": len(payload.alerts), "truncated": payload.truncatedAlerts}))
+    return _answer(request, web.json_response({"accepted": len(alerts), "truncated": truncated}))
 
 
 async def remediations(request: web.Request) -> web.Response:

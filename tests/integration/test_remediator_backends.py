@@ -228,7 +228,7 @@ async def test_the_postgres_audit_store_keeps_each_replicas_inbox_and_one_shared
     assert second_id > first_id
     pending = await first.pending()
     assert [(d.inbox_id, d.position) for d, _ in pending] == [(first_id, 0), (first_id, 1), (first_id, 2)]
-    assert [a.startsAt for _, a in pending] == [WebhookAlert.model_validate(a).startsAt for a in alerts]
+    assert [a.startsAt for _, a in pending] == [WebhookAlert.validate(a).startsAt for a in alerts]
     await first.record([], done=pending[0][0])
     await first.record([], done=pending[0][0])  # marked once, however often it is said
     assert [d.position for d, _ in await first.pending()] == [1, 2]

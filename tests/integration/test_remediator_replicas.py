@@ -162,7 +162,7 @@ async def send(http: aiohttp.ClientSession, replica: Replica, body: dict[str, An
 
 
 def key_of(raw: dict[str, Any]) -> str:
-    return WebhookAlert.model_validate(raw).incident_key
+    return WebhookAlert.validate(raw).incident_key
 
 
 async def decisions(dsn: str, incident: str) -> list[tuple[str, str]]:

@@ -14,10 +14,8 @@ from hypothesis import strategies as st
 
 from common.web import free_port
 from remediator.engine import Reason
-from remediator.incident import now
 from remediator.memory_state import MemoryState
-from remediator.payload import WebhookAlert
-from remediator.state import Admission, Delivery, Denial
+from remediator.state import Admission, Denial
 from tests.remediator_helpers import (
     alert,
     auth,
@@ -362,19 +360,15 @@ async def test_a_stop_finishes_even_when_a_backend_client_swallows_the_cancellat
         assert all(task.done() for task in workers)
 
 
-async def test_workers_wait_while_a_webhook_call_is_being_recorded_unless_the_queue_is_half_full(
-    tmp_path: Path,
-) -> None:
-    cfg = config(tmp_path, "http://127.0.0.1:1", limits={"queue_size": 4})
-    async with remediator_client(cfg) as (_, remediator):
+async def test_a_worker_decides_an_alert_only_once_the_webhook_call_in_progress_is_answered(tmp_path: Path) -> None:
+    async with remediator_client(config(tmp_path, "http://127.0.0.1:1")) as (client, remediator):
         engine = remediator.engine
-        await engine.stop()  # the gate alone, without workers taking what is queued
-        with engine.accepting():
-            waiting = asyncio.create_task(engine._let_acceptance_go_first())
+        with engine.accepting():  # another webhook call, still being handled
+            assert (await post(client, payload(alert())))[0] == 200
             await asyncio.sleep(0.05)
-            assert not waiting.done()  # held back while the webhook call records its payload
-        await asyncio.wait_for(waiting, 5)
-        for index in range(2):  # half full
-            engine.queue.put_nowait((Delivery(0, index, now()), WebhookAlert.model_validate(alert())))
-        with engine.accepting():
-            await asyncio.wait_for(engine._let_acceptance_go_first(), 5)  # a backlog is not held back
+            assert await engine.store.recent(10) == []  # taken by a worker, not decided yet
+        for _ in range(200):
+            if await engine.store.recent(10):
+                break
+            await asyncio.sleep(0.02)
+        assert [entry["event"] for entry in await engine.store.recent(10)][-1] == "received"

@@ -1,0 +1,75 @@
+"""Webhook calls before decisions: Alertmanager is answered first, and no alert waits for long because of it.
+
+One process both accepts webhook calls and decides their alerts. While a call is being handled, a worker that
+has taken an alert waits for it to finish, so a burst of calls is answered at the webhook's own pace and its
+alerts are decided right after. The wait is bounded: once workers have been held back for
+`max_deferral_seconds`, they stop waiting until every accepted alert has been decided, and they never wait
+while the queue is half full. So a sustained flood slows the answers down to the deciding pace instead of
+starving the decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+
+class AcceptanceGate:
+    """Counts the webhook calls in progress; workers ask it for their turn before deciding an alert."""
+
+    def __init__(self, max_deferral_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_deferral_seconds = max_deferral_seconds
+        self._clock = clock
+        self._calls = 0
+        self._no_calls = asyncio.Event()
+        self._no_calls.set()
+        self._waiting = 0
+        self._deferring_since: float | None = None
+        self._catching_up = False
+
+    @property
+    def catching_up(self) -> bool:
+        """Whether workers have stopped waiting until the backlog is decided."""
+        return self._catching_up
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        """Mark one webhook call as in progress for the duration of the block."""
+        self._calls += 1
+        self._no_calls.clear()
+        try:
+            yield
+        finally:
+            self._calls -= 1
+            if not self._calls:
+                self._no_calls.set()
+
+    async def turn(self, backlog: int, capacity: int) -> None:
+        """Return when a worker holding an alert may decide it: no call in progress, the deferral used up, or
+        `backlog` (the alerts accepted and not yet decided) at half of `capacity` or more."""
+        if not self._calls or self._catching_up or backlog * 2 >= capacity:
+            return
+        started = self._clock()
+        if self._deferring_since is None:
+            self._deferring_since = started
+        remaining = self._deferring_since + self.max_deferral_seconds - started
+        self._waiting += 1
+        try:
+            if remaining <= 0:
+                self._catching_up = True
+                return
+            async with asyncio.timeout(remaining):
+                await self._no_calls.wait()
+        except TimeoutError:
+            self._catching_up = True
+        finally:
+            self._waiting -= 1
+
+    def decided(self, backlog: int) -> None:
+        """Note that a worker finished an alert with `backlog` accepted alerts left in the queue; once none is
+        left (queued or held by a waiting worker), deferring may start again."""
+        if backlog == 0 and self._waiting == 0:
+            self._deferring_since = None
+            self._catching_up = False
