@@ -49,21 +49,24 @@ class AcceptanceGate:
     async def turn(self, backlog: int, capacity: int) -> None:
         """Return when a worker holding an alert may decide it: no call in progress, the deferral used up, or
         `backlog` (the alerts accepted and not yet decided) at half of `capacity` or more."""
-        if not self._calls or self._catching_up or backlog * 2 >= capacity:
+        if backlog * 2 >= capacity:
             return
-        started = self._clock()
-        if self._deferring_since is None:
-            self._deferring_since = started
-        remaining = self._deferring_since + self.max_deferral_seconds - started
         self._waiting += 1
         try:
-            if remaining <= 0:
-                self._catching_up = True
-                return
-            async with asyncio.timeout(remaining):
-                await self._no_calls.wait()
-        except TimeoutError:
-            self._catching_up = True
+            # Checked again after each wake-up: another call may have started before this worker ran.
+            while self._calls and not self._catching_up:
+                started = self._clock()
+                if self._deferring_since is None:
+                    self._deferring_since = started
+                remaining = self._deferring_since + self.max_deferral_seconds - started
+                if remaining <= 0:
+                    self._catching_up = True
+                    return
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._no_calls.wait()
+                except TimeoutError:
+                    self._catching_up = True
         finally:
             self._waiting -= 1
 

@@ -67,3 +67,15 @@ async def test_the_deferral_counts_from_the_first_wait_of_a_burst_not_from_each_
         await asyncio.wait_for(gate.turn(backlog=2, capacity=100), 5)
         assert gate.catching_up
     await asyncio.wait_for(first, 5)
+
+
+async def test_a_worker_woken_as_one_call_ends_waits_on_when_the_next_call_has_already_started() -> None:
+    gate = AcceptanceGate(max_deferral_seconds=60)
+    first = gate.call()
+    first.__enter__()
+    waiting = await held(gate)
+    first.__exit__(None, None, None)  # wakes the worker ...
+    with gate.call():  # ... but another call starts before it runs
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 5)
