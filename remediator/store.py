@@ -21,6 +21,7 @@ SCHEMA = """
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;  -- WAL: every commit survives a process crash; see docs/configuration.md
 PRAGMA wal_autocheckpoint = 0;  -- checkpoints (the fsyncs) run on a thread: see remediator/group_commit.py
+PRAGMA journal_size_limit = 67108864;  -- a log file grown past 64 MiB is cut back when the log starts over
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
-from remediator.group_commit import ClosedError, GroupCommitWriter
+from remediator.group_commit import CHECKPOINT_EVERY_COMMITS, ClosedError, GroupCommitWriter
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -55,3 +57,34 @@ async def test_a_cancelled_caller_does_not_undo_its_write_and_close_drains_the_q
     check = sqlite3.connect(path)
     assert check.execute("SELECT count(*) FROM t").fetchone()[0] == 199
     check.close()
+
+
+async def test_no_commit_runs_beside_a_checkpoint_so_each_one_starts_the_log_over(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(
+        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v INTEGER NOT NULL, pad TEXT)"
+    )
+    logs: list[int] = []
+
+    def checkpoint() -> None:
+        time.sleep(0.02)  # a slow disk: without the pause, commits land beside it and the log never restarts
+        with contextlib.closing(sqlite3.connect(path)) as own:
+            busy, log, copied = own.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0
+        assert log == copied
+        logs.append(log)
+
+    writer = GroupCommitWriter(db, checkpoint)
+
+    def insert(value: int) -> None:
+        db.execute("INSERT INTO t (v, pad) VALUES (?, ?)", (value, "x" * 2000))
+
+    commits = CHECKPOINT_EVERY_COMMITS * 6
+    for value in range(commits):  # a steady load: one commit after another
+        await writer.run(insert, value)
+    await writer.close()
+    assert len(logs) >= 5
+    assert max(logs) <= 2 * min(logs)  # each checkpoint saw one interval's log, not everything since the start
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        assert check.execute("SELECT count(*) FROM t").fetchone()[0] == commits
