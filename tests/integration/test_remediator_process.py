@@ -170,8 +170,15 @@ async def test_a_denied_action_escalates_into_a_real_alertmanager_and_resolving_
             ) as response:
                 assert response.status == 200
             await _wait_for_alerts(http, am_url, expect=0)
-            async with http.get(f"{url}/api/v1/remediations?limit=20", headers=headers) as response:
-                events = [entry["event"] for entry in (await response.json())["remediations"]]
+            # The resolution reaches Alertmanager before the alert's audit entries are written (together, as
+            # its processing ends): wait for them.
+            events: list[str] = []
+            for _ in range(100):
+                async with http.get(f"{url}/api/v1/remediations?limit=20", headers=headers) as response:
+                    events = [entry["event"] for entry in (await response.json())["remediations"]]
+                if "escalation_resolved" in events:
+                    break
+                await asyncio.sleep(0.1)
             assert "escalated" in events
             assert "escalation_resolved" in events
             child.send_signal(signal.SIGHUP)  # a reload keeps serving
