@@ -68,6 +68,9 @@ PRUNE_INTERVAL_SECONDS = 3600
 # How long workers may hold back for webhook calls before they decide regardless (remediator/gate.py): far
 # below any alert's `for:`, long enough for a burst of Alertmanager's calls to be answered first.
 DECISION_DEFERRAL_SECONDS = 1.0
+# A burst of webhook calls is still going on while the last call ended less than this long ago: the calls of
+# one burst follow each other within a fraction of a millisecond (Alertmanager flushes its groups together).
+WEBHOOK_QUIET_SECONDS = 0.005
 ESCALATING = {Reason.NOT_ALLOWED, Reason.MAX_ATTEMPTS, Reason.MAINTENANCE, Reason.CIRCUIT_OPEN, Reason.RATE_LIMITED}
 ESCALATION_REASONS = (*sorted(ESCALATING), "action_failed", "escalation_only", "still_firing", "state_unavailable")
 # While the state backend is down, one escalation per incident per this many seconds (no shared dedup then).
@@ -177,7 +180,7 @@ class Engine:
         self._unavailable_escalations: dict[str, float] = {}
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._tasks: list[asyncio.Task[None]] = []
-        self.gate = AcceptanceGate(DECISION_DEFERRAL_SECONDS)
+        self.gate = AcceptanceGate(DECISION_DEFERRAL_SECONDS, WEBHOOK_QUIET_SECONDS)
 
     @property
     def breaker_policy(self) -> BreakerPolicy:

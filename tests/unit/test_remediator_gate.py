@@ -79,3 +79,17 @@ async def test_a_worker_woken_as_one_call_ends_waits_on_when_the_next_call_has_a
         await asyncio.sleep(0.01)
         assert not waiting.done()
     await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_worker_waits_out_the_quiet_period_after_the_last_call_and_calls_within_it_extend_it() -> None:
+    gate = AcceptanceGate(max_deferral_seconds=60, quiet_seconds=0.1)
+    with gate.call():
+        waiting = await held(gate)
+    await asyncio.sleep(0.02)
+    assert not waiting.done()  # the burst may not be over: the last call ended a moment ago
+    with gate.call():  # the next call of the burst
+        pass
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    await asyncio.wait_for(waiting, 5)
+    await asyncio.wait_for(gate.turn(backlog=1, capacity=100), 5)  # quiet now: no waiting at all
