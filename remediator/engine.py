@@ -65,9 +65,10 @@ class Reason(enum.StrEnum):
 
 
 PRUNE_INTERVAL_SECONDS = 3600
-# How long workers may hold back for webhook calls before they decide regardless (remediator/gate.py): far
-# below any alert's `for:`, long enough for a burst of Alertmanager's calls to be answered first.
-DECISION_DEFERRAL_SECONDS = 1.0
+# How long workers may hold back for webhook calls before they decide regardless (remediator/gate.py): a burst
+# of Alertmanager's calls this long is answered at the webhook's pace (a storm's first notifications come
+# together); remediation waits at most this much more, far below any alert's `for:` (minutes).
+DECISION_DEFERRAL_SECONDS = 5.0
 # A burst of webhook calls is still going on while the last call ended less than this long ago: the calls of
 # one burst follow each other within a fraction of a millisecond (Alertmanager flushes its groups together).
 WEBHOOK_QUIET_SECONDS = 0.005

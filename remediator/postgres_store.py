@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 
 from common.postgres import keep_session
+from remediator.batcher import Batcher
 from remediator.inbox import unfinished
 from remediator.incident import Incident, now
 from remediator.payload import WebhookAlert
@@ -81,6 +80,18 @@ WITH entries AS (
 INSERT INTO tradeops_delivered (delivery, idx) SELECT * FROM unnest($11::bigint[], $12::integer[])
 ON CONFLICT DO NOTHING
 """
+# Payloads of one batch in one statement; ids are drawn first (a volatile CTE is evaluated once), so each
+# payload gets its own id back, in the order given.
+RECEIVE = """
+WITH batch AS (
+    SELECT nextval(pg_get_serial_sequence('tradeops_deliveries', 'id')) AS id, body, alerts, ord
+    FROM unnest($3::bytea[], $4::integer[]) WITH ORDINALITY AS payload(body, alerts, ord)
+), inserted AS (
+    INSERT INTO tradeops_deliveries (id, replica, received_at, body, alerts)
+    SELECT id, $1, $2, body, alerts FROM batch
+)
+SELECT id FROM batch ORDER BY ord
+"""
 PENDING = (
     "SELECT id, received_at, body FROM tradeops_deliveries AS d WHERE replica = $1 "
     "AND alerts > (SELECT count(*) FROM tradeops_delivered WHERE delivery = d.id) ORDER BY id"
@@ -92,13 +103,6 @@ FINISHED = (
 )
 
 
-@dataclass
-class _Waiting:
-    entries: Sequence[AuditEntry]
-    done: Delivery | None
-    future: asyncio.Future[None]
-
-
 class PostgresStore:
     """Audit store in PostgreSQL; every failure to reach it is an AuditUnavailableError."""
 
@@ -108,8 +112,8 @@ class PostgresStore:
         self._pool_size = pool_size
         self._timeout = timeout_seconds
         self._pool: asyncpg.Pool | None = None
-        self._waiting: list[_Waiting] = []
-        self._writing: asyncio.Task[None] | None = None
+        self._receiving: Batcher[tuple[bytes, int], tuple[int, dt.datetime]] = Batcher(self._receive_batch)
+        self._recording: Batcher[tuple[Sequence[AuditEntry], Delivery | None], None] = Batcher(self._record_batch)
 
     async def open(self) -> None:
         """Open the pool and create the schema (once, under an advisory lock); raise AuditUnavailableError."""
@@ -138,19 +142,16 @@ class PostgresStore:
             raise AuditUnavailableError(f"PostgreSQL audit store unavailable: {error}") from error
 
     async def receive(self, body: bytes, count: int) -> tuple[int, dt.datetime]:
-        """Record the payload verbatim (one row) before the webhook answers; return its id and time."""
+        """Record the payload verbatim (one row) before the webhook answers; return its id and time. Payloads
+        received while one is being written wait and are written together, in one statement."""
+        return await self._receiving.submit((body, count))
+
+    async def _receive_batch(self, payloads: list[tuple[bytes, int]]) -> list[tuple[int, dt.datetime]]:
         stamp = now()
-        inbox_id = await self._call(
-            lambda c: c.fetchval(
-                "INSERT INTO tradeops_deliveries (replica, received_at, body, alerts) "
-                "VALUES ($1, $2, $3, $4) RETURNING id",
-                self.replica,
-                stamp,
-                body,
-                count,
-            )
+        rows = await self._call(
+            lambda c: c.fetch(RECEIVE, self.replica, stamp, [body for body, _ in payloads], [n for _, n in payloads])
         )
-        return int(inbox_id), stamp
+        return [(int(row["id"]), stamp) for row in rows]
 
     async def pending(self) -> list[tuple[Delivery, WebhookAlert]]:
         """Return this replica's alerts whose processing has not finished, oldest first."""
@@ -173,26 +174,12 @@ class PostgresStore:
     async def record(self, entries: Sequence[AuditEntry], done: Delivery | None = None) -> None:
         """Append the entries and, with `done`, mark that alert processed, atomically. Records made while one is
         being written wait and are written together, in one statement (group commit)."""
-        waiting = _Waiting(entries, done, asyncio.get_running_loop().create_future())
-        self._waiting.append(waiting)
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_waiting())
-        await waiting.future
+        await self._recording.submit((entries, done))
 
-    async def _write_waiting(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                columns = _record_columns(batch)
-                await self._call(lambda c: c.execute(RECORD, self.replica, *columns))  # noqa: B023
-            except Exception as error:  # noqa: BLE001 - handed to every caller in the batch, whose await raises it
-                for waiting in batch:
-                    if not waiting.future.done():
-                        waiting.future.set_exception(error)
-            else:
-                for waiting in batch:
-                    if not waiting.future.done():  # a cancelled caller's record stands
-                        waiting.future.set_result(None)
+    async def _record_batch(self, batch: list[tuple[Sequence[AuditEntry], Delivery | None]]) -> list[None]:
+        columns = _record_columns(batch)
+        await self._call(lambda c: c.execute(RECORD, self.replica, *columns))
+        return [None] * len(batch)
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """Return the newest audit entries first (all replicas)."""
@@ -271,17 +258,17 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Finish the records being written, then close the pool once running queries have finished."""
-        if self._writing is not None:
-            await asyncio.gather(self._writing, return_exceptions=True)
+        await self._receiving.wait_idle()
+        await self._recording.wait_idle()
         if self._pool is not None:
             await self._pool.close()
 
 
-def _record_columns(batch: list[_Waiting]) -> list[list[Any]]:
+def _record_columns(batch: list[tuple[Sequence[AuditEntry], Delivery | None]]) -> list[list[Any]]:
     """RECORD's array parameters for a batch: nine audit columns, then the done markers' two."""
     columns: list[list[Any]] = [[] for _ in range(11)]
-    for waiting in batch:
-        for entry in waiting.entries:
+    for entries, done in batch:
+        for entry in entries:
             alert = entry.alert
             row = (
                 entry.at,
@@ -296,9 +283,9 @@ def _record_columns(batch: list[_Waiting]) -> list[list[Any]]:
             )
             for column, value in zip(columns[:9], row, strict=True):
                 column.append(value)
-        if waiting.done is not None:
-            columns[9].append(waiting.done.inbox_id)
-            columns[10].append(waiting.done.position)
+        if done is not None:
+            columns[9].append(done.inbox_id)
+            columns[10].append(done.position)
     return columns
 
 

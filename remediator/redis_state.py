@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixed
 
 from common.logs import log_event
+from remediator.batcher import Batcher
 from remediator.incident import Incident
 from remediator.state import Admission, BreakerPolicy, Denial, Hold, StateUnavailableError
 
@@ -138,6 +139,7 @@ class RedisState:
         self._breaker_record = self.redis.register_script(BREAKER_RECORD)
         self._hold = self.redis.register_script(HOLD)
         self._save_release = self.redis.register_script(SAVE_RELEASE)
+        self._pings: Batcher[None, None] = Batcher(self._ping_batch)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -207,8 +209,13 @@ class RedisState:
         """Nothing to open (Redis connects on first use)."""
 
     async def ping(self) -> None:
-        """Raise StateUnavailableError when Redis does not answer."""
+        """Raise StateUnavailableError when Redis does not answer a PING sent after this call; the calls made
+        while one PING is on its way share the next."""
+        await self._pings.submit(None)
+
+    async def _ping_batch(self, callers: list[None]) -> list[None]:
         await self._call(self.redis.ping())
+        return [None] * len(callers)
 
     async def incident(self, key: str) -> Incident | None:
         """Return the incident with this key, if any."""
@@ -269,5 +276,6 @@ class RedisState:
         """Incidents expire by themselves (TTL = the retention, renewed on every save)."""
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool once the PING on its way is answered."""
+        await self._pings.wait_idle()
         await self.redis.aclose()
