@@ -253,6 +253,21 @@ async def test_the_postgres_audit_store_keeps_each_replicas_inbox_and_one_shared
         await store.close()
 
 
+async def test_payloads_received_together_each_get_their_own_inbox_row_and_id(postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn, "r1", 2, 5.0)
+    await store.open()
+    bodies = [body(*(alert(instance=f"{n}-{i}") for i in range(n % 4 + 1))) for n in range(40)]
+    received = await asyncio.gather(*(store.receive(raw, raw.count(b'"fingerprint"')) for raw in bodies))
+    ids = [inbox_id for inbox_id, _ in received]
+    assert len(set(ids)) == len(ids)
+    by_id: dict[int, list[str]] = {}
+    for delivery, pending_alert in await store.pending():
+        by_id.setdefault(delivery.inbox_id, []).append(pending_alert.labels["instance"])
+    for n, inbox_id in enumerate(ids):  # each caller's id holds that caller's payload
+        assert by_id[inbox_id] == [f"{n}-{i}" for i in range(n % 4 + 1)]
+    await store.close()
+
+
 async def test_an_unreachable_postgres_is_an_audit_error_not_a_crash() -> None:
     store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/x", "r", 1, 1.0)
     with pytest.raises(AuditUnavailableError):
