@@ -1,7 +1,10 @@
 """The work queue: accepted alerts waiting for a worker, kept a payload at a time.
 
-The webhook puts a whole payload in one step, whatever its size; a worker takes one alert at a time and its
-WebhookAlert is made then. (asyncio.Queue would need an item, and its tuple, per alert on the webhook's path.)
+The webhook puts a whole payload in one step, whatever its size: its body as it arrived (validated, then kept
+as bytes). A worker takes one alert at a time; a payload's body is parsed again when its first alert is taken,
+and each WebhookAlert is made then. So the webhook's path does no work per alert, and a backlog is bytes, which
+the garbage collector never walks (a backlog of parsed alerts made every collection walk all of them) and which
+take a fifth of the memory.
 """
 
 from __future__ import annotations
@@ -13,19 +16,29 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from remediator.payload import AlertDocument, WebhookAlert
+from remediator.payload import AlertDocument, WebhookAlert, parse_payload
 from remediator.state import Delivery
 
 
 @dataclass
 class _Batch:
-    """Alerts of one payload still to be taken: items[i] sits at position positions[i] of its payload."""
+    """Alerts of one payload still to be taken: items[i] sits at position positions[i] of its payload; items are
+    parsed from `body` when first needed."""
 
     inbox_id: int
     received_at: dt.datetime
-    items: Sequence[AlertDocument] | Sequence[WebhookAlert]
     positions: Sequence[int]
+    items: Sequence[AlertDocument] | Sequence[WebhookAlert] | None = None
+    body: bytes | None = None
     taken: int = 0
+
+    def item(self, index: int) -> AlertDocument | WebhookAlert:
+        """The alert at `index`, parsing the body the first time."""
+        if self.items is None:
+            assert self.body is not None
+            self.items = parse_payload(self.body)["alerts"]  # validated when it was received: cannot fail
+            self.body = None
+        return self.items[index]
 
 
 class AlertQueue:
@@ -44,14 +57,14 @@ class AlertQueue:
         """Alerts waiting to be taken."""
         return self._size
 
-    def put_payload(self, inbox_id: int, received_at: dt.datetime, alerts: Sequence[AlertDocument]) -> None:
-        """Queue every alert of one recorded payload, in order."""
-        self._put(_Batch(inbox_id, received_at, alerts, range(len(alerts))))
+    def put_payload(self, inbox_id: int, received_at: dt.datetime, body: bytes, count: int) -> None:
+        """Queue every alert of one recorded and validated payload body holding `count` alerts, in order."""
+        self._put(_Batch(inbox_id, received_at, range(count), body=body))
 
     def put_resumed(self, items: Sequence[tuple[Delivery, WebhookAlert]]) -> None:
         """Queue alerts left unfinished by an earlier run, in the order given."""
         for delivery, alert in items:
-            self._put(_Batch(delivery.inbox_id, delivery.received_at, [alert], [delivery.position]))
+            self._put(_Batch(delivery.inbox_id, delivery.received_at, [delivery.position], items=[alert]))
 
     def _put(self, batch: _Batch) -> None:
         count = len(batch.positions)
@@ -94,7 +107,7 @@ class AlertQueue:
         if batch.taken == len(batch.positions):
             self._batches.popleft()
         self._size -= 1
-        item = batch.items[index]
+        item = batch.item(index)
         alert = item if isinstance(item, WebhookAlert) else WebhookAlert.from_document(item)
         return Delivery(batch.inbox_id, batch.positions[index], batch.received_at), alert
 
