@@ -119,7 +119,7 @@ async def _webhook(request: web.Request) -> web.Response:
         log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
         return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
     engine.queue.put_payload(inbox_id, received_at, body, len(alerts))
-    firing = sum(1 for alert in alerts if alert["status"] == "firing")
+    firing = [alert["status"] for alert in alerts].count("firing")
     engine.metrics.alerts_received.labels("firing").inc(firing)
     engine.metrics.alerts_received.labels("resolved").inc(len(alerts) - firing)
     engine.metrics.queue_depth.set(engine.queue.qsize())
