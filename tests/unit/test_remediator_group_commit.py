@@ -88,3 +88,24 @@ async def test_no_commit_runs_beside_a_checkpoint_so_each_one_starts_the_log_ove
     assert max(logs) <= 2 * min(logs)  # each checkpoint saw one interval's log, not everything since the start
     with contextlib.closing(sqlite3.connect(path)) as check:
         assert check.execute("SELECT count(*) FROM t").fetchone()[0] == commits
+
+
+async def test_a_failing_checkpoint_is_logged_and_the_held_commits_still_go_through(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = connect(tmp_path / "c.db")
+
+    def broken() -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    writer = GroupCommitWriter(db, broken)
+
+    def insert(value: int) -> None:
+        db.execute("INSERT INTO t (v) VALUES (?)", (value,))
+
+    for value in range(CHECKPOINT_EVERY_COMMITS * 2 + 1):
+        await asyncio.wait_for(writer.run(insert, value), 5)  # never held for ever by the failed checkpoint
+    await writer.close()
+    assert "checkpoint_failed" in caplog.text
+    with contextlib.closing(sqlite3.connect(tmp_path / "c.db")) as check:
+        assert check.execute("SELECT count(*) FROM t").fetchone()[0] == CHECKPOINT_EVERY_COMMITS * 2 + 1
