@@ -26,7 +26,7 @@ from sandbox.app import Sandbox
 from sandbox.profiles import MASTERTRADE
 from sandbox.settings import SandboxSettings
 
-from common.web import free_port
+from common.web import free_ports
 from exporter.probes.rabbitmq import COLUMNS
 
 SCRAPES = 200
@@ -112,11 +112,12 @@ async def main() -> None:
         if shutil.which(program) is None:
             sys.exit(f"{program} missing: apt-get install -y {program}")
     work = Path(tempfile.mkdtemp(prefix="tradeops-bench-"))
-    ports = {s.name: free_port() for s in MASTERTRADE.services}
+    *service_ports, control_port, exporter_port, pg_port, redis_port = free_ports(len(MASTERTRADE.services) + 4)
+    ports = {s.name: port for s, port in zip(MASTERTRADE.services, service_ports, strict=True)}
     sandbox = Sandbox(
         SandboxSettings(
             ports=ports,
-            control_port=free_port(),
+            control_port=control_port,
             postgres_dsn=POSTGRES.rsplit("/", 1)[0] + "/tradeops_bench",
             backup_root=work / "backups",
             collectors=COLLECTORS,
@@ -139,7 +140,6 @@ async def main() -> None:
     probes["rabbitmq"][0]["include"] = ["tradeops\\.bench\\..*", "strategy_service\\..*"]
     probes["postgres"][0]["databases"] = ["tradeops_bench"]
     (work / "exporter.yml").write_text(yaml.safe_dump(profile))
-    exporter_port, pg_port, redis_port = free_port(), free_port(), free_port()
     log = (work / "peers.log").open("wb")
     tradeops = await asyncio.create_subprocess_exec(
         sys.executable,

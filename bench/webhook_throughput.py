@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.web import free_port
+from common.web import free_ports
 
 FLOOR = """
 import sys
@@ -182,7 +182,7 @@ async def main() -> None:
 
 async def run(work: Path, backends: dict[str, Any]) -> None:
     """Measure one remediator configuration against the floor."""
-    floor_port, remediator_port = free_port(), free_port()
+    floor_port, remediator_port = free_ports(2)
     config = {
         "audit_path": str(work / "audit.sqlite3"),
         "limits": {

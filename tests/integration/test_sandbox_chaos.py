@@ -25,7 +25,7 @@ from sandbox.context import FILL_KEY_PREFIX
 from sandbox.profiles import PROFILES
 from sandbox.settings import SandboxSettings
 
-from common.web import free_port
+from common.web import free_port, free_ports
 from remediator.actions.postgres import PostgresCancelParams, PostgresCancelQueriesAction
 from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
 
@@ -35,10 +35,12 @@ pytestmark = pytest.mark.integration
 def _settings(
     postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path, profile: str = "mastertrade", **extra: Any
 ) -> SandboxSettings:
+    services = PROFILES[profile].services
+    *ports, control_port = free_ports(len(services) + 1)  # distinct: two free_port() calls may agree
     return SandboxSettings(
         profile=profile,
-        ports={spec.name: free_port() for spec in PROFILES[profile].services},
-        control_port=free_port(),
+        ports={spec.name: port for spec, port in zip(services, ports, strict=True)},
+        control_port=control_port,
         postgres_dsn=postgres_dsn,
         redis_url=redis_url,
         amqp_url=amqp_url,
