@@ -49,7 +49,7 @@ async def serve_until_stopped(
 
 # Young-generation collections every this many allocations instead of 700: a service allocates thousands of
 # short-lived objects per request (a webhook payload's alerts, a scrape's samples), and each collection also
-# walks the objects kept alive in between (the remediator's queued alerts). Measured in docs/benchmarks.md.
+# walks the objects kept alive in between (the alerts being decided, the pools). Measured in docs/benchmarks.md.
 GC_YOUNG_THRESHOLD = 10_000
 
 
