@@ -87,10 +87,8 @@ async def scrape(probes: Sequence[Probe], budget: float, failures: FailureCounts
     before the others' work, not after it."""
     order = sorted(range(len(probes)), key=lambda index: -probes[index].last_duration_seconds)
     results = await asyncio.gather(*(run_probe(probes[index], budget, failures) for index in order))
-    outcomes: list[ProbeOutcome | None] = [None] * len(probes)
-    for index, outcome in zip(order, results, strict=True):
-        outcomes[index] = outcome
-    return [outcome for outcome in outcomes if outcome is not None]
+    by_index = dict(zip(order, results, strict=True))
+    return [by_index[index] for index in range(len(probes))]
 
 
 @dataclass(eq=False)
