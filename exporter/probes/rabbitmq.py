@@ -83,18 +83,27 @@ class RabbitMQProbe(Probe):
         status, document = await fetch_json(self._session, url, self.max_bytes)
         if status == 401:
             raise ProbeError("auth", "management API refused the credentials")
-        if status != 200 or not isinstance(document, list):
+        if status != 200:
             raise ProbeError("http_status", f"management API answered {status}")
-        reported = 0
-        for queue in sorted(document, key=_queue_key):
-            if not isinstance(queue, dict) or not self.filter.allows(str(queue.get("name", ""))):
-                continue
-            if reported >= self.config.max_queues:
-                sink.dropped_series += 1
-                continue
-            values = {key: float(queue.get(key) or 0) for key in QUEUE_METRICS}
-            record_queue(sink, self.target, str(queue.get("vhost", "/")), str(queue["name"]), values)
-            reported += 1
+        if not isinstance(document, list):
+            raise ProbeError("bad_json", "management API answered something other than a JSON list of queues")
+        queues = [  # an entry without a name string is no queue: left out
+            queue
+            for queue in document
+            if isinstance(queue, dict) and isinstance(queue.get("name"), str) and self.filter.allows(queue["name"])
+        ]
+        if len(queues) > self.config.max_queues:  # the same queues kept in every scrape: the first by name
+            queues.sort(key=_queue_key)
+            sink.dropped_series += len(queues) - self.config.max_queues
+            del queues[self.config.max_queues :]
+        families = [(key, sink.family(*QUEUE_METRICS[key], "gauge", QUEUE_LABELS)) for key in QUEUE_METRICS]
+        for queue in queues:
+            labels = (self.target, queue["name"], str(queue.get("vhost", "/")))
+            try:
+                for key, family in families:
+                    family.add(labels, float(queue.get(key) or 0))
+            except (TypeError, ValueError) as error:
+                raise ProbeError("bad_result", f"queue {labels[1]!r}: a count is not a number: {error}") from None
 
     async def _connection(self) -> AbstractConnection:
         async with self._lock:

@@ -381,6 +381,43 @@ async def test_rabbitmq_probe_reads_real_queues_with_filters_and_a_series_cap(tm
         await connection.close()
 
 
+async def test_rabbitmq_probe_caps_to_the_first_queues_by_vhost_and_name_and_fails_on_hostile_answers(
+    tmp_path: Path, fake_service: tuple[str, dict[str, web.Response | bytes]]
+) -> None:
+    base, answers = fake_service
+    answers["/capped/api/queues"] = (
+        b'[{"vhost": "x", "name": "a", "messages_ready": 9}, {"vhost": "/", "name": "c"}, "not a queue", null,'
+        b' {"vhost": "/", "name": 7}, {"vhost": "/"},'
+        b' {"vhost": "/", "name": "b", "messages_ready": null, "consumers": 2},'
+        b' {"vhost": "/", "name": "a", "messages_ready": 5, "messages_unacknowledged": 1}]'
+    )
+    answers["/words/api/queues"] = b'[{"vhost": "/", "name": "a", "messages_ready": "lots"}]'
+    answers["/object/api/queues"] = b'{"error": "not a list"}'
+    answers["/garbage/api/queues"] = b"[{"
+    probes = [
+        {"name": name, "management_url": f"{base}/{name}", **({"max_queues": 2} if name == "capped" else {})}
+        for name in ("capped", "words", "object", "garbage")
+    ]
+    async with running_exporter(write_config(tmp_path, {"rabbitmq": probes})) as (url, _):
+        samples = parse(await scrape_text(url))
+    kept = sorted(
+        dict(labels)["queue"] + "@" + dict(labels)["vhost"]
+        for name, labels in samples
+        if name == "tradeops_queue_messages_ready" and ("broker", "capped") in labels
+    )
+    assert kept == ["a@/", "b@/"]
+    assert value(samples, "tradeops_queue_messages_ready", broker="capped", vhost="/", queue="a") == 5
+    assert value(samples, "tradeops_queue_messages_unacknowledged", broker="capped", vhost="/", queue="a") == 1
+    assert value(samples, "tradeops_queue_messages_ready", broker="capped", vhost="/", queue="b") == 0
+    assert value(samples, "tradeops_queue_consumers", broker="capped", vhost="/", queue="b") == 2
+    assert value(samples, "tradeops_probe_series_dropped", probe="rabbitmq", target="capped") == 2
+    assert value(samples, "tradeops_probe_success", probe="rabbitmq", target="capped") == 1
+    for broken, reason in (("words", "bad_result"), ("object", "bad_json"), ("garbage", "bad_json")):
+        assert value(samples, "tradeops_probe_success", probe="rabbitmq", target=broken) == 0
+        assert value(samples, "tradeops_probe_failures_total", probe="rabbitmq", target=broken, reason=reason) == 1
+        assert not has(samples, "tradeops_queue_messages_ready", broker=broken)
+
+
 async def test_backup_probe_handles_fresh_missing_empty_and_truncated_sets(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     fresh.mkdir()
