@@ -95,6 +95,6 @@ def merge(sinks: list[MetricSink]) -> Iterator[Metric]:
         for label_values, value in samples.items():
             labels = label_dicts.get(label_values)
             if labels is None:
-                labels = label_dicts[label_values] = dict(zip(label_names, label_values, strict=True))
+                labels = label_dicts[label_values] = dict(zip(label_names, label_values, strict=False))
             append(Sample(sample_name, labels, value, None))
         yield metric

@@ -6,6 +6,9 @@ import gzip
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from exporter.probes.files import gzip_intact, rdb_intact
 from exporter.probes.http import lookup
@@ -65,6 +68,29 @@ def test_counters_are_exposed_with_the_total_suffix() -> None:
     sink.counter("tradeops_things", "help", {}, 3)
     (family,) = merge([sink])
     assert family.samples[0].name == "tradeops_things_total"
+
+
+def test_families_sharing_label_sets_render_each_sample_with_its_own_name_value_and_escaped_labels() -> None:
+    sink = MetricSink()
+    for name, value in (("tradeops_a", 1.0), ("tradeops_b", 2.0)):
+        family = sink.family(name, "help", "gauge", ("queue", "vhost"))
+        family.add(('say "hi"\nnow', "/"), value)
+        family.add(("plain", "/"), value + 10)
+    registry = CollectorRegistry(auto_describe=False)
+    families = list(merge([sink]))
+
+    class Static(Collector):
+        def collect(self) -> list[Metric]:
+            return families
+
+    registry.register(Static())
+    lines = [line for line in generate_latest(registry).decode().splitlines() if not line.startswith("#")]
+    assert lines == [
+        'tradeops_a{queue="say \\"hi\\"\\nnow",vhost="/"} 1.0',
+        'tradeops_a{queue="plain",vhost="/"} 11.0',
+        'tradeops_b{queue="say \\"hi\\"\\nnow",vhost="/"} 2.0',
+        'tradeops_b{queue="plain",vhost="/"} 12.0',
+    ]
 
 
 @pytest.mark.parametrize(
