@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.samples import Sample
 
 Kind = Literal["gauge", "counter"]
 
@@ -73,8 +72,6 @@ def merge(sinks: list[MetricSink]) -> Iterator[Metric]:
     for sink in sinks:
         for family in sink.families.values():
             by_name.setdefault(family.name, []).append(family)
-    # One label dict per distinct label set: a queue's three gauges share theirs (the exposition only reads it).
-    label_dicts_by_names: dict[tuple[str, ...], dict[tuple[str, ...], dict[str, str]]] = {}
     for first, *others in by_name.values():
         samples = first.samples
         if others:  # a copy: the sinks' own families stay as they were
@@ -82,19 +79,13 @@ def merge(sinks: list[MetricSink]) -> Iterator[Metric]:
             for other in others:
                 if other.label_names == first.label_names and other.kind == first.kind:
                     samples.update(other.samples)
+        if not samples:  # a family a probe looked up and left empty (no queue found, say) is not exposed
+            continue
         metric: GaugeMetricFamily | CounterMetricFamily
         if first.kind == "counter":
             metric = CounterMetricFamily(first.name, first.help, labels=first.label_names)
-            sample_name = metric.name + "_total"
         else:
             metric = GaugeMetricFamily(first.name, first.help, labels=first.label_names)
-            sample_name = metric.name
-        label_names = first.label_names
-        label_dicts = label_dicts_by_names.setdefault(label_names, {})
-        append = metric.samples.append
         for label_values, value in samples.items():
-            labels = label_dicts.get(label_values)
-            if labels is None:
-                labels = label_dicts[label_values] = dict(zip(label_names, label_values, strict=False))
-            append(Sample(sample_name, labels, value, None))
+            metric.add_metric(label_values, value)
         yield metric

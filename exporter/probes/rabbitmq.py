@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -13,7 +14,7 @@ from aio_pika.abc import AbstractConnection
 from exporter.config import RabbitMQConfig, alternation
 from exporter.probes.base import Probe, ProbeError
 from exporter.probes.http import fetch_json
-from exporter.sink import MetricSink
+from exporter.sink import Family, MetricSink
 
 COLUMNS = "name,vhost,messages_ready,messages_unacknowledged,consumers"
 QUEUE_METRICS = {
@@ -44,12 +45,22 @@ class QueueFilter:
 QUEUE_LABELS = ("broker", "queue", "vhost")  # sorted, as MetricSink orders label names
 
 
-def record_queue(sink: MetricSink, broker: str, vhost: str, name: str, values: dict[str, float]) -> None:
-    """Record one queue's depth gauges."""
+QueueFamilies = list[tuple[str, Family]]
+
+
+def queue_families(sink: MetricSink, keys: tuple[str, ...] = tuple(QUEUE_METRICS)) -> QueueFamilies:
+    """The families of the queue gauges named by `keys` (QUEUE_METRICS' keys), looked up once per scrape."""
+    return [(key, sink.family(*QUEUE_METRICS[key], "gauge", QUEUE_LABELS)) for key in keys]
+
+
+def record_queue(families: QueueFamilies, broker: str, vhost: str, name: str, counts: Mapping[str, Any]) -> None:
+    """Record one queue's depth gauges (a missing or null count is 0; one that is not a number fails the probe)."""
     labels = (broker, name, vhost)
-    for key, value in values.items():
-        metric, help_text = QUEUE_METRICS[key]
-        sink.family(metric, help_text, "gauge", QUEUE_LABELS).add(labels, value)
+    try:
+        for key, family in families:
+            family.add(labels, float(counts.get(key) or 0))
+    except (TypeError, ValueError) as error:
+        raise ProbeError("bad_result", f"queue {name!r}: a count is not a number: {error}") from None
 
 
 class RabbitMQProbe(Probe):
@@ -96,14 +107,9 @@ class RabbitMQProbe(Probe):
             queues.sort(key=_queue_key)
             sink.dropped_series += len(queues) - self.config.max_queues
             del queues[self.config.max_queues :]
-        families = [(key, sink.family(*QUEUE_METRICS[key], "gauge", QUEUE_LABELS)) for key in QUEUE_METRICS]
+        families = queue_families(sink)
         for queue in queues:
-            labels = (self.target, queue["name"], str(queue.get("vhost", "/")))
-            try:
-                for key, family in families:
-                    family.add(labels, float(queue.get(key) or 0))
-            except (TypeError, ValueError) as error:
-                raise ProbeError("bad_result", f"queue {labels[1]!r}: a count is not a number: {error}") from None
+            record_queue(families, self.target, str(queue.get("vhost", "/")), queue["name"], queue)
 
     async def _connection(self) -> AbstractConnection:
         async with self._lock:
@@ -122,6 +128,7 @@ class RabbitMQProbe(Probe):
         except (OSError, aio_pika.exceptions.AMQPError) as error:
             raise ProbeError("connection", repr(error)) from error
         missing: list[str] = []
+        families = queue_families(sink, ("messages_ready", "consumers"))  # a passive declare counts no unacked
         for name in self.config.queues:
             channel = await connection.channel()
             try:
@@ -130,13 +137,8 @@ class RabbitMQProbe(Probe):
                 missing.append(name)
                 continue
             result = queue.declaration_result
-            record_queue(
-                sink,
-                self.target,
-                self.config.vhost or "/",
-                name,
-                {"messages_ready": float(result.message_count or 0), "consumers": float(result.consumer_count or 0)},
-            )
+            counts = {"messages_ready": result.message_count, "consumers": result.consumer_count}
+            record_queue(families, self.target, self.config.vhost or "/", name, counts)
             await channel.close()
         if missing:
             sink.fail("missing_queue")

@@ -63,6 +63,13 @@ def test_samples_added_to_a_family_by_label_values_come_out_labelled_by_name() -
         sink.family("tradeops_q", "help", "counter", ("broker", "queue"))
 
 
+def test_a_family_looked_up_and_left_empty_is_not_exposed() -> None:
+    sink = MetricSink()
+    sink.family("tradeops_q", "help", "gauge", ("queue",))
+    sink.gauge("tradeops_x", "help", {}, 1)
+    assert [family.name for family in merge([sink])] == ["tradeops_x"]
+
+
 def test_counters_are_exposed_with_the_total_suffix() -> None:
     sink = MetricSink()
     sink.counter("tradeops_things", "help", {}, 3)
