@@ -27,7 +27,7 @@ from sandbox.profiles import MASTERTRADE
 from sandbox.settings import SandboxSettings
 
 from common.web import free_ports
-from exporter.probes.rabbitmq import COLUMNS
+from exporter.probes.rabbitmq import QUEUE_QUERY
 
 SCRAPES = 200
 SEED = 20261201  # the rounds' order: the same in every run
@@ -107,6 +107,10 @@ async def wait_up(http: aiohttp.ClientSession, url: str) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
+async def ignore_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    """A consumer that takes nothing (the bench publishes no messages)."""
+
+
 async def main() -> None:
     for program in ("prometheus-postgres-exporter", "prometheus-redis-exporter"):
         if shutil.which(program) is None:
@@ -127,8 +131,9 @@ async def main() -> None:
     connection = await aio_pika.connect(AMQP)
     channel = await connection.channel()
     names = [f"{QUEUE_PREFIX}{n:04d}" for n in range(QUEUES)]
-    for name in names:
-        await channel.declare_queue(name, auto_delete=False)
+    for name in names:  # each with a consumer, as a platform's queues have
+        queue = await channel.declare_queue(name, auto_delete=False)
+        await queue.consume(ignore_message)
     profile = yaml.safe_load(Path("deploy/profiles/mastertrade/exporter.yml").read_text())
     probes = profile["probes"]
     for probe in probes["service_health"]:
@@ -190,12 +195,19 @@ async def main() -> None:
             lines = (await tradeops_scrape()).decode().splitlines()
             queue_series = sum(1 for line in lines if line.startswith("tradeops_queue_messages_ready{"))
             collector_series = sum(1 for line in lines if line.startswith("tradeops_collector_circuit_breaker_open{"))
+            consumers_seen = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in lines
+                if line.startswith("tradeops_queue_consumers{") and QUEUE_PREFIX in line
+            )
             guest = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
             # The peer: what a RabbitMQ exporter reads. The floor: the exact, cheaper request tradeops makes.
             rabbitmq_api = await scrape_of(http, f"{RABBITMQ_API}/api/queues", headers=guest)
-            rabbitmq_columns = await scrape_of(
+            rabbitmq_queues = await scrape_of(http, f"{RABBITMQ_API}/api/queues?{QUEUE_QUERY}", headers=guest)
+            # For comparison only: the listing without statistics, faster, but it has no consumer counts.
+            rabbitmq_without_stats = await scrape_of(
                 http,
-                f"{RABBITMQ_API}/api/queues?columns={COLUMNS}&disable_stats=true&enable_queue_totals=true",
+                f"{RABBITMQ_API}/api/queues?{QUEUE_QUERY}&disable_stats=true&enable_queue_totals=true",
                 headers=guest,
             )
             peers = {
@@ -216,11 +228,12 @@ async def main() -> None:
             backends: dict[str, Callable[[], Awaitable[object]]] = {
                 "PostgreSQL pg_stat_activity": pg_round_trip,
                 "Redis INFO": redis_round_trip,
-                "RabbitMQ /api/queues?columns=... (as tradeops asks)": rabbitmq_columns,
+                "RabbitMQ /api/queues?columns=... (as tradeops asks)": rabbitmq_queues,
                 "collectors endpoint": collectors,
             }
             cpu_before = cpu_seconds(tradeops.pid)  # the exporter is idle while the others are measured
-            measured = await interleaved({"tradeops": tradeops_scrape, **peers, **backends}, SCRAPES)
+            alternatives = {"RabbitMQ /api/queues?...&disable_stats=true": rabbitmq_without_stats}
+            measured = await interleaved({"tradeops": tradeops_scrape, **peers, **backends, **alternatives}, SCRAPES)
             cpu_per_scrape = (cpu_seconds(tradeops.pid) - cpu_before) / SCRAPES * 1000
             tradeops_ms = measured["tradeops"]
             probing = [probe_phase(body) for body in bodies[1:]]  # the first body is the warm-up's
@@ -231,6 +244,7 @@ async def main() -> None:
 
         median, p99 = summary(tradeops_ms)
         print(f"tradeops-exporter, MasterTrade profile: {queue_series} queue series, {collector_series} collectors,")
+        print(f"  {consumers_seen:.0f} of the {QUEUES} bench consumers reported")
         print(f"  {SCRAPES} sequential scrapes, interleaved with the peers and backends below in shuffled rounds:")
         print(f"  median {median:.1f} ms, p99 {p99:.1f} ms,")
         print(f"  CPU {cpu_per_scrape:.1f} ms per scrape")
@@ -258,6 +272,9 @@ async def main() -> None:
         print(
             f"  slowest single backend: {slowest:.1f} ms -> tradeops / slowest = {median / slowest:.2f} (target <= 1.5)"
         )
+        for name in alternatives:
+            alternative, _ = summary(measured[name])
+            print(f"  not asked, for comparison: {name} (no consumer counts): {alternative:.1f} ms")
     finally:
         for process in (tradeops, pg_exporter, redis_exporter):
             process.terminate()

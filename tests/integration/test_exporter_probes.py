@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
 from common.web import free_port
@@ -49,6 +50,15 @@ async def fake_service() -> AsyncIterator[tuple[str, dict[str, web.Response | by
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield f"http://127.0.0.1:{port}", answers
     await runner.cleanup()
+
+
+def mgmt_sample(name: str, queue: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    """The sample key of a queue gauge from the `mgmt` broker's default vhost."""
+    return name, frozenset({"broker": "mgmt", "vhost": "/", "queue": queue}.items())
+
+
+async def hold_message(message: AbstractIncomingMessage) -> None:
+    """A consumer that keeps the message it is given unacknowledged."""
 
 
 @pytest.fixture
@@ -338,6 +348,9 @@ async def test_rabbitmq_probe_reads_real_queues_with_filters_and_a_series_cap(tm
             queue = await channel.declare_queue(name, auto_delete=False)
             for _ in range(3):
                 await channel.default_exchange.publish(aio_pika.Message(b"m"), routing_key=queue.name)
+        consumed = await channel.declare_queue(f"{prefix}.consumed", auto_delete=False)
+        await consumed.consume(hold_message, no_ack=False)  # holds the one message it gets: 1 consumer, 1 unacked
+        await channel.default_exchange.publish(aio_pika.Message(b"m"), routing_key=consumed.name)
         await channel.declare_queue(f"{prefix}.excluded")
         management = api.replace("guest:guest@", "")
         config = write_config(
@@ -349,7 +362,7 @@ async def test_rabbitmq_probe_reads_real_queues_with_filters_and_a_series_cap(tm
                         "management_url": management,
                         "include": [f"{prefix}\\..*"],
                         "exclude": [".*excluded"],
-                        "max_queues": 4,
+                        "max_queues": 5,
                     },
                     {"name": "amqp", "amqp_url": amqp_url, "queues": [names[0], f"{prefix}.missing"]},
                     {"name": "badauth", "management_url": management, "password": "wrong"},
@@ -358,25 +371,31 @@ async def test_rabbitmq_probe_reads_real_queues_with_filters_and_a_series_cap(tm
         )
         async with running_exporter(config) as (url, _):
             # The management API's message counts are refreshed every few seconds.
-            for _ in range(50):
+            for _ in range(100):
                 samples = parse(await scrape_text(url))
-                if value(samples, "tradeops_queue_messages_ready", broker="mgmt", vhost="/", queue=names[0]) == 3:
+                # A queue the broker has not counted yet has no sample: unknown, not 0.
+                ready = samples.get(mgmt_sample("tradeops_queue_messages_ready", names[0]))
+                consumers = samples.get(mgmt_sample("tradeops_queue_consumers", consumed.name))
+                held = samples.get(mgmt_sample("tradeops_queue_messages_unacknowledged", consumed.name))
+                if ready == 3 and consumers == 1 and held == 1:
                     break
                 await asyncio.sleep(0.2)
         reported = [
-            labels
-            for name, labels in samples
-            if name == "tradeops_queue_messages_ready" and ("broker", "mgmt") in labels
+            labels for name, labels in samples if name == "tradeops_queue_consumers" and ("broker", "mgmt") in labels
         ]
-        assert len(reported) == 4
+        assert len(reported) == 5
         assert value(samples, "tradeops_probe_series_dropped", probe="rabbitmq", target="mgmt") == 1
+        assert value(samples, "tradeops_probe_success", probe="rabbitmq", target="mgmt") == 1
+        assert value(samples, "tradeops_queue_consumers", broker="mgmt", vhost="/", queue=consumed.name) == 1
+        assert held == 1
+        assert value(samples, "tradeops_queue_consumers", broker="mgmt", vhost="/", queue=names[0]) == 0
         assert not has(samples, "tradeops_queue_messages_ready", broker="mgmt", vhost="/", queue=f"{prefix}.excluded")
         assert value(samples, "tradeops_queue_messages_ready", broker="amqp", vhost="/", queue=names[0]) == 3
         assert value(samples, "tradeops_probe_success", probe="rabbitmq", target="amqp") == 0  # one queue missing
         assert value(samples, "tradeops_probe_failures_total", probe="rabbitmq", target="badauth", reason="auth") >= 1
     finally:
         channel = await connection.channel()
-        for name in [*names, f"{prefix}.excluded"]:
+        for name in [*names, f"{prefix}.excluded", f"{prefix}.consumed"]:
             await channel.queue_delete(name)
         await connection.close()
 
@@ -394,21 +413,25 @@ async def test_rabbitmq_probe_caps_to_the_first_queues_by_vhost_and_name_and_fai
     answers["/words/api/queues"] = b'[{"vhost": "/", "name": "a", "messages_ready": "lots"}]'
     answers["/object/api/queues"] = b'{"error": "not a list"}'
     answers["/garbage/api/queues"] = b"[{"
+    answers["/nostats/api/queues"] = b'[{"vhost": "/", "name": "a"}, {"vhost": "/", "name": "b", "consumers": null}]'
     probes = [
         {"name": name, "management_url": f"{base}/{name}", **({"max_queues": 2} if name == "capped" else {})}
-        for name in ("capped", "words", "object", "garbage")
+        for name in ("capped", "words", "object", "garbage", "nostats")
     ]
     async with running_exporter(write_config(tmp_path, {"rabbitmq": probes})) as (url, _):
         samples = parse(await scrape_text(url))
     kept = sorted(
         dict(labels)["queue"] + "@" + dict(labels)["vhost"]
         for name, labels in samples
-        if name == "tradeops_queue_messages_ready" and ("broker", "capped") in labels
+        if name.startswith("tradeops_queue_") and ("broker", "capped") in labels
     )
-    assert kept == ["a@/", "b@/"]
+    assert kept == ["a@/", "a@/", "b@/"]  # a: ready and unacknowledged; b: consumers
     assert value(samples, "tradeops_queue_messages_ready", broker="capped", vhost="/", queue="a") == 5
     assert value(samples, "tradeops_queue_messages_unacknowledged", broker="capped", vhost="/", queue="a") == 1
-    assert value(samples, "tradeops_queue_messages_ready", broker="capped", vhost="/", queue="b") == 0
+    assert not has(samples, "tradeops_queue_consumers", broker="capped", vhost="/", queue="a")
+    # b: the counts the broker did not give (null, missing) are unknown, so left out, never 0.
+    assert not has(samples, "tradeops_queue_messages_ready", broker="capped", vhost="/", queue="b")
+    assert not has(samples, "tradeops_queue_messages_unacknowledged", broker="capped", vhost="/", queue="b")
     assert value(samples, "tradeops_queue_consumers", broker="capped", vhost="/", queue="b") == 2
     assert value(samples, "tradeops_probe_series_dropped", probe="rabbitmq", target="capped") == 2
     assert value(samples, "tradeops_probe_success", probe="rabbitmq", target="capped") == 1
@@ -416,6 +439,13 @@ async def test_rabbitmq_probe_caps_to_the_first_queues_by_vhost_and_name_and_fai
         assert value(samples, "tradeops_probe_success", probe="rabbitmq", target=broken) == 0
         assert value(samples, "tradeops_probe_failures_total", probe="rabbitmq", target=broken, reason=reason) == 1
         assert not has(samples, "tradeops_queue_messages_ready", broker=broken)
+    # A broker that keeps no statistics lists its queues without a count: no count is made up, and the probe fails.
+    assert not any(name.startswith("tradeops_queue_") and ("broker", "nostats") in labels for name, labels in samples)
+    assert value(samples, "tradeops_probe_success", probe="rabbitmq", target="nostats") == 0
+    failures = value(
+        samples, "tradeops_probe_failures_total", probe="rabbitmq", target="nostats", reason="no_statistics"
+    )
+    assert failures == 1
 
 
 async def test_backup_probe_handles_fresh_missing_empty_and_truncated_sets(tmp_path: Path) -> None:
