@@ -280,6 +280,8 @@ async def main() -> None:
             process.terminate()
             await process.wait()
         log.close()
+        await channel.close()  # its consumers go with it: a queue deleted under one cancels it noisily
+        channel = await connection.channel()
         for name in names:
             await channel.queue_delete(name)
         await connection.close()
