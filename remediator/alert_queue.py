@@ -1,10 +1,10 @@
 """The work queue: accepted alerts waiting for a worker, kept a payload at a time.
 
-The webhook puts a whole payload in one step, whatever its size: its body as it arrived (validated, then kept
-as bytes). A worker takes one alert at a time; a payload's body is parsed again when its first alert is taken,
-and each WebhookAlert is made then. So the webhook's path does no work per alert, and a backlog is bytes, which
-the garbage collector never walks (a backlog of parsed alerts made every collection walk all of them) and which
-take a fifth of the memory.
+The webhook puts a whole payload in one step, whatever its size: its body as the inbox keeps it (validated,
+then kept as bytes, compressed when large: remediator/inbox.py). A worker takes one alert at a time; a
+payload's body is parsed again when its first alert is taken, and each WebhookAlert is made then. So the
+webhook's path does no work per alert, and a backlog is bytes, which the garbage collector never walks (a
+backlog of parsed alerts made every collection walk all of them) and which take a fifth of the memory.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from remediator.payload import AlertDocument, WebhookAlert, parse_payload
+from remediator.inbox import parse_stored
+from remediator.payload import AlertDocument, WebhookAlert
 from remediator.state import Delivery
 
 
@@ -36,7 +37,7 @@ class _Batch:
         """The alert at `index`, parsing the body the first time."""
         if self.items is None:
             assert self.body is not None
-            self.items = parse_payload(self.body)["alerts"]  # validated when it was received: cannot fail
+            self.items = parse_stored(self.body)["alerts"]  # validated when it was received: cannot fail
             self.body = None
         return self.items[index]
 
@@ -58,7 +59,8 @@ class AlertQueue:
         return self._size
 
     def put_payload(self, inbox_id: int, received_at: dt.datetime, body: bytes, count: int) -> None:
-        """Queue every alert of one recorded and validated payload body holding `count` alerts, in order."""
+        """Queue every alert of one recorded and validated payload holding `count` alerts, in order; `body` is
+        what the inbox keeps of it (remediator.inbox.pack)."""
         self._put(_Batch(inbox_id, received_at, range(count), body=body))
 
     def put_resumed(self, items: Sequence[tuple[Delivery, WebhookAlert]]) -> None:

@@ -19,6 +19,7 @@ from common.web import healthy, json_error, metrics_response, read_limited
 from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
 from remediator.engine import Engine
+from remediator.inbox import pack
 from remediator.payload import parse_payload
 from remediator.state import AuditUnavailableError, StateUnavailableError
 
@@ -113,12 +114,14 @@ async def _webhook(request: web.Request) -> web.Response:
     if not engine.has_room(len(alerts)):
         return _answer(request, json_error(503, "work queue full; retry later"))
     try:
-        # The payload verbatim, once: every alert in it is on record before the 2xx, and resumed after a restart.
-        inbox_id, received_at = await engine.store.receive(body, len(alerts))
+        # The payload as received (compressed when large), once: every alert in it is on record before the
+        # 2xx, and resumed after a restart.
+        stored = pack(body)
+        inbox_id, received_at = await engine.store.receive(stored, len(alerts))
     except AuditUnavailableError as error:
         log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
         return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
-    engine.queue.put_payload(inbox_id, received_at, body, len(alerts))
+    engine.queue.put_payload(inbox_id, received_at, stored, len(alerts))
     firing = [alert["status"] for alert in alerts].count("firing")
     engine.metrics.alerts_received.labels("firing").inc(firing)
     engine.metrics.alerts_received.labels("resolved").inc(len(alerts) - firing)

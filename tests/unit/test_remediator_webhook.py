@@ -231,6 +231,22 @@ async def test_a_restart_after_the_2xx_loses_nothing_and_doubles_nothing(tmp_pat
     assert decisions(entries) == ["executed", "deduplicated"]
 
 
+async def test_a_restart_resumes_every_alert_of_a_large_compressed_payload(tmp_path: Path) -> None:
+    async with recorder() as (base, _):
+        cfg = config(tmp_path, base, limits={"actions_per_hour": 5, "concurrency": 4, "queue_size": 1000})
+        alerts = [alert(name="Unmatched", instance=f"i{n}") for n in range(200)]  # about 70 KB of JSON
+        async with remediator_client(cfg) as (client, remediator):
+            await remediator.engine.stop()
+            status, _ = await post(client, payload(*alerts))
+            assert status == 200
+        async with remediator_client(cfg) as (client, remediator):
+            await settle(remediator)
+            entries = await remediator.engine.store.recent(1000)
+    received = [e["labels"]["instance"] for e in reversed(entries) if e["event"] == "received"]
+    assert received == [f"i{n}" for n in range(200)]
+    assert decisions(entries) == ["no_rule"] * 200
+
+
 async def test_ten_thousand_alerts_in_one_payload_are_all_accounted_for(tmp_path: Path) -> None:
     async with recorder() as (base, calls):
         cfg = config(tmp_path, base, limits={"actions_per_hour": 5, "concurrency": 4, "queue_size": 20000})
