@@ -115,7 +115,7 @@ class RabbitMQProbe(Probe):
         families = queue_families(sink)
         for queue in queues:
             record_queue(families, self.target, str(queue.get("vhost", "/")), queue["name"], queue)
-        if queues and all(family.samples == {} for _, family in families):
+        if queues and not any(family.samples for _, family in families):
             # Queues and not one count: the broker keeps no statistics (disable_metrics_collector), and the
             # queue alerts are blind. Said loudly rather than left to look like a quiet broker.
             sink.fail("no_statistics")
