@@ -6,6 +6,7 @@ import contextlib
 import hmac
 import json
 import logging
+import operator
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from remediator.payload import parse_payload
 from remediator.state import AuditUnavailableError, StateUnavailableError
 
 logger = logging.getLogger("remediator.web")
+STATUS = operator.itemgetter("status")
 
 
 @dataclass
@@ -81,7 +83,7 @@ def authorized(request: web.Request) -> bool:
 
 
 def _answer(request: web.Request, response: web.Response) -> web.Response:
-    request.app[REMEDIATOR].engine.metrics.webhook_requests.labels(str(response.status)).inc()
+    request.app[REMEDIATOR].engine.metrics.answered(response.status).inc()
     return response
 
 
@@ -122,9 +124,9 @@ async def _webhook(request: web.Request) -> web.Response:
         log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
         return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
     engine.queue.put_payload(inbox_id, received_at, stored, len(alerts))
-    firing = [alert["status"] for alert in alerts].count("firing")
-    engine.metrics.alerts_received.labels("firing").inc(firing)
-    engine.metrics.alerts_received.labels("resolved").inc(len(alerts) - firing)
+    firing = operator.countOf(map(STATUS, alerts), "firing")
+    engine.metrics.received_firing.inc(firing)
+    engine.metrics.received_resolved.inc(len(alerts) - firing)
     engine.metrics.queue_depth.set(engine.queue.qsize())
     truncated = payload.get("truncatedAlerts", 0)
     if truncated:

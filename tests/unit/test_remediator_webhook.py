@@ -352,6 +352,22 @@ async def test_known_label_values_are_exported_at_zero_before_anything_happens(t
     assert 'tradeops_remediator_circuit_open{action="escalate"} 0.0' in text
 
 
+async def test_the_webhook_counts_alerts_by_their_own_status_and_answers_by_http_code(tmp_path: Path) -> None:
+    async with recorder() as (base, _), remediator_client(config(tmp_path, base)) as (client, remediator):
+        firing = alert(collector="binance", name="CollectorFailed")
+        await post(client, payload(firing, alert(), {**alert(collector="kraken"), "status": "resolved"}))
+        await post(client, payload({**firing, "status": "resolved"}))
+        await client.post("/webhook", json=payload(alert()), headers={"Authorization": "Bearer wrong"})
+        await client.post("/webhook", data=b"{", headers={**auth(), "Content-Type": "application/json"})
+        await settle(remediator)
+        text = await (await client.get("/metrics")).text()
+    assert 'tradeops_remediator_alerts_received_total{status="firing"} 2.0' in text
+    assert 'tradeops_remediator_alerts_received_total{status="resolved"} 2.0' in text
+    assert 'tradeops_remediator_webhook_requests_total{code="200"} 2.0' in text
+    assert 'tradeops_remediator_webhook_requests_total{code="401"} 1.0' in text
+    assert 'tradeops_remediator_webhook_requests_total{code="422"} 1.0' in text
+
+
 async def test_a_stop_finishes_even_when_a_backend_client_swallows_the_cancellation(tmp_path: Path) -> None:
     entered = asyncio.Event()
 
