@@ -1,5 +1,9 @@
-"""Group commit on the event loop: the calls made during one turn of the loop are committed together, in one
-SQLite transaction, by a callback that runs right after them.
+"""Group commit on the event loop: the calls made during one turn of the loop, and the next, are committed
+together, in one SQLite transaction, by a callback that runs right after them.
+
+The commit waits for one more poll of the sockets: the webhook calls whose bytes arrive meanwhile join it. Under
+eight concurrent 100-alert senders that took the commits from 1.8 calls each to 3.9 (measured in
+docs/benchmarks.md), for one more turn of the loop (microseconds) before each answer.
 
 The connection is used on the loop's own thread. A writer thread was tried first: its many short SQLite calls
 each released and re-took the GIL from a busy loop, so it spent most of its time waiting for it (measured in
@@ -64,7 +68,7 @@ class GroupCommitWriter:
         self._calls.append(_Call(function, args, future))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
+            loop.call_soon(loop.call_soon, self._flush)  # after one more poll of the sockets: see the module
         return await future
 
     def _flush(self) -> None:

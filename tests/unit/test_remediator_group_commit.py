@@ -40,6 +40,25 @@ async def test_a_failing_call_rolls_back_only_its_own_writes_in_a_shared_batch(t
         await writer.run(insert, 7)
 
 
+async def test_a_call_made_in_the_next_turn_of_the_loop_joins_the_same_commit(tmp_path: Path) -> None:
+    db = connect(tmp_path / "turns.db")
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    writer = GroupCommitWriter(db)
+
+    def insert(value: int) -> None:
+        db.execute("INSERT INTO t (v) VALUES (?)", (value,))
+
+    first = asyncio.create_task(writer.run(insert, 1))
+    await asyncio.sleep(0)  # `first` has queued its call; this turn ends
+    second = asyncio.create_task(writer.run(insert, 2))  # as a request whose bytes came in the next poll
+    await asyncio.gather(first, second)
+    assert statements.count("COMMIT") == 1
+    await writer.run(insert, 3)  # and a call alone is still committed
+    assert statements.count("COMMIT") == 2
+    await writer.close()
+
+
 async def test_a_cancelled_caller_does_not_undo_its_write_and_close_drains_the_queue(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     writer = GroupCommitWriter(connect(path))
