@@ -60,17 +60,9 @@ class RemediatorMetrics:
         self.webhook_requests = Counter(
             "tradeops_remediator_webhook_requests", "Webhook requests answered, by HTTP status.", ["code"], registry=r
         )
-        # The webhook's own children, bound once: labels() takes a lock and checks its values on every call.
+        # Bound once, as every accepted payload counts into both: labels() takes a lock and checks its values.
         self.received_firing = self.alerts_received.labels("firing")
         self.received_resolved = self.alerts_received.labels("resolved")
-        self._answered: dict[int, Counter] = {}
-
-    def answered(self, status: int) -> Counter:
-        """The webhook_requests child counting answers with this HTTP status."""
-        child = self._answered.get(status)
-        if child is None:
-            child = self._answered[status] = self.webhook_requests.labels(str(status))
-        return child
 
     def prepare(
         self,

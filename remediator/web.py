@@ -83,7 +83,7 @@ def authorized(request: web.Request) -> bool:
 
 
 def _answer(request: web.Request, response: web.Response) -> web.Response:
-    request.app[REMEDIATOR].engine.metrics.answered(response.status).inc()
+    request.app[REMEDIATOR].engine.metrics.webhook_requests.labels(str(response.status)).inc()
     return response
 
 
