@@ -15,15 +15,15 @@ from remediator.actions.postgres import PostgresCancelQueriesAction, PostgresTer
 from remediator.actions.rabbitmq_purge import RabbitMQPurgeAction
 from remediator.actions.redis_actions import RedisConfigSetAction, RedisDeleteKeysAction, RedisFlushDbAction
 from remediator.actions.silence import AlertmanagerSilenceAction
+from remediator.audit.postgres import PostgresStore
+from remediator.audit.sqlite import SqliteStore
 from remediator.config import RemediatorConfig, load
-from remediator.engine import Engine
-from remediator.escalation import Escalator
-from remediator.memory_state import MemoryState
+from remediator.escalation.channels import Escalator
 from remediator.metrics import RemediatorMetrics
-from remediator.postgres_store import PostgresStore
-from remediator.redis_state import RedisState
-from remediator.state import AuditStore, StateBackend
-from remediator.store import SqliteStore
+from remediator.runtime.engine import Engine
+from remediator.state.base import AuditStore, StateBackend
+from remediator.state.memory import MemoryState
+from remediator.state.redis_backend import RedisState
 
 
 def build_registry(config: RemediatorConfig) -> ActionRegistry:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, HttpUrl, SecretStr, model_validator
 
 from common.config import NonEmptyStr, StrictModel, load_config, required_secret, secret_from_fields
-from remediator.matchers import Matcher, parse_matcher
+from remediator.policy.matchers import Matcher, parse_matcher
 
 Minutes = Annotated[float, Field(gt=0, le=60 * 24 * 31)]
 RuleName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]

@@ -15,11 +15,11 @@ from common.cli import EnvDefaultParser, parse_listen_address, service_parser
 from common.config import ConfigError, validation_details
 from common.logs import setup_logging
 from common.service import run_service, serve_until_stopped
+from remediator.api.web import Remediator, build_app
 from remediator.app import build_engine, load_checked
 from remediator.config import RemediatorConfig
+from remediator.intake.payload import WebhookAlert, parse_payload
 from remediator.metrics import RemediatorMetrics
-from remediator.payload import WebhookAlert, parse_payload
-from remediator.web import Remediator, build_app
 
 DEFAULT_LISTEN = "0.0.0.0:10102"
 

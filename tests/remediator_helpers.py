@@ -15,11 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.web import free_port
+from remediator.api.web import Remediator, build_app
 from remediator.app import build_engine
+from remediator.audit.sqlite import SqliteStore
 from remediator.config import RemediatorConfig
 from remediator.metrics import RemediatorMetrics
-from remediator.store import SqliteStore
-from remediator.web import Remediator, build_app
 
 TOKEN = "s3cret-token"
 STARTS = "2026-11-22T03:00:00Z"

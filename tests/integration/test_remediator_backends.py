@@ -12,12 +12,10 @@ from typing import Any
 import pytest
 
 from common.web import free_port
+from remediator.audit.postgres import PostgresStore
 from remediator.config import RateLimit
-from remediator.incident import Incident, now
-from remediator.payload import WebhookAlert
-from remediator.postgres_store import PostgresStore
-from remediator.redis_state import RedisState
-from remediator.state import (
+from remediator.intake.payload import WebhookAlert
+from remediator.state.base import (
     Admission,
     AuditEntry,
     AuditUnavailableError,
@@ -25,6 +23,8 @@ from remediator.state import (
     Denial,
     StateUnavailableError,
 )
+from remediator.state.incident import Incident, now
+from remediator.state.redis_backend import RedisState
 from tests.remediator_helpers import alert, payload
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ import yaml
 from aiohttp import web
 
 from common.web import free_port, free_ports
-from remediator.payload import WebhookAlert
+from remediator.intake.payload import WebhookAlert
 from tests.processes import private_postgres, private_postgres_cluster, private_redis, process, wait_http
 from tests.remediator_helpers import TOKEN, alert, payload
 

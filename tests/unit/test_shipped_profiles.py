@@ -15,7 +15,7 @@ import yaml
 from exporter.config import load as load_exporter_config
 from remediator.app import load_checked
 from remediator.config import RemediatorConfig
-from remediator.engine import matching_rules
+from remediator.runtime.engine import matching_rules
 from tests.prereqs import require_binary
 
 ROOT = Path(__file__).parents[2]

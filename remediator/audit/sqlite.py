@@ -1,0 +1,256 @@
+"""The embedded durable store (SQLite): the audit trail and the incidents, so a restart loses nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from remediator.audit.group_commit import ClosedError, GroupCommitWriter
+from remediator.intake.inbox import unfinished
+from remediator.intake.payload import WebhookAlert
+from remediator.state.base import AuditEntry, AuditUnavailableError, Delivery
+from remediator.state.incident import Incident, now
+
+SCHEMA = """
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;  -- WAL: every commit survives a process crash; see docs/configuration.md
+PRAGMA wal_autocheckpoint = 0;  -- checkpoints (the fsyncs) run on a thread: see remediator/audit/group_commit.py
+PRAGMA journal_size_limit = 67108864;  -- a log file grown past 64 MiB is cut back when the log starts over
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    status TEXT NOT NULL,
+    event TEXT NOT NULL,
+    rule TEXT,
+    decision TEXT,
+    detail TEXT,
+    labels TEXT NOT NULL
+);
+-- No index on incident: nothing here reads by it, and each audit row would dirty a random index page.
+DROP INDEX IF EXISTS audit_incident;
+-- The inbox: each payload verbatim, as it arrived, never updated (a payload is large: rewriting it per alert
+-- would cost more than the alert); an alert is done once its (delivery, idx) is in `delivered`.
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    body BLOB NOT NULL,
+    alerts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at);
+CREATE TABLE IF NOT EXISTS delivered (
+    delivery INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (delivery, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incidents (
+    key TEXT PRIMARY KEY,
+    alertname TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    rule TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at TEXT,
+    escalate_at TEXT,
+    escalated INTEGER NOT NULL DEFAULT 0,
+    escalation_reason TEXT,
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;  -- clustered by key: one random page per write, not two
+CREATE INDEX IF NOT EXISTS incidents_escalate ON incidents (state, escalate_at);
+"""
+
+
+class StoreClosedError(RuntimeError):
+    """The store was used after close()."""
+
+
+def _ts(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+class SqliteStore:
+    """SQLite store used from asyncio: writes are group-committed once per turn of the loop; reads run directly
+    (between batches no transaction is open, so they see every committed write)."""
+
+    def __init__(self, path: Path) -> None:
+        checkpoint = None
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint = functools.partial(_checkpoint, path)
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.executescript(SCHEMA)
+        self._writer = GroupCommitWriter(self._db, checkpoint)
+
+    async def _run(self, function: Any, *args: Any) -> Any:
+        try:
+            return await self._writer.run(function, *args)
+        except ClosedError as error:
+            raise StoreClosedError(str(error)) from error
+        except sqlite3.Error as error:  # a full disk, a broken file: nothing more can be recorded
+            raise AuditUnavailableError(f"SQLite audit store unavailable: {error}") from error
+
+    def _read(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
+        """Run a query now: between batches no transaction is open, so it sees every committed write."""
+        try:
+            return self._db.execute(sql, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise AuditUnavailableError(f"SQLite audit store unavailable: {error}") from error
+
+    async def open(self) -> None:
+        """The database was opened by the constructor."""
+
+    async def receive(self, body: bytes, count: int) -> tuple[int, dt.datetime]:
+        """Record the payload verbatim (one row, one commit) before the webhook answers; return its id and time."""
+        stamp = now()
+        inbox_id = await self._run(
+            lambda: (
+                self._db.execute(
+                    "INSERT INTO deliveries (received_at, body, alerts) VALUES (?, ?, ?)",
+                    (stamp.isoformat(), body, count),
+                ).lastrowid
+            )
+        )
+        return int(inbox_id), stamp
+
+    async def pending(self) -> list[tuple[Delivery, WebhookAlert]]:
+        """Return the alerts whose processing has not finished (after a restart: the work to resume)."""
+
+        payloads = self._read(
+            "SELECT id, received_at, body FROM deliveries AS d "
+            "WHERE alerts > (SELECT count(*) FROM delivered WHERE delivery = d.id) ORDER BY id"
+        )
+        finished = self._read(
+            "SELECT delivery, idx FROM delivered WHERE delivery IN (SELECT value FROM json_each(?))",
+            (json.dumps([row[0] for row in payloads]),),
+        )
+        return unfinished(
+            ((row[0], dt.datetime.fromisoformat(row[1]), row[2]) for row in payloads), set(map(tuple, finished))
+        )
+
+    def _record(self, entries: Sequence[AuditEntry], done: Delivery | None) -> None:
+        self._db.executemany(
+            "INSERT INTO audit (at, incident, alertname, status, event, rule, decision, detail, labels) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    entry.at.isoformat(),
+                    entry.alert.incident_key,
+                    entry.alert.name,
+                    entry.alert.status,
+                    entry.event,
+                    entry.rule,
+                    entry.decision,
+                    entry.detail[:4000],
+                    entry.alert.labels_json,
+                )
+                for entry in entries
+            ],
+        )
+        if done is not None:
+            self._db.execute(
+                "INSERT OR IGNORE INTO delivered (delivery, idx) VALUES (?, ?)", (done.inbox_id, done.position)
+            )
+
+    async def record(self, entries: Sequence[AuditEntry], done: Delivery | None = None) -> None:
+        """Append the entries and, with `done`, mark that alert processed, in one transaction."""
+        await self._run(self._record, entries, done)
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        """Return the newest audit entries first."""
+        names = ("id", "at", "incident", "alertname", "status", "event", "rule", "decision", "detail", "labels")
+        rows = self._read(f"SELECT {', '.join(names)} FROM audit ORDER BY id DESC LIMIT ?", (limit,))  # noqa: S608
+        entries = [dict(zip(names, row, strict=True)) for row in rows]
+        for entry in entries:
+            entry["labels"] = json.loads(entry["labels"])
+        return entries
+
+    async def incident(self, key: str) -> Incident | None:
+        """Return the incident with this key, if any."""
+        rows = self._read("SELECT * FROM incidents WHERE key = ?", (key,))
+        return _incident(rows[0]) if rows else None
+
+    async def save(self, incident: Incident) -> None:
+        """Insert or update an incident."""
+        values = (
+            incident.key,
+            incident.alertname,
+            json.dumps(incident.labels, sort_keys=True),
+            incident.rule,
+            incident.state,
+            incident.attempts,
+            incident.last_attempt_at.isoformat() if incident.last_attempt_at else None,
+            incident.escalate_at.isoformat() if incident.escalate_at else None,
+            int(incident.escalated),
+            incident.escalation_reason,
+            now().isoformat(),
+        )
+        await self._run(
+            lambda: self._db.execute(
+                "INSERT INTO incidents (key, alertname, labels, rule, state, attempts, last_attempt_at, escalate_at, "
+                "escalated, escalation_reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET alertname = excluded.alertname, labels = excluded.labels, "
+                "rule = excluded.rule, state = excluded.state, attempts = excluded.attempts, "
+                "last_attempt_at = excluded.last_attempt_at, escalate_at = excluded.escalate_at, "
+                "escalated = excluded.escalated, escalation_reason = excluded.escalation_reason, "
+                "updated_at = excluded.updated_at",
+                values,
+            )
+        )
+
+    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
+        """Return open incidents whose still-firing escalation time has come."""
+        rows = self._read(
+            "SELECT * FROM incidents WHERE state = 'open' AND escalated = 0 AND escalate_at IS NOT NULL "
+            "AND escalate_at <= ?",
+            (at.isoformat(),),
+        )
+        return [_incident(row) for row in rows]
+
+    async def prune(self, older_than: dt.datetime) -> None:
+        """Delete audit entries, finished payloads and closed incidents older than the retention."""
+        cutoff = older_than.isoformat()
+
+        def _prune() -> None:
+            self._db.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
+            # Finished payloads only: an alert still waiting is never pruned, however old.
+            finished = (
+                "SELECT id FROM deliveries AS d WHERE received_at < ? "
+                "AND alerts <= (SELECT count(*) FROM delivered WHERE delivery = d.id)"
+            )
+            self._db.execute(f"DELETE FROM delivered WHERE delivery IN ({finished})", (cutoff,))  # noqa: S608
+            self._db.execute(f"DELETE FROM deliveries WHERE id IN ({finished})", (cutoff,))  # noqa: S608
+            self._db.execute("DELETE FROM incidents WHERE state = 'closed' AND updated_at < ?", (cutoff,))
+
+        await self._run(_prune)
+
+    async def close(self) -> None:
+        """Close the database once every queued call has finished."""
+        await self._writer.close()
+
+
+def _checkpoint(path: Path) -> None:
+    """Copy the WAL into the database file (PASSIVE: never waits for, or blocks, the writer)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _incident(row: tuple[Any, ...]) -> Incident:
+    return Incident(
+        key=row[0],
+        alertname=row[1],
+        labels=json.loads(row[2]),
+        rule=row[3],
+        state=row[4],
+        attempts=row[5],
+        last_attempt_at=_ts(row[6]),
+        escalate_at=_ts(row[7]),
+        escalated=bool(row[8]),
+        escalation_reason=row[9],
+    )

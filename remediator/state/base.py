@@ -1,0 +1,154 @@
+"""What the policy needs to remember, behind two small interfaces: the state backend (dedup, attempts, limits,
+locks, pending escalations; memory or Redis) and the audit store (audit trail and inbox; SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from remediator.config import RateLimit
+from remediator.intake.payload import WebhookAlert
+from remediator.state.incident import Incident
+
+
+class StateUnavailableError(RuntimeError):
+    """The shared state cannot be read or written: the remediator fails closed (no action) and escalates."""
+
+
+class AuditUnavailableError(RuntimeError):
+    """The audit store cannot record: the webhook answers 503 rather than acknowledge what was not recorded."""
+
+
+class Denial(enum.StrEnum):
+    """Why an admission was refused."""
+
+    CIRCUIT = "circuit"
+    COOLDOWN = "cooldown"
+    RATE = "rate"
+    BUDGET = "budget"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One action's claim on the limits: its circuit breaker, the target's cooldown, the rule's bucket and the
+    global hourly budget."""
+
+    action: str
+    breaker_open_seconds: float
+    rule: str
+    rate: RateLimit
+    target: str
+    cooldown_seconds: float
+    actions_per_hour: int
+    claimant: str  # the incident, for the budget's record
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """An action's circuit opens after `failures` consecutive failures and half-opens after `open_seconds`."""
+
+    failures: int
+    open_seconds: float
+
+
+class Delivery(NamedTuple):
+    """Where an alert waits in the inbox: its payload's entry, its position in that payload, and when it came.
+    (A named tuple: one is made per accepted alert, on the webhook's path.)"""
+
+    inbox_id: int
+    position: int
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One step of the audit trail for one alert."""
+
+    at: dt.datetime
+    alert: WebhookAlert
+    event: str
+    rule: str | None = None
+    decision: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class Hold:
+    """An incident's lock as held: whether it was won, the incident as read under it, and the incident to save
+    as the lock is released (with Redis, one step)."""
+
+    won: bool
+    incident: Incident | None
+    save_on_release: Incident | None = None
+
+
+class IncidentStore(Protocol):
+    """Where incidents are kept."""
+
+    async def incident(self, key: str) -> Incident | None:
+        """Return the incident with this key, if any."""
+
+    async def save(self, incident: Incident) -> None:
+        """Insert or update an incident."""
+
+    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
+        """Return open, not yet escalated incidents whose escalation time has come."""
+
+
+class StateBackend(IncidentStore, Protocol):
+    """Everything the policy decides on; every check-and-update is atomic across the replicas sharing it."""
+
+    async def open(self) -> None:
+        """Connect (lazily for Redis: the first call connects)."""
+
+    def hold(self, key: str, ttl_seconds: float) -> AbstractAsyncContextManager[Hold]:
+        """Hold the incident's lock (at most `ttl_seconds` if the holder dies) and read the incident under it;
+        on a normal exit save `save_on_release`, if set, and release."""
+
+    async def ping(self) -> None:
+        """Raise StateUnavailableError when the backend cannot be reached."""
+
+    async def admit(self, admission: Admission, consume: bool) -> Denial | None:
+        """Check the circuit, cooldown, rate and budget in one step; with consume, take all or none."""
+
+    async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
+        """Record an action's outcome; return whether its circuit is now open."""
+
+    async def budget_remaining(self, actions_per_hour: int) -> int:
+        """Actions left in the trailing hour."""
+
+    async def prune(self, older_than: dt.datetime) -> None:
+        """Forget closed incidents older than the retention."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class AuditStore(IncidentStore, Protocol):
+    """The durable record: every received alert (the inbox, resumed after a restart) and every step taken."""
+
+    async def open(self) -> None:
+        """Connect and create the schema; raise AuditUnavailableError when that fails."""
+
+    async def receive(self, body: bytes, count: int) -> tuple[int, dt.datetime]:
+        """Durably record a validated payload of `count` alerts, verbatim, before the webhook answers; return its
+        inbox id and the time it was recorded."""
+
+    async def pending(self) -> list[tuple[Delivery, WebhookAlert]]:
+        """Return this replica's alerts whose processing has not finished, oldest first."""
+
+    async def record(self, entries: Sequence[AuditEntry], done: Delivery | None = None) -> None:
+        """Append the entries to the audit trail and, with `done`, mark that alert processed, atomically."""
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        """Return the newest audit entries first."""
+
+    async def prune(self, older_than: dt.datetime) -> None:
+        """Delete what is older than the retention."""
+
+    async def close(self) -> None:
+        """Close connections once running calls have finished."""

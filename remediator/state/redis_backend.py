@@ -1,0 +1,281 @@
+"""The Redis state backend: replicas share dedup, attempts, limits, locks and pending escalations.
+
+Every check-and-update is one Lua script (atomic in Redis, timed by Redis' own clock, so replicas' clocks
+need not agree). Incidents are serialised under a per-incident lock with a TTL, so a replica that dies
+mid-action blocks the incident only until the TTL ends; taking the lock reads the incident, and releasing it
+saves the incident, each in one round trip. Any Redis failure is a StateUnavailableError: the engine then
+fails closed (no action) and escalates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixed
+
+from common.batcher import Batcher
+from common.logs import log_event
+from remediator.state.base import Admission, BreakerPolicy, Denial, Hold, StateUnavailableError
+from remediator.state.incident import Incident
+
+logger = logging.getLogger("remediator.state")
+T = TypeVar("T")
+
+NOW_MS = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+# KEYS: cooldown, bucket, budget, breaker. ARGV: cooldown_ms, burst, per_minute, per_hour, claimant, consume,
+# breaker_open_ms.
+ADMIT = (
+    NOW_MS
+    + """
+local cooldown_ms = tonumber(ARGV[1])
+local consume = ARGV[6] == '1'
+local opened = tonumber(redis.call('HGET', KEYS[4], 'opened_at'))
+if opened ~= nil and now - opened < tonumber(ARGV[7]) then return 'circuit' end
+if cooldown_ms > 0 and redis.call('EXISTS', KEYS[1]) == 1 then return 'cooldown' end
+local burst = tonumber(ARGV[2])
+local per_minute = tonumber(ARGV[3])
+local bucket = redis.call('HMGET', KEYS[2], 'tokens', 'updated')
+local tokens = tonumber(bucket[1]) or burst
+local updated = tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - updated) * per_minute / 60000)
+if consume and tokens < 1 then return 'rate' end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 3600000)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return 'budget' end
+if consume then
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'updated', now)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(burst / per_minute * 60000) + 60000)
+  redis.call('ZADD', KEYS[3], now, ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], 3600000)
+  if cooldown_ms > 0 then redis.call('SET', KEYS[1], '1', 'PX', math.ceil(cooldown_ms)) end
+end
+return 'ok'
+"""
+)
+# KEYS: lock, incident. ARGV: token, ttl_ms. Returns {1, incident or false} when the lock was taken, else {0}.
+HOLD = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, redis.call('GET', KEYS[2])} end
+return {0}
+"""
+# KEYS: incident, pending-escalation index, lock. ARGV: incident JSON ('' saves nothing), escalation score ('':
+# not pending), retention seconds, incident key, lock token ('' releases nothing). Saves, then releases the
+# lock if this token still holds it; returns 0 when it was to be released but had expired.
+SAVE_RELEASE = """
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+  if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4]) else redis.call('ZREM', KEYS[2], ARGV[4]) end
+end
+if ARGV[5] == '' then return 1 end
+if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) return 1 end
+return 0
+"""
+LOCK_POLL_SECONDS = 0.02
+# KEYS: budget. ARGV: per_hour.
+BUDGET = (
+    NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
+return math.max(0, tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]))
+"""
+)
+# KEYS: breaker. ARGV: ok, threshold, open_ms. Returns 1 when the circuit is open afterwards.
+BREAKER_RECORD = (
+    NOW_MS
+    + """
+if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) return 0 end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if failures >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'opened_at', now)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 86400000)
+  return 1
+end
+return 0
+"""
+)
+
+
+def _dump(incident: Incident) -> str:
+    return json.dumps(
+        {
+            "key": incident.key,
+            "alertname": incident.alertname,
+            "labels": incident.labels,
+            "rule": incident.rule,
+            "state": incident.state,
+            "attempts": incident.attempts,
+            "last_attempt_at": incident.last_attempt_at.isoformat() if incident.last_attempt_at else None,
+            "escalate_at": incident.escalate_at.isoformat() if incident.escalate_at else None,
+            "escalated": incident.escalated,
+            "escalation_reason": incident.escalation_reason,
+        }
+    )
+
+
+def _load(text: str | bytes) -> Incident:
+    data: dict[str, Any] = json.loads(text)
+    for name in ("last_attempt_at", "escalate_at"):
+        data[name] = dt.datetime.fromisoformat(data[name]) if data[name] else None
+    return Incident(**data)
+
+
+class RedisState:
+    """Shared policy state in one Redis (or a Sentinel-managed primary)."""
+
+    def __init__(self, url: str, prefix: str, timeout_seconds: float, retention_seconds: float) -> None:
+        self.redis: Redis = Redis.from_url(
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, decode_responses=False
+        )
+        self.prefix = prefix
+        self.retention_seconds = int(retention_seconds)
+        self._admit = self.redis.register_script(ADMIT)
+        self._budget = self.redis.register_script(BUDGET)
+        self._breaker_record = self.redis.register_script(BREAKER_RECORD)
+        self._hold = self.redis.register_script(HOLD)
+        self._save_release = self.redis.register_script(SAVE_RELEASE)
+        self._pings: Batcher[None, None] = Batcher(self._ping_batch)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def _call(self, pending: Awaitable[T]) -> T:
+        try:
+            return await pending
+        except (RedisError, OSError, TimeoutError) as error:
+            raise StateUnavailableError(f"Redis state backend unavailable: {error}") from error
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str, ttl_seconds: float) -> AsyncIterator[Hold]:
+        """Hold the incident's lock across replicas, reading the incident as it is taken; it expires after
+        `ttl_seconds` if this replica dies. A lock held elsewhere is waited for, at most `ttl_seconds` + 1."""
+        token = uuid.uuid4().hex
+        keys = [self._key("lock", key), self._key("incident", key)]
+        args: list[str | int | float] = [token, max(1, int(ttl_seconds * 1000))]
+
+        async def take() -> list[Any]:
+            return list(await self._call(self._hold(keys=keys, args=args)))
+
+        # Polled until taken or given up on; the last answer (not taken) is kept when giving up.
+        reply: list[Any] = await AsyncRetrying(
+            retry=retry_if_result(lambda answer: answer[0] != 1),
+            wait=wait_fixed(LOCK_POLL_SECONDS),
+            stop=stop_after_delay(ttl_seconds + 1),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else [0],
+        )(take)
+        won = reply[0] == 1
+        held = Hold(won=won, incident=_load(reply[1]) if won and reply[1] is not None else None)
+        try:
+            yield held
+        except BaseException:
+            if won:
+                await self._release(key, token, None)
+            raise
+        if won:
+            await self._release(key, token, held.save_on_release)
+
+    async def _release(self, key: str, token: str, incident: Incident | None) -> None:
+        """Save the incident (if any) and release the lock, in one step; a release that fails is logged only
+        (the lock ends with its TTL), a save that fails raises StateUnavailableError."""
+        try:
+            await self._save_incident(incident, token, key)
+        except StateUnavailableError as error:
+            if incident is not None:
+                raise
+            log_event(logger, logging.WARNING, "lock_release_failed", incident=key, error=str(error))
+
+    async def _save_incident(self, incident: Incident | None, token: str, key: str) -> None:
+        keys = [self._key("incident", key), self._key("escalate"), self._key("lock", key)]
+        score: str | float = ""  # pending escalation: open, not yet escalated, with a time
+        if incident is not None and incident.state == "open" and not incident.escalated and incident.escalate_at:
+            score = incident.escalate_at.timestamp()
+        args: list[str | int | float] = [
+            _dump(incident) if incident is not None else "",
+            score,
+            self.retention_seconds,
+            key,
+            token,
+        ]
+        released = bool(await self._call(self._save_release(keys=keys, args=args)))
+        if token and not released:
+            log_event(logger, logging.WARNING, "lock_expired_before_release", incident=key)
+
+    async def open(self) -> None:
+        """Nothing to open (Redis connects on first use)."""
+
+    async def ping(self) -> None:
+        """Raise StateUnavailableError when Redis does not answer a PING sent after this call; the calls made
+        while one PING is on its way share the next."""
+        await self._pings.submit(None)
+
+    async def _ping_batch(self, callers: list[None]) -> list[None]:
+        await self._call(self.redis.ping())
+        return [None] * len(callers)
+
+    async def incident(self, key: str) -> Incident | None:
+        """Return the incident with this key, if any."""
+        raw = await self._call(self.redis.get(self._key("incident", key)))
+        return _load(raw) if raw is not None else None
+
+    async def save(self, incident: Incident) -> None:
+        """Store the incident and keep the pending-escalation index in step, in one step."""
+        await self._save_incident(incident, "", incident.key)
+
+    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
+        """Return open incidents whose escalation time has come (the engine re-checks each under its lock)."""
+        index = self._key("escalate")
+        raw_keys = await self._call(self.redis.zrangebyscore(index, "-inf", at.timestamp()))
+        if not raw_keys:
+            return []
+        keys = [k.decode() if isinstance(k, bytes) else str(k) for k in raw_keys]
+        stored = await self._call(self.redis.mget([self._key("incident", key) for key in keys]))
+        expired = [key for key, raw in zip(keys, stored, strict=True) if raw is None]
+        if expired:
+            await self._call(self.redis.zrem(index, *expired))  # their incidents expired: drop them from the index
+        incidents = [_load(raw) for raw in stored if raw is not None]
+        return [i for i in incidents if i.state == "open" and not i.escalated]
+
+    async def admit(self, admission: Admission, consume: bool) -> Denial | None:
+        """Check circuit, cooldown, rate and budget in one script; with consume take all or none."""
+        keys = [
+            self._key("cooldown", admission.target),
+            self._key("bucket", admission.rule),
+            self._key("budget"),
+            self._key("breaker", admission.action),
+        ]
+        claimant = f"{admission.claimant}:{uuid.uuid4().hex}"
+        args: list[str | int | float] = [
+            admission.cooldown_seconds * 1000,
+            admission.rate.burst,
+            admission.rate.per_minute,
+            admission.actions_per_hour,
+            claimant,
+            "1" if consume else "0",
+            admission.breaker_open_seconds * 1000,
+        ]
+        answer = await self._call(self._admit(keys=keys, args=args))
+        verdict = answer.decode() if isinstance(answer, bytes) else str(answer)
+        return None if verdict == "ok" else Denial(verdict)
+
+    async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
+        """Record an outcome; return whether the circuit is now open."""
+        keys = [self._key("breaker", action)]
+        args: list[str | int | float] = ["1" if ok else "0", policy.failures, policy.open_seconds * 1000]
+        return bool(await self._call(self._breaker_record(keys=keys, args=args)))
+
+    async def budget_remaining(self, actions_per_hour: int) -> int:
+        """Actions left in the trailing hour, across replicas."""
+        return int(await self._call(self._budget(keys=[self._key("budget")], args=[actions_per_hour])))
+
+    async def prune(self, older_than: dt.datetime) -> None:
+        """Incidents expire by themselves (TTL = the retention, renewed on every save)."""
+
+    async def close(self) -> None:
+        """Close the connection pool once the PING on its way is answered."""
+        await self._pings.wait_idle()
+        await self.redis.aclose()
