@@ -18,7 +18,7 @@ from remediator.actions.silence import AlertmanagerSilenceAction
 from remediator.audit.postgres import PostgresStore
 from remediator.audit.sqlite import SqliteStore
 from remediator.config import RemediatorConfig, load
-from remediator.escalation.channels import Escalator
+from remediator.escalation.outbox import InlineOutbox
 from remediator.metrics import RemediatorMetrics
 from remediator.runtime.engine import Engine
 from remediator.state.base import AuditStore, StateBackend
@@ -103,5 +103,5 @@ def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics) -> Engine
     """Create an engine with its store, state and escalator (nothing connects or runs until start())."""
     store = build_store(config)
     return Engine(
-        config, build_registry(config), store, build_state(config, store), Escalator(config.escalation), metrics
+        config, build_registry(config), store, build_state(config, store), InlineOutbox(config.escalation), metrics
     )

@@ -55,7 +55,10 @@ class RemediatorMetrics:
             "tradeops_remediator_budget_remaining", "Actions left in the trailing hour's global budget.", registry=r
         )
         self.circuit_open = Gauge(
-            "tradeops_remediator_circuit_open", "1 while an action's circuit breaker is open.", ["action"], registry=r
+            "tradeops_remediator_circuit_open",
+            "1 while a rule's circuit breaker on a target is open.",
+            ["rule", "target"],
+            registry=r,
         )
         self.webhook_requests = Counter(
             "tradeops_remediator_webhook_requests", "Webhook requests answered, by HTTP status.", ["code"], registry=r
@@ -79,7 +82,6 @@ class RemediatorMetrics:
             for outcome in ("success", "failure"):
                 self.actions.labels(action, outcome)
             self.action_duration.labels(action)
-            self.circuit_open.labels(action)
         for reason in escalations:
             self.escalations.labels(reason)
         for channel in channels:

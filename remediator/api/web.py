@@ -57,13 +57,8 @@ class Remediator:
             self.last_reload_error = error.render()
             log_event(logger, logging.ERROR, "reload_failed", error=self.last_reload_error)
             return False
-        old_registry = self.engine.registry
-        self.engine.config = config
         self.token = config.token()
-        self.engine.registry = build_registry(config)
-        self.engine.escalator.config = config.escalation
-        self.engine.prepare_metrics()
-        await old_registry.close()
+        await self.engine.reconfigure(config, build_registry(config))
         self.last_reload_error = ""
         log_event(logger, logging.INFO, "reloaded", rules=len(config.rules))
         return True
@@ -192,7 +187,7 @@ def build_app(remediator: Remediator) -> web.Application:
         yield
         await engine.stop()
         await engine.registry.close()
-        await engine.escalator.close()
+        await engine.outbox.close()
         await engine.state.close()
         await engine.store.close()
 

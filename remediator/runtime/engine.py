@@ -25,7 +25,8 @@ from remediator.actions.base import (
     substitute,
 )
 from remediator.config import RemediatorConfig, RuleConfig
-from remediator.escalation.channels import Escalation, Escalator
+from remediator.escalation.channels import Escalation
+from remediator.escalation.outbox import Outbox
 from remediator.intake.payload import WebhookAlert
 from remediator.metrics import RemediatorMetrics
 from remediator.policy.matchers import matches_all
@@ -77,7 +78,7 @@ ESCALATION_REASONS = (*sorted(ESCALATING), "action_failed", "escalation_only", "
 # While the state backend is down, one escalation per incident per this many seconds (no shared dedup then).
 UNAVAILABLE_ESCALATION_REPEAT_SECONDS = 300
 DENIALS = {
-    Denial.CIRCUIT: (Reason.CIRCUIT_OPEN, "circuit breaker of {action} is open"),
+    Denial.CIRCUIT: (Reason.CIRCUIT_OPEN, "circuit breaker of rule {rule} on {target} is open"),
     Denial.COOLDOWN: (Reason.COOLDOWN, "{target} was acted on less than {minutes:g} min ago"),
     Denial.RATE: (Reason.RATE_LIMITED, "rule {rule} is over its rate"),
     Denial.BUDGET: (Reason.RATE_LIMITED, "global hourly action budget exhausted"),
@@ -151,6 +152,11 @@ def bind(rule: RuleConfig, labels: Mapping[str, str]) -> tuple[dict[str, str] | 
     return bound, ""
 
 
+def breaker_key(rule: RuleConfig, target: str) -> str:
+    """The circuit breaker an action counts against: one per rule and target."""
+    return f"{rule.name}:{target}"
+
+
 def escalation_delay(config: RemediatorConfig, rule: RuleConfig | None, labels: Mapping[str, str]) -> dt.timedelta:
     """How long a remediated alert may keep firing before a human is called (escalation matrix)."""
     if rule is not None and rule.escalate_after_minutes is not None:
@@ -168,14 +174,14 @@ class Engine:
         registry: ActionRegistry,
         store: AuditStore,
         state: StateBackend,
-        escalator: Escalator,
+        outbox: Outbox,
         metrics: RemediatorMetrics,
     ) -> None:
         self.config = config
         self.registry = registry
         self.store = store
         self.state = state
-        self.escalator = escalator
+        self.outbox = outbox
         self.metrics = metrics
         self.queue = AlertQueue()
         self._unavailable_escalations: dict[str, float] = {}
@@ -223,7 +229,7 @@ class Engine:
         if self.config.dry_run or rule.dry_run:
             return Plan(rule, Reason.DRY_RUN, "dry run: would run " + rule.action, params, bound, target)
         admission = Admission(
-            rule.action,
+            breaker_key(rule, target),
             self.breaker_policy.open_seconds,
             rule.name,
             rule.rate,
@@ -259,7 +265,7 @@ class Engine:
             [(rule.name, rule.action) for rule in self.config.rules],
             [reason for reason in Reason if reason is not Reason.NO_RULE],
             ESCALATION_REASONS,
-            self.escalator.channel_names(),
+            self.outbox.channel_names(),
         )
         self.metrics.decisions.labels("", Reason.NO_RULE)
 
@@ -268,9 +274,19 @@ class Engine:
         self.prepare_metrics()
         await self.store.open()
         await self.state.open()
+        await self.outbox.start()
         self.queue.put_resumed(await self.store.pending())
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.limits.concurrency * 2)]
         self._tasks.append(asyncio.create_task(self._escalation_loop()))
+
+    async def reconfigure(self, config: RemediatorConfig, registry: ActionRegistry) -> None:
+        """Apply a reloaded configuration: rules, bounds and channels change; all state is kept."""
+        old_registry = self.registry
+        self.config = config
+        self.registry = registry
+        self.outbox.reconfigure(config.escalation)
+        self.prepare_metrics()
+        await old_registry.close()
 
     async def stop(self) -> None:
         """Stop workers (unfinished inbox entries stay pending for the next start)."""
@@ -429,8 +445,8 @@ class Engine:
         log_event(
             logger, logging.INFO, "action_done", incident=alert.incident_key, rule=rule.name, ok=ok, detail=detail
         )
-        is_open = await self.state.record_outcome(rule.action, ok, self.breaker_policy)
-        self.metrics.circuit_open.labels(rule.action).set(1 if is_open else 0)
+        is_open = await self.state.record_outcome(breaker_key(rule, plan.target), ok, self.breaker_policy)
+        self.metrics.circuit_open.labels(rule.name, plan.target).set(1 if is_open else 0)
         return ok, detail
 
     def _record(self, journal: Journal, plan: Plan) -> None:
@@ -465,9 +481,8 @@ class Engine:
         resolved: bool,
         journal: Journal | None,
     ) -> None:
-        failed = await self.escalator.send(Escalation(key, labels, reason, detail, resolved))
-        for channel in failed:
-            self.metrics.escalation_failures.labels(channel).inc()
+        await self.outbox.enqueue(Escalation(key, labels, reason, detail, resolved))
+        failed: list[str] = []
         if not resolved:
             self.metrics.escalations.labels(reason).inc()
         if journal is not None:

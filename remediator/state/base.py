@@ -34,10 +34,10 @@ class Denial(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Admission:
-    """One action's claim on the limits: its circuit breaker, the target's cooldown, the rule's bucket and the
-    global hourly budget."""
+    """One action's claim on the limits: its circuit breaker (per rule and target), the target's cooldown, the
+    rule's bucket and the global hourly budget."""
 
-    action: str
+    breaker: str  # the breaker's key: "<rule>:<target>"
     breaker_open_seconds: float
     rule: str
     rate: RateLimit
@@ -115,8 +115,8 @@ class StateBackend(IncidentStore, Protocol):
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
         """Check the circuit, cooldown, rate and budget in one step; with consume, take all or none."""
 
-    async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
-        """Record an action's outcome; return whether its circuit is now open."""
+    async def record_outcome(self, breaker: str, ok: bool, policy: BreakerPolicy) -> bool:
+        """Record an action's outcome on its breaker (rule and target); return whether the circuit is now open."""
 
     async def budget_remaining(self, actions_per_hour: int) -> int:
         """Actions left in the trailing hour."""

@@ -102,7 +102,7 @@ class MemoryState:
 
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
         """Check circuit, cooldown, rate and budget; with consume take all (no await in between: atomic)."""
-        if not self._breaker(admission.action).allows(admission.breaker_open_seconds):
+        if not self._breaker(admission.breaker).allows(admission.breaker_open_seconds):
             return Denial.CIRCUIT
         last = self.cooldowns.get(admission.target)
         if last is not None and time.monotonic() - last < admission.cooldown_seconds:
@@ -120,14 +120,14 @@ class MemoryState:
             self.cooldowns[admission.target] = time.monotonic()
         return None
 
-    def _breaker(self, action: str) -> CircuitBreaker:
-        return self.breakers.setdefault(action, CircuitBreaker())
+    def _breaker(self, breaker: str) -> CircuitBreaker:
+        return self.breakers.setdefault(breaker, CircuitBreaker())
 
-    async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
+    async def record_outcome(self, breaker: str, ok: bool, policy: BreakerPolicy) -> bool:
         """Record an outcome; return whether the circuit is now open."""
-        breaker = self._breaker(action)
-        breaker.record(ok, policy)
-        return not breaker.allows(policy.open_seconds)
+        circuit = self._breaker(breaker)
+        circuit.record(ok, policy)
+        return not circuit.allows(policy.open_seconds)
 
     async def budget_remaining(self, actions_per_hour: int) -> int:
         """Actions left in the trailing hour."""

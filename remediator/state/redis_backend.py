@@ -246,7 +246,7 @@ class RedisState:
             self._key("cooldown", admission.target),
             self._key("bucket", admission.rule),
             self._key("budget"),
-            self._key("breaker", admission.action),
+            self._key("breaker", admission.breaker),
         ]
         claimant = f"{admission.claimant}:{uuid.uuid4().hex}"
         args: list[str | int | float] = [
@@ -262,9 +262,9 @@ class RedisState:
         verdict = answer.decode() if isinstance(answer, bytes) else str(answer)
         return None if verdict == "ok" else Denial(verdict)
 
-    async def record_outcome(self, action: str, ok: bool, policy: BreakerPolicy) -> bool:
+    async def record_outcome(self, breaker: str, ok: bool, policy: BreakerPolicy) -> bool:
         """Record an outcome; return whether the circuit is now open."""
-        keys = [self._key("breaker", action)]
+        keys = [self._key("breaker", breaker)]
         args: list[str | int | float] = ["1" if ok else "0", policy.failures, policy.open_seconds * 1000]
         return bool(await self._call(self._breaker_record(keys=keys, args=args)))
 

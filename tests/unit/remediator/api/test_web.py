@@ -144,7 +144,7 @@ async def test_a_failing_action_is_retried_then_escalated_and_opens_the_breaker(
     assert platform_calls(calls) == ["/platform/fail"] * 4  # 2 incidents x (1 try + 1 retry); the 3rd is refused
     assert decisions(entries) == ["executed", "executed", "circuit_open"]
     assert [e["reason"] for e in escalations(calls)] == ["action_failed", "action_failed", "circuit_open"]
-    assert 'tradeops_remediator_circuit_open{action="http_request"} 1.0' in metrics
+    assert 'tradeops_remediator_circuit_open{rule="broken-endpoint",target="broken-endpoint"} 1.0' in metrics
 
 
 async def test_every_decision_reason_is_reachable(tmp_path: Path) -> None:
@@ -349,7 +349,6 @@ async def test_known_label_values_are_exported_at_zero_before_anything_happens(t
     assert 'tradeops_remediator_decisions_total{reason="no_rule",rule=""} 0.0' in text
     assert 'tradeops_remediator_escalations_total{reason="still_firing"} 0.0' in text
     assert 'tradeops_remediator_escalation_failures_total{channel="webhook:generic"} 0.0' in text
-    assert 'tradeops_remediator_circuit_open{action="escalate"} 0.0' in text
 
 
 async def test_the_webhook_counts_alerts_by_their_own_status_and_answers_by_http_code(tmp_path: Path) -> None:
