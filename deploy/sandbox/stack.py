@@ -28,6 +28,7 @@ from sandbox.settings import SandboxSettings
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = ROOT / "deploy/profiles"
 RULES_DIR = ROOT / "alert_rules"
+ALERTMANAGER_CONFIG = ROOT / "deploy/alertmanager/alertmanager.yml"
 
 
 class MissingPrerequisiteError(RuntimeError):
@@ -308,35 +309,29 @@ class Stack:
         }
 
     def alertmanager_config(self) -> dict[str, Any]:
-        """Route every alert to the remediator with bearer auth; RemediationEscalated goes to the 'pager'."""
+        """The shipped routing (deploy/alertmanager/alertmanager.yml) pointed at this stack's remediator with its
+        token, with the stack's timings on every route: own alerts and escalations to 'pager', the rest to the
+        remediator, the Watchdog to 'deadmansswitch'."""
         t = self.options.timings
-        webhook = {
-            "url": f"{self.urls()['remediator']}/webhook",
-            "send_resolved": True,
-            "http_config": {"authorization": {"type": "Bearer", "credentials": self.token}},
+        config: dict[str, Any] = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+        timings = {
+            "group_wait": f"{t.group_wait_seconds:g}s",
+            "group_interval": f"{t.group_interval_seconds:g}s",
+            "repeat_interval": f"{t.repeat_interval_seconds:g}s",
         }
-        return {
-            "route": {
-                "receiver": "tradeops-remediator",
-                "group_by": [
-                    "alertname",
-                    "service",
-                    "queue",
-                    "set",
-                    "collector",
-                    "server",
-                    "instance_name",
-                    "system",
-                    "name",
-                    "pool",
-                ],
-                "group_wait": f"{t.group_wait_seconds:g}s",
-                "group_interval": f"{t.group_interval_seconds:g}s",
-                "repeat_interval": f"{t.repeat_interval_seconds:g}s",
-                "routes": [{"matchers": ['alertname="RemediationEscalated"'], "receiver": "pager"}],
-            },
-            "receivers": [{"name": "tradeops-remediator", "webhook_configs": [webhook]}, {"name": "pager"}],
-        }
+        routes = [config["route"]]
+        while routes:
+            route = routes.pop()
+            for key in timings:
+                route.pop(key, None)
+            routes += route.get("routes", [])
+        config["route"].update(timings)
+        for receiver in config["receivers"]:
+            for webhook in receiver.get("webhook_configs", []):
+                if webhook["url"].endswith(":10102/webhook"):  # the remediator's
+                    webhook["url"] = f"{self.urls()['remediator']}/webhook"
+                    webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": self.token}}
+        return config
 
     # -- processes ------------------------------------------------------------------------------------------
     async def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:

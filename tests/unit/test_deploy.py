@@ -131,7 +131,10 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
 def test_kubernetes_manifests_are_complete_and_non_root() -> None:
     documents = kubernetes_documents()
     kinds = {d["kind"] for d in documents}
-    assert {"Deployment", "Service", "ConfigMap", "Secret", "ServiceMonitor", "PrometheusRule"} <= kinds
+    assert {"Deployment", "Service", "ConfigMap", "Secret", "ServiceMonitor", "PrometheusRule", "Alertmanager"} <= kinds
+    secrets = {d["metadata"]["name"] for d in documents if d["kind"] == "Secret"}
+    for alertmanager in (d for d in documents if d["kind"] == "Alertmanager"):
+        assert {alertmanager["spec"]["configSecret"], *alertmanager["spec"]["secrets"]} <= secrets
     service_ports = {p["name"] for d in documents if d["kind"] == "Service" for p in d["spec"]["ports"]}
     for document in documents:
         assert document["apiVersion"]
