@@ -166,9 +166,9 @@ OVERVIEW = Dashboard(
     panels=(
         Panel(
             "Firing alerts",
-            "Alerts firing now, all rule files (Monitoring & Alerts).",
+            "Alerts firing now, all rule files, less the always-firing Watchdog (Monitoring & Alerts).",
             "short",
-            (Query('sum(ALERTS{alertstate="firing"}) or vector(0)', "firing"),),
+            (Query('sum(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)', "firing"),),
             kind="stat",
             width=6,
             thresholds=((1, "red"),),
