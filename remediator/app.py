@@ -90,13 +90,14 @@ def build_store(config: RemediatorConfig) -> AuditStore:
 
 
 def build_state(config: RemediatorConfig, store: AuditStore) -> StateBackend:
-    """The configured state backend (memory by default; Redis to share it between replicas)."""
+    """The configured state backend (memory, its limits in a SQLite file, by default; Redis to share it between
+    replicas)."""
     if config.state == "redis":
         assert config.state_redis is not None  # the config's validator guarantees it
         redis = config.state_redis
         retention = config.audit_retention_days * 86400
         return RedisState(redis.redis_url(), redis.key_prefix, redis.timeout_seconds, retention)
-    return MemoryState(store)
+    return MemoryState(store, config.state_file())
 
 
 def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics) -> Engine:

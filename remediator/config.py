@@ -249,6 +249,8 @@ class RemediatorConfig(StrictModel):
     state_redis: RedisStateConfig | None = None
     audit: Literal["sqlite", "postgres"] = "sqlite"
     audit_path: Path = Path("/var/lib/tradeops-remediator/audit.sqlite3")
+    # state: memory keeps its limits here (default: next to audit_path, see state_file()).
+    state_path: Path | None = None
     audit_postgres: PostgresAuditConfig | None = None
     replica: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
         default_factory=lambda: re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "remediator"
@@ -276,6 +278,15 @@ class RemediatorConfig(StrictModel):
         if duplicates:
             raise ValueError(f"duplicate rule name(s): {', '.join(duplicates)}")
         return self
+
+    def state_file(self) -> Path:
+        """Where state: memory keeps its limits: state_path, else `<audit_path stem>.state<suffix>` beside the
+        audit file (`:memory:` with an in-memory audit)."""
+        if self.state_path is not None:
+            return self.state_path
+        if str(self.audit_path) == ":memory:":
+            return self.audit_path
+        return self.audit_path.with_name(f"{self.audit_path.stem}.state{self.audit_path.suffix}")
 
     def token(self) -> str | None:
         """Return the webhook bearer token: TRADEOPS_WEBHOOK_TOKEN, else the config (inline or file)."""

@@ -43,7 +43,9 @@ def explain(config: RemediatorConfig, payload_path: Path) -> int:
             print(f"{payload_path}: {detail}", file=sys.stderr)
         return 1
     # Decided as for a fresh incident on a fresh, private state: nothing shared is read or written.
-    private = config.model_copy(update={"audit_path": Path(":memory:"), "state": "memory", "audit": "sqlite"})
+    private = config.model_copy(
+        update={"audit_path": Path(":memory:"), "state_path": Path(":memory:"), "state": "memory", "audit": "sqlite"}
+    )
     engine = build_engine(private, RemediatorMetrics())
 
     async def _explain() -> None:

@@ -35,7 +35,8 @@ class Denial(enum.StrEnum):
 @dataclass(frozen=True)
 class Admission:
     """One action's claim on the limits: its circuit breaker (per rule and target), the target's cooldown, the
-    rule's bucket and the global hourly budget."""
+    rule's bucket and the global hourly budget. A claim on a half-open breaker takes its one trial for
+    `trial_seconds` (long enough for the action to finish); another trial may start only when that lease ends."""
 
     breaker: str  # the breaker's key: "<rule>:<target>"
     breaker_open_seconds: float
@@ -45,11 +46,13 @@ class Admission:
     cooldown_seconds: float
     actions_per_hour: int
     claimant: str  # the incident, for the budget's record
+    trial_seconds: float = 3600.0  # the half-open trial's lease: the rule's deadline
 
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    """An action's circuit opens after `failures` consecutive failures and half-opens after `open_seconds`."""
+    """A breaker opens after `failures` consecutive failures and half-opens after `open_seconds`: then one trial
+    runs at a time; its success closes the breaker, its failure opens it for another `open_seconds`."""
 
     failures: int
     open_seconds: float
