@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, HttpUrl, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, SecretStr, field_validator, model_validator
 
 from common.config import NonEmptyStr, StrictModel, load_config, required_secret, secret_from_fields
 from remediator.policy.matchers import Matcher, parse_matcher
@@ -97,17 +99,231 @@ class RuleConfig(StrictModel):
         return template
 
 
-HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# Maintenance windows take Alertmanager's `time_intervals` shape (its timeinterval package): every field is a
+# list, an interval matches when each field it gives matches, and a window is active when any interval matches.
+WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")  # Alertmanager: 0 = Sunday
+MONTHS = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
+CLOCK = re.compile(r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
+OLD_WINDOW_KEYS = ("weekday", "nth_of_month", "start", "end")
+
+
+def clock_minute(text: str) -> int:
+    """Return the minute of the day a valid HH:MM time names (24:00 is 1440)."""
+    hours, minutes = text.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _clock(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"{value} is a number: quote times in YAML (unquoted 22:00 reads as the base-60 number 1320)")
+    if not isinstance(value, str) or CLOCK.match(value) is None:
+        raise ValueError(f"{value!r} is not a time of day: write HH:MM, 00:00 to 23:59, or 24:00")
+    return value
+
+
+def _range_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _split(text: str) -> tuple[str, str]:
+    parts = text.strip().lower().split(":")
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise ValueError(f"{text!r} is not a value or a start:end range")
+
+
+def _number(part: str, what: str) -> int:
+    try:
+        return int(part)
+    except ValueError:
+        raise ValueError(f"{part!r} is not a valid {what}") from None
+
+
+def weekday_span(text: str) -> tuple[int, int]:
+    """Parse `monday` or `monday:friday` into inclusive weekday numbers, 0 = Sunday (Alertmanager's numbering)."""
+    first, last = _split(text)
+    for part in (first, last):
+        if part not in WEEKDAYS:
+            raise ValueError(f"{part!r} is not a weekday: use {', '.join(WEEKDAYS)} (or a range like monday:friday)")
+    begin, end = WEEKDAYS.index(first), WEEKDAYS.index(last)
+    if begin > end:
+        raise ValueError(
+            f"weekday range {text!r} runs backwards: ranges go sunday to saturday, so list the days instead "
+            f"(e.g. [saturday, sunday] for a weekend)"
+        )
+    return begin, end
+
+
+def day_of_month_span(text: str) -> tuple[int, int]:
+    """Parse `1`, `1:7`, `-1` or `-7:-1` (negative counts from the month's end, -1 = last day), inclusive."""
+    first, last = _split(text)
+    begin, end = _number(first, "day of the month"), _number(last, "day of the month")
+    for day in (begin, end):
+        if day == 0 or not -31 <= day <= 31:
+            hint = " (unquoted 1:7 reads in YAML as a base-60 number: quote ranges, '1:7')" if day > 31 else ""
+            raise ValueError(f"{day} is not a day of the month: use 1 to 31 or -31 to -1{hint}")
+    if begin < 0 < end:
+        raise ValueError(f"days_of_month {text!r}: a range that starts negative must end negative")
+    # As Alertmanager: reject what is backwards in every month (negative days placed in a 28-day month).
+    if (begin + 28 if begin < 0 else begin) > (end + 28 if end < 0 else end):
+        raise ValueError(f"days_of_month {text!r}: the end is always before the start")
+    return begin, end
+
+
+def month_span(text: str) -> tuple[int, int]:
+    """Parse a month, by name or number (`march`, `3`), or a range (`march:may`, `3:5`), inclusive."""
+    first, last = _split(text)
+    begin, end = (MONTHS.index(p) + 1 if p in MONTHS else _number(p, "month") for p in (first, last))
+    for month in (begin, end):
+        if not 1 <= month <= 12:
+            raise ValueError(f"{month} is not a month: use 1 to 12 or a name (january ... december)")
+    if begin > end:
+        raise ValueError(f"months {text!r}: the end month is before the start month")
+    return begin, end
+
+
+def year_span(text: str) -> tuple[int, int]:
+    """Parse a year (`2025`) or a range of years (`2025:2027`), inclusive."""
+    first, last = _split(text)
+    begin, end = _number(first, "year"), _number(last, "year")
+    if begin < 1:
+        raise ValueError(f"{begin} is not a year")
+    if begin > end:
+        raise ValueError(f"years {text!r}: the end year is before the start year")
+    return begin, end
+
+
+def _checked(parse: Callable[[str], tuple[int, int]]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        parse(text)
+        return text.strip().lower()
+
+    return check
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. UTC, America/New_York, Europe/London)") from None
+    return name
+
+
+WeekdayText = Annotated[str, BeforeValidator(_range_text), AfterValidator(_checked(weekday_span))]
+DayOfMonthText = Annotated[str, BeforeValidator(_range_text), AfterValidator(_checked(day_of_month_span))]
+MonthText = Annotated[str, BeforeValidator(_range_text), AfterValidator(_checked(month_span))]
+YearText = Annotated[str, BeforeValidator(_range_text), AfterValidator(_checked(year_span))]
+ZoneName = Annotated[str, AfterValidator(_zone)]
+ClockText = Annotated[str, BeforeValidator(_clock)]
+
+
+class TimeRange(StrictModel):
+    """A time of day range, start inclusive and end exclusive; 24:00 ends at midnight. Never crosses midnight."""
+
+    start_time: ClockText
+    end_time: ClockText
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if clock_minute(self.start_time) >= clock_minute(self.end_time):
+            raise ValueError(
+                f"start_time {self.start_time} must be before end_time {self.end_time}: a range never crosses "
+                f"midnight, so write {self.start_time}-24:00 and 00:00-{self.end_time} as two intervals "
+                "(the second with the next day's weekdays)"
+            )
+        return self
+
+    @cached_property
+    def minutes(self) -> tuple[int, int]:
+        """The range as minutes of the day: start included, end excluded (0 to 1440)."""
+        return clock_minute(self.start_time), clock_minute(self.end_time)
+
+
+class TimeInterval(StrictModel):
+    """One Alertmanager time interval: matches an instant when every field given matches its local time."""
+
+    times: tuple[TimeRange, ...] = ()
+    weekdays: tuple[WeekdayText, ...] = ()
+    days_of_month: tuple[DayOfMonthText, ...] = ()
+    months: tuple[MonthText, ...] = ()
+    years: tuple[YearText, ...] = ()
+    location: ZoneName = "UTC"
+
+    @model_validator(mode="after")
+    def _no_empty_lists(self) -> TimeInterval:
+        for field in ("times", "weekdays", "days_of_month", "months", "years"):
+            if field in self.model_fields_set and not getattr(self, field):
+                raise ValueError(f"{field} is an empty list: leave it out to match any {field.replace('_', ' ')}")
+        return self
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        """The interval's time zone (an instant is matched in its local time there)."""
+        return ZoneInfo(self.location)
+
+    @cached_property
+    def spans(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """The range fields parsed into inclusive (begin, end) pairs, keyed by field name."""
+        return {
+            "weekdays": tuple(weekday_span(text) for text in self.weekdays),
+            "days_of_month": tuple(day_of_month_span(text) for text in self.days_of_month),
+            "months": tuple(month_span(text) for text in self.months),
+            "years": tuple(year_span(text) for text in self.years),
+        }
+
+
+def _old_interval(weekday: object, days: str | None, start: str, end: str) -> str:
+    fields = [f"weekdays: [{weekday}]"] if weekday else []
+    fields += [f"days_of_month: ['{days}']"] if days else []
+    fields += [f"times: [{{start_time: '{start}', end_time: '{end}'}}]"] if (start, end) != ("00:00", "24:00") else []
+    return "{" + ", ".join(fields) + "}"
+
+
+def _migration_hint(data: dict[str, Any]) -> str:
+    """Write a window of the old shape (weekday, nth_of_month, start, end; UTC) as time_intervals."""
+    weekday, nth = data.get("weekday"), data.get("nth_of_month")
+    start, end = str(data.get("start", "00:00")), str(data.get("end", "00:00"))
+    week = f"{7 * nth - 6}:{min(7 * nth, 31)}" if isinstance(nth, int) else None
+    if start == end:  # the old shape's whole day
+        intervals = [_old_interval(weekday, week, "00:00", "24:00")]
+    elif start < end:
+        intervals = [_old_interval(weekday, week, start, end)]
+    else:  # meant to cross midnight: the hours after it fall on the next day
+        following = WEEKDAYS[(WEEKDAYS.index(weekday) + 1) % 7] if weekday in WEEKDAYS else None
+        after = f"{7 * nth - 5}:{min(7 * nth + 1, 31)}" if isinstance(nth, int) else None
+        intervals = [_old_interval(weekday, week, start, "24:00"), _old_interval(following, after, "00:00", end)]
+    return f"{{name: {data.get('name', '...')}, time_intervals: [{', '.join(intervals)}]}}"
 
 
 class MaintenanceWindow(StrictModel):
-    """A recurring UTC window in which no action runs (seed 000: first Sunday, 02:00-06:00 UTC)."""
+    """A named maintenance window, active when any of its Alertmanager-shaped time_intervals matches (seed 000:
+    first Sunday of the month, 02:00-06:00 UTC)."""
 
     name: NonEmptyStr
-    weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] | None = None
-    nth_of_month: Annotated[int, Field(ge=1, le=5)] | None = None
-    start: Annotated[str, Field(pattern=HHMM.pattern)]
-    end: Annotated[str, Field(pattern=HHMM.pattern)]
+    time_intervals: tuple[TimeInterval, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_the_old_shape(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(key in data for key in OLD_WINDOW_KEYS):
+            raise ValueError(
+                "weekday/nth_of_month/start/end is the old window shape, no longer read (it would change meaning); "
+                "windows are Alertmanager time_intervals now, in UTC unless an interval sets location. This one is: "
+                + _migration_hint(data)
+            )
+        return data
+
+    @field_validator("time_intervals")
+    @classmethod
+    def _some_interval(cls, intervals: tuple[TimeInterval, ...]) -> tuple[TimeInterval, ...]:
+        if not intervals:
+            raise ValueError("give at least one interval ({} matches every instant)")
+        return intervals
 
 
 class AlertmanagerEscalation(StrictModel):

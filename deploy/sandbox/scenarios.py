@@ -216,7 +216,7 @@ def _judge(scenario: Scenario, timeline: Timeline) -> list[str]:
 
 
 async def _maintenance_on(stack: Stack) -> None:
-    await _reload_remediator(stack, {"maintenance_windows": [{"name": "demo", "start": "00:00", "end": "00:00"}]})
+    await _reload_remediator(stack, {"maintenance_windows": [{"name": "demo", "time_intervals": [{}]}]})
 
 
 async def _maintenance_off(stack: Stack) -> None:

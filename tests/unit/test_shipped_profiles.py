@@ -3,6 +3,7 @@ runbook pages that describe what the remediator does."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 from functools import cache
@@ -15,6 +16,7 @@ import yaml
 from exporter.config import load as load_exporter_config
 from remediator.app import load_checked
 from remediator.config import RemediatorConfig
+from remediator.policy.windows import in_window
 from remediator.runtime.engine import matching_rules
 from tests.prereqs import require_binary
 
@@ -88,8 +90,21 @@ def test_every_alert_a_remediator_rule_names_exists_in_the_profiles_rule_set(pro
 
 def test_the_mastertrade_remediator_keeps_the_runbooks_maintenance_window_and_escalation_matrix() -> None:
     config = remediator("mastertrade")
-    assert config.maintenance_windows[0].nth_of_month == 1
+    (window,) = config.maintenance_windows
+    first_sunday = (dt.datetime(2024, 9, 1, 2, tzinfo=dt.UTC), dt.datetime(2024, 6, 2, 5, 59, tzinfo=dt.UTC))
+    outside = (dt.datetime(2024, 9, 8, 3, tzinfo=dt.UTC), dt.datetime(2024, 6, 2, 6, tzinfo=dt.UTC))
+    assert all(in_window(window, at) for at in first_sunday)
+    assert not any(in_window(window, at) for at in outside)
     assert config.escalation.after_minutes == {"P0": 15, "P1": 120, "P2": 480, "P3": 4320}
+
+
+def test_the_ai_trading_remediator_keeps_the_runbooks_sunday_2am_new_york_window() -> None:
+    (window,) = remediator("ai-trading").maintenance_windows
+    utc = dt.UTC
+    assert in_window(window, dt.datetime(2024, 1, 7, 7, 0, tzinfo=utc))  # EST
+    assert not in_window(window, dt.datetime(2024, 1, 7, 8, 0, tzinfo=utc))
+    assert in_window(window, dt.datetime(2024, 7, 7, 6, 0, tzinfo=utc))  # EDT
+    assert not in_window(window, dt.datetime(2024, 7, 7, 7, 0, tzinfo=utc))
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.stem != "README"], ids=lambda p: p.stem)

@@ -154,7 +154,7 @@ async def test_every_decision_reason_is_reachable(tmp_path: Path) -> None:
             ({}, [alert(name="Unmatched"), alert(), alert(), alert(name="CollectorFailed", collector="evil")]),
             ({"dry_run": True}, [alert()]),
             ({"limits": {"actions_per_hour": 0}}, [alert()]),
-            ({"maintenance_windows": [{"name": "always", "start": "00:00", "end": "00:00"}]}, [alert()]),
+            ({"maintenance_windows": [{"name": "always", "time_intervals": [{}]}]}, [alert()]),
             # a Redis state nobody listens for: every decision fails closed
             ({"state": "redis", "state_redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}, [alert()]),
         ]
