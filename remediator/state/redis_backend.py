@@ -31,14 +31,22 @@ T = TypeVar("T")
 
 NOW_MS = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 # KEYS: cooldown, bucket, budget, breaker. ARGV: cooldown_ms, burst, per_minute, per_hour, claimant, consume,
-# breaker_open_ms.
+# breaker_open_ms, trial_ms. An open breaker past its open period is half-open: one claim takes its trial (the
+# breaker's `trial_until` lease) and every other is 'circuit' until the trial's outcome or the lease's end.
 ADMIT = (
     NOW_MS
     + """
 local cooldown_ms = tonumber(ARGV[1])
 local consume = ARGV[6] == '1'
-local opened = tonumber(redis.call('HGET', KEYS[4], 'opened_at'))
-if opened ~= nil and now - opened < tonumber(ARGV[7]) then return 'circuit' end
+local breaker = redis.call('HMGET', KEYS[4], 'opened_at', 'trial_until')
+local opened = tonumber(breaker[1])
+local half_open = false
+if opened ~= nil then
+  if now - opened < tonumber(ARGV[7]) then return 'circuit' end
+  local trial_until = tonumber(breaker[2])
+  if trial_until ~= nil and now < trial_until then return 'circuit' end
+  half_open = true
+end
 if cooldown_ms > 0 and redis.call('EXISTS', KEYS[1]) == 1 then return 'cooldown' end
 local burst = tonumber(ARGV[2])
 local per_minute = tonumber(ARGV[3])
@@ -55,6 +63,11 @@ if consume then
   redis.call('ZADD', KEYS[3], now, ARGV[5])
   redis.call('PEXPIRE', KEYS[3], 3600000)
   if cooldown_ms > 0 then redis.call('SET', KEYS[1], '1', 'PX', math.ceil(cooldown_ms)) end
+  if half_open then
+    local trial_ms = math.ceil(tonumber(ARGV[8]))
+    redis.call('HSET', KEYS[4], 'trial_until', now + trial_ms)
+    if redis.call('PTTL', KEYS[4]) < trial_ms + 86400000 then redis.call('PEXPIRE', KEYS[4], trial_ms + 86400000) end
+  end
 end
 return 'ok'
 """
@@ -85,14 +98,18 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
 return math.max(0, tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]))
 """
 )
-# KEYS: breaker. ARGV: ok, threshold, open_ms. Returns 1 when the circuit is open afterwards.
+# KEYS: breaker. ARGV: ok, threshold, open_ms. A success closes the breaker; a failure counts, and opens it at
+# the threshold or when it was open (a failed trial: another open period, the trial's lease ended). Returns 1
+# when the circuit is open afterwards.
 BREAKER_RECORD = (
     NOW_MS
     + """
 if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) return 0 end
+local was_open = redis.call('HEXISTS', KEYS[1], 'opened_at') == 1
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-if failures >= tonumber(ARGV[2]) then
+if failures >= tonumber(ARGV[2]) or was_open then
   redis.call('HSET', KEYS[1], 'opened_at', now)
+  redis.call('HDEL', KEYS[1], 'trial_until')
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 86400000)
   return 1
 end
@@ -241,7 +258,8 @@ class RedisState:
         return [i for i in incidents if i.state == "open" and not i.escalated]
 
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
-        """Check circuit, cooldown, rate and budget in one script; with consume take all or none."""
+        """Check circuit, cooldown, rate and budget in one script; with consume take all or none, the half-open
+        breaker's one trial included."""
         keys = [
             self._key("cooldown", admission.target),
             self._key("bucket", admission.rule),
@@ -257,6 +275,7 @@ class RedisState:
             claimant,
             "1" if consume else "0",
             admission.breaker_open_seconds * 1000,
+            admission.trial_seconds * 1000,
         ]
         answer = await self._call(self._admit(keys=keys, args=args))
         verdict = answer.decode() if isinstance(answer, bytes) else str(answer)

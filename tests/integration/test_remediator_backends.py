@@ -46,9 +46,18 @@ async def replicas(redis_url: str) -> AsyncIterator[tuple[RedisState, RedisState
 
 
 def admission(
-    target: str, *, per_hour: int = 1000, cooldown: float = 0, rate: RateLimit = GENEROUS, open_seconds: float = 600
+    target: str,
+    *,
+    per_hour: int = 1000,
+    cooldown: float = 0,
+    rate: RateLimit = GENEROUS,
+    open_seconds: float = 600,
+    rule: str = "rule",
+    trial_seconds: float = 3600,
 ) -> Admission:
-    return Admission("docker_restart", open_seconds, "rule", rate, target, cooldown, per_hour, "incident")
+    return Admission(
+        f"{rule}:{target}", open_seconds, rule, rate, target, cooldown, per_hour, "incident", trial_seconds
+    )
 
 
 def incident(key: str, escalate_at: dt.datetime | None) -> Incident:
@@ -103,13 +112,58 @@ async def test_a_circuit_opens_after_consecutive_failures_on_any_replica_and_clo
     first, second = replicas
     policy = BreakerPolicy(failures=2, open_seconds=600)
     assert await first.admit(admission("a"), consume=False) is None
-    assert not await first.record_outcome("docker_restart", ok=False, policy=policy)
-    assert await second.record_outcome("docker_restart", ok=False, policy=policy)
+    assert not await first.record_outcome("rule:a", ok=False, policy=policy)
+    assert await second.record_outcome("rule:a", ok=False, policy=policy)
     assert await first.admit(admission("a"), consume=True) is Denial.CIRCUIT
     assert await first.budget_remaining(1000) == 1000  # a denied claim takes nothing
+    # Per rule and target: neither another rule on the target nor the rule on another target is blocked.
+    assert await second.admit(admission("a", rule="other"), consume=False) is None
+    assert await second.admit(admission("b"), consume=False) is None
     assert await first.admit(admission("a", open_seconds=0), consume=False) is None  # half-open after the period
-    assert not await second.record_outcome("docker_restart", ok=True, policy=policy)
+    assert not await second.record_outcome("rule:a", ok=True, policy=policy)
     assert await first.admit(admission("a"), consume=False) is None
+
+
+async def test_two_replicas_racing_for_a_half_open_breaker_get_exactly_one_trial(
+    replicas: tuple[RedisState, RedisState],
+) -> None:
+    first, second = replicas
+    policy = BreakerPolicy(failures=1, open_seconds=0)
+    assert await first.record_outcome("rule:a", ok=False, policy=policy)
+    half_open = admission("a", open_seconds=0)
+    assert await second.admit(half_open, consume=False) is None  # explain takes no trial
+    verdicts = await asyncio.gather(
+        *((first if index % 2 else second).admit(half_open, consume=True) for index in range(20))
+    )
+    assert verdicts.count(None) == 1
+    assert verdicts.count(Denial.CIRCUIT) == 19
+    assert await first.budget_remaining(1000) == 999
+    # The trial failed: open again for a new period; then a trial that succeeds closes it.
+    assert await second.record_outcome("rule:a", ok=False, policy=policy)
+    assert await first.admit(admission("a", open_seconds=600), consume=True) is Denial.CIRCUIT
+    assert await first.admit(half_open, consume=True) is None
+    assert not await second.record_outcome("rule:a", ok=True, policy=policy)
+    assert await asyncio.gather(first.admit(half_open, consume=True), second.admit(half_open, consume=True)) == [
+        None,
+        None,
+    ]
+
+
+async def test_a_half_open_trial_whose_replica_died_lets_another_take_a_new_one_when_its_lease_ends(
+    replicas: tuple[RedisState, RedisState],
+) -> None:
+    first, second = replicas
+    policy = BreakerPolicy(failures=1, open_seconds=0)
+    assert await first.record_outcome("rule:a", ok=False, policy=policy)
+    lease = admission("a", open_seconds=0, trial_seconds=0.3)
+    assert await first.admit(lease, consume=True) is None  # then this replica dies: no outcome comes
+    assert await second.admit(lease, consume=True) is Denial.CIRCUIT
+    for _ in range(100):  # bounded: the lease is 0.3 s on Redis' clock
+        await asyncio.sleep(0.05)
+        if await second.admit(lease, consume=False) is None:
+            break
+    assert await second.admit(lease, consume=True) is None
+    assert await first.admit(lease, consume=True) is Denial.CIRCUIT
 
 
 async def test_incidents_and_their_pending_escalations_are_shared(replicas: tuple[RedisState, RedisState]) -> None:
