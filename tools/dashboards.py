@@ -460,10 +460,10 @@ REMEDIATION = Dashboard(
             ),
         ),
         Panel(
-            "Circuit breaker per action",
-            "1 while the action's circuit breaker is open.",
+            "Circuit breaker per rule and target",
+            "1 while a rule's circuit breaker on a target is open (half-open included).",
             "none",
-            (Query(f"tradeops_remediator_circuit_open{{{sel()}}}", "{{action}}"),),
+            (Query(f"tradeops_remediator_circuit_open{{{sel()}}}", "{{rule}} on {{target}}"),),
             kind="state-timeline",
             mappings={"0": "closed", "1": "open"},
         ),
