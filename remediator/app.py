@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
 from common.config import ConfigError, ConfigErrorDetail, validation_details
-from remediator.actions.base import ActionRegistry, substitute
+from remediator.actions.base import ActionParams, ActionRegistry, substitute
 from remediator.actions.builtin import EscalateAction, HttpRequestAction, LogAction
 from remediator.actions.command import CommandAction
 from remediator.actions.docker_restart import DockerRestartAction
@@ -64,11 +65,48 @@ def rule_errors(config: RemediatorConfig, registry: ActionRegistry) -> list[Conf
         sample = {name: spec.example() for name, spec in rule.label_params.items()}
         model = registry.get(rule.action).params_model
         try:
-            model.model_validate(substitute(rule.params, sample))
+            params = model.model_validate(substitute(rule.params, sample))
         except ValidationError as error:
             for detail in validation_details(error):
                 details.append(ConfigErrorDetail(f"{where}.params.{detail.location}", detail.message))
+            continue
+        timeout = own_timeout(params)
+        if timeout is not None and timeout[1] > rule.timeout_seconds:
+            name, seconds, how = timeout
+            details.append(
+                ConfigErrorDetail(
+                    f"{where}.params.{name}",
+                    f"the action's own timeout, {how} = {seconds:g}s, exceeds the rule's deadline, timeout_seconds "
+                    f"{rule.timeout_seconds:g}s: the action would be stopped first; raise the rule's "
+                    f"timeout_seconds to at least {seconds:g} or lower the action's",
+                )
+            )
     return details
+
+
+@runtime_checkable
+class TimedParams(Protocol):
+    """Parameters that add up their action's own timeouts themselves (docker_restart)."""
+
+    def own_timeout(self) -> tuple[str, float, str]:
+        """The seconds the action's own timeouts allow it, the parameter to locate it at, and how it adds up."""
+        ...
+
+
+def own_timeout(params: ActionParams) -> tuple[str, float, str] | None:
+    """How long an action's own timeouts let it run, the parameter that sets it and how it adds up (None when it
+    has none): what the parameters say themselves, else the longest of their `*timeout_seconds` fields."""
+    if isinstance(params, TimedParams):
+        return params.own_timeout()
+    timeouts = [
+        (name, float(value))
+        for name, value in params
+        if name.endswith("timeout_seconds") and isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    if not timeouts:
+        return None
+    name, seconds = max(timeouts, key=lambda item: item[1])
+    return name, seconds, name
 
 
 def load_checked(path: Path) -> RemediatorConfig:
