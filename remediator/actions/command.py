@@ -120,28 +120,45 @@ class CommandAction(Action):
                 raise PermanentActionError(f"env_from_params names {name!r}, which no label parameter binds")
             env[f"TRADEOPS_{name.upper()}"] = bound[name]
         argv = [_fill(item, bound) for item in params.argv]
+        # The output goes to a pipe of our own, not asyncio's: on Python 3.11 a process's wait() returns only once
+        # its pipes close, and a process it left behind may hold them open.
+        read_fd, write_fd = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
+                stdout=write_fd,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
             )
         except OSError as error:
+            os.close(read_fd)
             raise PermanentActionError(f"{argv[0]}: {error}") from error
-        assert process.stdout is not None  # stdout=PIPE
+        finally:
+            os.close(write_fd)
         output = Output()
-        reader = asyncio.create_task(_read(process.stdout, output))
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        transport: asyncio.ReadTransport | None = None
+        reader: asyncio.Task[None] | None = None
         try:
             try:
                 async with asyncio.timeout(params.timeout_seconds):
+                    stream = asyncio.StreamReader()
+                    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                        lambda: asyncio.StreamReaderProtocol(stream), pipe
+                    )
+                    reader = asyncio.create_task(_read(stream, output))
                     await process.wait()
             finally:
                 # Exited, timed out or cancelled: whatever is left of its process group is ended now.
                 await end_group(process)
-                await _drain(reader)
+                if reader is not None:
+                    await _drain(reader)
+                if transport is not None:
+                    transport.close()
+                else:
+                    pipe.close()
         except TimeoutError as error:
             raise TransientActionError(
                 f"{argv[0]} timed out after {params.timeout_seconds}s; killed its process group; "
