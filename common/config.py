@@ -96,15 +96,26 @@ def load_config(model: type[ModelT], path: str | Path) -> ModelT:
 
 
 def read_secret_file(path: Path) -> str:
-    """Return a secret file's content without its trailing newline, or raise ValueError saying why."""
+    """Return a secret file's content without its trailing newline (as Prometheus reads `*_file` secrets), or
+    raise ValueError saying why: unreadable, or empty or white space only."""
     try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
+        content = path.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read secret file {path}: {error}") from None
+    if not content.strip():
+        raise ValueError(f"secret file {path} is empty or white space only")
+    return content
+
+
+def check_secret(value: str, name: str) -> str:
+    """Return an inline secret unchanged, or raise ValueError when it is empty or white space only."""
+    if not value.strip():
+        raise ValueError(f"{name} is empty or white space only")
+    return value
 
 
 def required_secret(value: SecretStr | None, file: Path | None, name: str) -> str:
-    """Resolve a required `name` / `name_file` pair: exactly one must be given, and a file must be readable."""
+    """Resolve a required `name` / `name_file` pair: exactly one must be given, readable and not blank."""
     if (value is None) == (file is None):
         raise ValueError(f"give exactly one of {name} or {name}_file")
     resolved = secret_from_fields(value.get_secret_value() if value is not None else None, file, name)
@@ -113,9 +124,10 @@ def required_secret(value: SecretStr | None, file: Path | None, name: str) -> st
 
 
 def secret_from_fields(value: str | None, file: Path | None, name: str) -> str | None:
-    """Resolve a `name` / `name_file` pair at load time; both set, or an unreadable file, is an error."""
+    """Resolve a `name` / `name_file` pair at load time; both set, an unreadable file, or an empty or blank
+    secret (inline or in its file) is an error; neither set is None."""
     if value is not None and file is not None:
         raise ValueError(f"give {name} or {name}_file, not both")
     if file is not None:
         return read_secret_file(file)
-    return value
+    return None if value is None else check_secret(value, name)

@@ -13,7 +13,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, SecretStr, field_validator, model_validator
 
-from common.config import NonEmptyStr, StrictModel, load_config, required_secret, secret_from_fields
+from common.config import (
+    ConfigError,
+    ConfigErrorDetail,
+    NonEmptyStr,
+    StrictModel,
+    check_secret,
+    load_config,
+    read_secret_file,
+    required_secret,
+    secret_from_fields,
+)
 from remediator.policy.matchers import Matcher, parse_matcher
 
 Minutes = Annotated[float, Field(gt=0, le=60 * 24 * 31)]
@@ -482,9 +492,28 @@ class RemediatorConfig(StrictModel):
     escalation: EscalationConfig = EscalationConfig()
     rules: tuple[RuleConfig, ...] = ()
 
+    @field_validator("webhook_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value(), "webhook_token")
+        return value
+
+    @field_validator("webhook_token_file")
+    @classmethod
+    def _token_file_not_blank(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_secret_file(value)  # unreadable, empty or white space only is an error here, at its field
+        return value
+
+    @model_validator(mode="after")
+    def _one_token(self) -> RemediatorConfig:
+        if self.webhook_token is not None and self.webhook_token_file is not None:
+            raise ValueError("give webhook_token or webhook_token_file, not both")
+        return self
+
     @model_validator(mode="after")
     def _checks(self) -> RemediatorConfig:
-        secret_from_fields(None, self.webhook_token_file, "webhook_token")
         if self.state == "redis" and self.state_redis is None:
             raise ValueError("state: redis needs state_redis (url or url_file)")
         if self.audit == "postgres" and self.audit_postgres is None:
@@ -505,14 +534,32 @@ class RemediatorConfig(StrictModel):
         return self.audit_path.with_name(f"{self.audit_path.stem}.state{self.audit_path.suffix}")
 
     def token(self) -> str | None:
-        """Return the webhook bearer token: TRADEOPS_WEBHOOK_TOKEN, else the config (inline or file)."""
-        from_env = os.environ.get("TRADEOPS_WEBHOOK_TOKEN")
-        if from_env:
+        """Return the webhook bearer token: TRADEOPS_WEBHOOK_TOKEN, else the config (inline or file), else None;
+        a blank one anywhere raises ValueError (never "no token")."""
+        from_env = token_from_env()
+        if from_env is not None:
             return from_env
         inline = self.webhook_token.get_secret_value() if self.webhook_token is not None else None
         return secret_from_fields(inline, self.webhook_token_file, "webhook_token")
 
 
+TOKEN_ENV = "TRADEOPS_WEBHOOK_TOKEN"  # noqa: S105 - the variable's name, not a token
+
+
+def token_from_env() -> str | None:
+    """Return TRADEOPS_WEBHOOK_TOKEN when set; set but empty or white space only raises ValueError."""
+    value = os.environ.get(TOKEN_ENV)
+    if value is not None and not value.strip():
+        raise ValueError("is set but empty or white space only")
+    return value
+
+
 def load(path: str | Path) -> RemediatorConfig:
-    """Load and validate a remediator configuration file, raising ConfigError with located problems."""
-    return load_config(RemediatorConfig, path)
+    """Load and validate a remediator configuration file (and TRADEOPS_WEBHOOK_TOKEN), raising ConfigError with
+    located problems."""
+    config = load_config(RemediatorConfig, path)
+    try:
+        token_from_env()
+    except ValueError as error:
+        raise ConfigError(str(path), [ConfigErrorDetail(f"env {TOKEN_ENV}", str(error))]) from None
+    return config
