@@ -19,7 +19,7 @@ from remediator.actions.silence import AlertmanagerSilenceAction
 from remediator.audit.postgres import PostgresStore
 from remediator.audit.sqlite import SqliteStore
 from remediator.config import RemediatorConfig, load
-from remediator.escalation.outbox import InlineOutbox
+from remediator.escalation.outbox import DurableOutbox
 from remediator.metrics import RemediatorMetrics
 from remediator.runtime.engine import Engine
 from remediator.state.base import AuditStore, StateBackend
@@ -141,6 +141,5 @@ def build_state(config: RemediatorConfig, store: AuditStore) -> StateBackend:
 def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics) -> Engine:
     """Create an engine with its store, state and escalator (nothing connects or runs until start())."""
     store = build_store(config)
-    return Engine(
-        config, build_registry(config), store, build_state(config, store), InlineOutbox(config.escalation), metrics
-    )
+    outbox = DurableOutbox(config.escalation, store, config.replica, metrics, config.audit_retention_days)
+    return Engine(config, build_registry(config), store, build_state(config, store), outbox, metrics)

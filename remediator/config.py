@@ -374,6 +374,21 @@ class EscalationConfig(StrictModel):
     )
     default_after_minutes: Minutes = 120.0
     check_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    # The durable outbox (remediator/escalation/sender.py; docs/configuration.md, "Escalation outbox").
+    max_pages_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 10
+    backoff_initial_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    backoff_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    send_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    lease_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+    @model_validator(mode="after")
+    def _outbox_bounds(self) -> EscalationConfig:
+        if self.lease_seconds <= self.send_timeout_seconds:
+            raise ValueError("lease_seconds must exceed send_timeout_seconds (a lease covers one send)")
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds must be at least backoff_initial_seconds")
+        return self
 
 
 class CircuitBreakerConfig(StrictModel):

@@ -47,7 +47,28 @@ class RemediatorMetrics:
             "tradeops_remediator_escalations", "Escalations sent, by reason.", ["reason"], registry=r
         )
         self.escalation_failures = Counter(
-            "tradeops_remediator_escalation_failures", "Escalations a channel did not accept.", ["channel"], registry=r
+            "tradeops_remediator_escalation_failures",
+            "Delivery attempts a channel did not accept (the dashboards' series; see escalation_deliveries).",
+            ["channel"],
+            registry=r,
+        )
+        self.escalations_pending = Gauge(
+            "tradeops_remediator_escalations_pending",
+            "Escalation outbox records not yet delivered, by channel.",
+            ["channel"],
+            registry=r,
+        )
+        self.escalation_deliveries = Counter(
+            "tradeops_remediator_escalation_deliveries",
+            "Escalation delivery attempts (one per POST), by channel and outcome (delivered, failed).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.escalation_oldest_pending_age = Gauge(
+            "tradeops_remediator_escalation_oldest_pending_age_seconds",
+            "Age of the oldest escalation outbox record not yet delivered, by channel; 0 when none.",
+            ["channel"],
+            registry=r,
         )
         self.in_flight = Gauge("tradeops_remediator_in_flight_actions", "Actions running now.", registry=r)
         self.queue_depth = Gauge("tradeops_remediator_queue_depth", "Alerts waiting to be processed.", registry=r)
@@ -86,5 +107,9 @@ class RemediatorMetrics:
             self.escalations.labels(reason)
         for channel in channels:
             self.escalation_failures.labels(channel)
+            self.escalations_pending.labels(channel)
+            self.escalation_oldest_pending_age.labels(channel)
+            for outcome in ("delivered", "failed"):
+                self.escalation_deliveries.labels(channel, outcome)
         for status in ("firing", "resolved"):
             self.alerts_received.labels(status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import io
@@ -19,6 +20,7 @@ from remediator.api.web import Remediator, build_app
 from remediator.app import build_engine
 from remediator.audit.sqlite import SqliteStore
 from remediator.config import RemediatorConfig
+from remediator.escalation.outbox import DurableOutbox
 from remediator.metrics import RemediatorMetrics
 
 TOKEN = "s3cret-token"
@@ -158,8 +160,14 @@ async def post(client: TestClient[web.Request, web.Application], body: Any) -> t
 
 
 async def settle(remediator: Remediator) -> None:
-    """Wait until every queued alert has been processed."""
+    """Wait until every queued alert has been processed and its escalations delivered (bounded)."""
     await remediator.engine.queue.join()
+    outbox = remediator.engine.outbox
+    if isinstance(outbox, DurableOutbox):
+        for _ in range(400):
+            if not any(stats.pending for stats in (await outbox.records.stats()).values()):
+                return
+            await asyncio.sleep(0.025)
 
 
 def decisions(entries: list[dict[str, Any]]) -> list[str]:

@@ -11,6 +11,7 @@ import asyncpg
 
 from common.batcher import Batcher
 from common.postgres import keep_session
+from remediator.audit.outbox_postgres import PostgresOutbox
 from remediator.intake.inbox import unfinished
 from remediator.intake.payload import WebhookAlert
 from remediator.state.base import AuditEntry, AuditUnavailableError, Delivery
@@ -131,6 +132,10 @@ class PostgresStore:
                 await connection.execute(SCHEMA)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
             raise AuditUnavailableError(f"PostgreSQL audit store unavailable: {error}") from error
+
+    def outbox(self) -> PostgresOutbox:
+        """The escalation outbox's records, shared by replicas (remediator/audit/outbox_postgres.py)."""
+        return PostgresOutbox(self._call)
 
     async def _call(self, operation: Callable[[Any], Awaitable[T]]) -> T:
         if self._pool is None:

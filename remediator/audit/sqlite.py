@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from remediator.audit.group_commit import ClosedError, GroupCommitWriter
+from remediator.audit.outbox_sqlite import SqliteOutbox
 from remediator.intake.inbox import unfinished
 from remediator.intake.payload import WebhookAlert
 from remediator.state.base import AuditEntry, AuditUnavailableError, Delivery
@@ -105,6 +106,10 @@ class SqliteStore:
 
     async def open(self) -> None:
         """The database was opened by the constructor."""
+
+    def outbox(self) -> SqliteOutbox:
+        """The escalation outbox's records in this database (remediator/audit/outbox_sqlite.py)."""
+        return SqliteOutbox(self._db, self._run, self._read)
 
     async def receive(self, body: bytes, count: int) -> tuple[int, dt.datetime]:
         """Record the payload verbatim (one row, one commit) before the webhook answers; return its id and time."""

@@ -1,24 +1,19 @@
-"""Escalation to a human: a RemediationEscalated alert in Alertmanager, and webhooks (Slack, PagerDuty)."""
+"""Escalation channels and what each is sent: a RemediationEscalated alert in Alertmanager (API v2), and
+webhooks (generic, Slack, PagerDuty Events v2). Bodies are built once, at enqueue time, and stored without
+secrets; the PagerDuty routing key is added only when sending."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
-from common.logs import log_event
 from remediator.config import EscalationConfig, WebhookEscalation
+from remediator.escalation.records import OutboxRecord
 
-logger = logging.getLogger("remediator.escalation")
-
-
-class EscalationDeliveryError(Exception):
-    """A channel did not accept the escalation."""
+SUMMARY_LISTED = 20  # incidents named in a summary's text; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -32,13 +27,41 @@ class Escalation:
     resolved: bool = False
 
 
-def alertmanager_alert(escalation: Escalation, lifetime: dt.timedelta) -> dict[str, Any]:
-    """Build the API v2 alert: alertname RemediationEscalated carrying the original labels."""
+@dataclass(frozen=True)
+class Channel:
+    """A configured channel: its name (in records, metrics and logs), where it is, and its shape."""
+
+    name: str
+    url: str
+    shape: str  # alertmanager, generic, slack, pagerduty
+    webhook: WebhookEscalation | None = None
+    alert_lifetime: dt.timedelta = dt.timedelta(days=1)
+
+
+def channels(config: EscalationConfig) -> dict[str, Channel]:
+    """The configured channels by name: `alertmanager`, `webhook:<shape>` (`webhook:<shape>:<n>` from the second
+    webhook of one shape on)."""
+    found: dict[str, Channel] = {}
+    if config.alertmanager is not None:
+        am = config.alertmanager
+        lifetime = dt.timedelta(minutes=am.alert_lifetime_minutes)
+        url = str(am.url).rstrip("/") + "/api/v2/alerts"
+        found["alertmanager"] = Channel("alertmanager", url, "alertmanager", None, lifetime)
+    for webhook in config.webhooks:
+        name = f"webhook:{webhook.shape}"
+        if name in found:
+            name += f":{sum(1 for other in found if other.startswith(name)) + 1}"
+        found[name] = Channel(name, str(webhook.url), webhook.shape, webhook)
+    return found
+
+
+def alertmanager_alert(escalation: Escalation, lifetime: dt.timedelta, start: dt.datetime) -> dict[str, Any]:
+    """Build the API v2 alert: alertname RemediationEscalated carrying the original labels (the same label set,
+    and startsAt, on every retry: it is built once)."""
     labels = {key: value for key, value in escalation.labels.items() if key != "alertname"}
     labels["alertname"] = "RemediationEscalated"
     labels["original_alertname"] = escalation.labels.get("alertname", "")
     labels["escalation_reason"] = escalation.reason
-    start = dt.datetime.now(dt.UTC)
     return {
         "labels": labels,
         "annotations": {
@@ -52,15 +75,14 @@ def alertmanager_alert(escalation: Escalation, lifetime: dt.timedelta) -> dict[s
     }
 
 
-def webhook_body(channel: WebhookEscalation, escalation: Escalation) -> dict[str, Any]:
-    """Build the webhook body in the channel's shape."""
+def webhook_body(shape: str, escalation: Escalation) -> dict[str, Any]:
+    """Build the webhook body in the channel's shape (PagerDuty's without its routing key)."""
     name = escalation.labels.get("alertname", "")
     text = f"tradeops escalation: {name} ({escalation.reason}) — {escalation.detail[:500]}"
-    if channel.shape == "slack":
+    if shape == "slack":
         return {"text": ("RESOLVED: " if escalation.resolved else "") + text}
-    if channel.shape == "pagerduty":
+    if shape == "pagerduty":
         return {
-            "routing_key": channel.resolved_routing_key(),
             "event_action": "resolve" if escalation.resolved else "trigger",
             "dedup_key": escalation.incident,
             "payload": {
@@ -79,58 +101,61 @@ def webhook_body(channel: WebhookEscalation, escalation: Escalation) -> dict[str
     }
 
 
-class Escalator:
-    """Sends an escalation to every configured channel, each retried, failures reported not raised."""
+def record_body(channel: Channel, escalation: Escalation, at: dt.datetime) -> str:
+    """The JSON a record keeps for the channel: what every attempt sends (secrets added at send time)."""
+    if channel.shape == "alertmanager":
+        return json.dumps([alertmanager_alert(escalation, channel.alert_lifetime, at)])
+    return json.dumps(webhook_body(channel.shape, escalation))
 
-    def __init__(self, config: EscalationConfig) -> None:
-        self.config = config
-        self._session: aiohttp.ClientSession | None = None
 
-    async def _post(self, url: str, body: Any) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(3),
-            wait=wait_exponential(multiplier=0.2, max=2),
-            retry=retry_if_exception_type((EscalationDeliveryError, aiohttp.ClientError, TimeoutError)),
-            reraise=True,
-        ):
-            with attempt:
-                async with self._session.post(url, json=body) as response:
-                    if response.status >= 300:
-                        raise EscalationDeliveryError(f"{url} answered {response.status}")
+def summary_body(channel: Channel, records: Sequence[OutboxRecord]) -> str:
+    """One page for many records (a storm over the channel's rate): Alertmanager gets every record's alert in
+    one call; the webhooks one message listing the incidents (name, reason, key), truncated with a count. The
+    generic body also carries the full list, machine-readable."""
+    if channel.shape == "alertmanager":
+        return json.dumps([alert for record in records for alert in json.loads(record.body)])
+    opened = [record for record in records if record.kind == "trigger"]
+    closed = [record for record in records if record.kind == "resolve"]
+    lines = [f"{r.alertname} ({r.reason}) {r.incident}" for r in opened[:SUMMARY_LISTED]]
+    if len(opened) > SUMMARY_LISTED:
+        lines.append(f"… and {len(opened) - SUMMARY_LISTED} more")
+    if closed:
+        lines.append(f"resolved: {len(closed)} " + ", ".join(r.incident for r in closed[:SUMMARY_LISTED]))
+        if len(closed) > SUMMARY_LISTED:
+            lines.append(f"… and {len(closed) - SUMMARY_LISTED} more resolved")
+    title = f"tradeops: {len(opened)} escalations over the page rate, coalesced"
+    text = title + "\n" + "\n".join(lines)
+    if channel.shape == "slack":
+        return json.dumps({"text": text})
+    if channel.shape == "pagerduty":
+        return json.dumps(
+            {
+                "event_action": "trigger",
+                "dedup_key": f"tradeops-summary:{records[0].id}",
+                "payload": {
+                    "summary": title[:1024],
+                    "source": "tradeops-remediator",
+                    "severity": "critical",
+                    "custom_details": {"incidents": lines, "count": len(opened)},
+                },
+            }
+        )
+    return json.dumps(
+        {
+            "summary": True,
+            "count": len(records),
+            "text": text,
+            "incidents": [
+                {"incident": r.incident, "alertname": r.alertname, "reason": r.reason, "kind": r.kind} for r in records
+            ],
+        }
+    )
 
-    def channel_names(self) -> list[str]:
-        """Return the names `send` reports failed channels by."""
-        names = ["alertmanager"] if self.config.alertmanager is not None else []
-        return names + [f"webhook:{channel.shape}" for channel in self.config.webhooks]
 
-    async def send(self, escalation: Escalation) -> list[str]:
-        """Deliver to every channel; return the channels that failed (each failure logged)."""
-        failed: list[str] = []
-        targets: list[tuple[str, str, Any]] = []
-        if self.config.alertmanager is not None:
-            lifetime = dt.timedelta(minutes=self.config.alertmanager.alert_lifetime_minutes)
-            url = str(self.config.alertmanager.url).rstrip("/") + "/api/v2/alerts"
-            targets.append(("alertmanager", url, [alertmanager_alert(escalation, lifetime)]))
-        for channel in self.config.webhooks:
-            targets.append((f"webhook:{channel.shape}", str(channel.url), webhook_body(channel, escalation)))
-        for name, url, body in targets:
-            try:
-                await self._post(url, body)
-            except (EscalationDeliveryError, aiohttp.ClientError, TimeoutError) as error:
-                failed.append(name)
-                log_event(
-                    logger,
-                    logging.ERROR,
-                    "escalation_failed",
-                    channel=name,
-                    incident=escalation.incident,
-                    error=repr(error),
-                )
-        return failed
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
+def with_secrets(channel: Channel, body: str) -> bytes:
+    """The bytes to POST: the stored body, with the PagerDuty routing key read from config now."""
+    if channel.shape == "pagerduty" and channel.webhook is not None:
+        document = json.loads(body)
+        document["routing_key"] = channel.webhook.resolved_routing_key()
+        return json.dumps(document).encode()
+    return body.encode()
