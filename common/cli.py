@@ -43,6 +43,10 @@ def service_parser(prog: str, description: str, default_listen: str) -> EnvDefau
     parser.add_flag("--config.file", required=True, help="path of the YAML configuration")
     parser.add_flag("--web.listen-address", default=default_listen, help="HOST:PORT to serve on")
     parser.add_flag("--log.level", default="info", help="debug, info, warning or error")
+    parser.add_switch(
+        "--web.enable-lifecycle",
+        help="enable POST /-/reload (without it: 403); SIGHUP reloads either way",
+    )
     parser.add_switch("--check-config", help="validate the configuration, print located errors, and exit")
     return parser
 

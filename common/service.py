@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
 import ssl
 import sys
@@ -12,7 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from common.logs import log_event
 from common.web import PortInUseError, start_site
+
+logger = logging.getLogger("tradeops.service")
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -40,11 +44,31 @@ async def serve_until_stopped(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(on_reload()))
+        reloads: set[asyncio.Task[None]] = set()  # referenced until done, so none is collected mid-reload
+
+        def reload_on_signal() -> None:
+            task = asyncio.create_task(_logged_reload(on_reload, name))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
         print(f"{name} listening on {host}:{port}", file=sys.stderr, flush=True)
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+            await cancel_and_wait(reloads)
     finally:
         await runner.cleanup()
+
+
+async def _logged_reload(on_reload: Callable[[], Awaitable[object]], name: str) -> None:
+    """Run one SIGHUP reload; a failure is logged, never raised into the event loop."""
+    try:
+        await on_reload()
+    except Exception as error:  # noqa: BLE001 - a signal's task is a process boundary: log, keep serving
+        log_event(logger, logging.ERROR, "reload_failed", service=name, error=f"{type(error).__name__}: {error}")
 
 
 # Young-generation collections every this many allocations instead of 700: a service allocates thousands of

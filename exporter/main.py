@@ -22,10 +22,11 @@ def build_parser() -> EnvDefaultParser:
     return service_parser("tradeops-exporter", "Prometheus exporter for trading operations.", DEFAULT_LISTEN)
 
 
-async def serve(config_path: Path, config: ExporterConfig, host: str, port: int) -> None:
-    """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration."""
+async def serve(config_path: Path, config: ExporterConfig, host: str, port: int, enable_lifecycle: bool) -> None:
+    """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration (so does POST /-/reload with the flag)."""
     exporter = Exporter(config_path, build_probe_set(config))
-    await serve_until_stopped(build_app(exporter), host, port, "tradeops-exporter", exporter.reload)
+    app = build_app(exporter, enable_lifecycle)
+    await serve_until_stopped(app, host, port, "tradeops-exporter", exporter.reload)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tradeops-exporter: {error}", file=sys.stderr)
         return 2
     setup_logging(getattr(args, "log.level"))
-    return run_service("tradeops-exporter", serve(config_path, config, host, port))
+    return run_service(
+        "tradeops-exporter", serve(config_path, config, host, port, getattr(args, "web.enable_lifecycle"))
+    )
 
 
 if __name__ == "__main__":

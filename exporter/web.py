@@ -108,6 +108,7 @@ class ExporterInfoCollector(Collector):
 
 
 EXPORTER = web.AppKey("exporter", Exporter)
+LIFECYCLE = web.AppKey("lifecycle", bool)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -149,17 +150,22 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    """POST /-/reload: reload the configuration; 500 with the located errors when the new file is invalid."""
+    """POST /-/reload: 403 unless --web.enable-lifecycle (the flag is its only guard until web-config auth); reload
+    the configuration; 500 with the located errors when the new file is invalid."""
+    if not request.app[LIFECYCLE]:
+        return json_error(403, "Lifecycle API is not enabled.")
     status = await request.app[EXPORTER].reload()
     if not status.successful:
         return json_error(500, "configuration invalid; keeping the previous one", details=status.error.splitlines())
     return web.json_response({"status": "reloaded"})
 
 
-def build_app(exporter: Exporter) -> web.Application:
-    """Build the exporter's aiohttp application around an Exporter."""
+def build_app(exporter: Exporter, enable_lifecycle: bool = False) -> web.Application:
+    """Build the exporter's aiohttp application around an Exporter; POST /-/reload answers 403 unless
+    enable_lifecycle (--web.enable-lifecycle)."""
     app = web.Application()
     app[EXPORTER] = exporter
+    app[LIFECYCLE] = enable_lifecycle
 
     async def close_probes(app: web.Application) -> AsyncIterator[None]:
         yield

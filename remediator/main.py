@@ -59,14 +59,15 @@ def explain(config: RemediatorConfig, payload_path: Path) -> int:
     return 0
 
 
-async def serve(remediator: Remediator, host: str, port: int) -> None:
-    """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration, keeping all state."""
+async def serve(remediator: Remediator, host: str, port: int, enable_lifecycle: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration, keeping all state (so does POST /-/reload,
+    with --web.enable-lifecycle and the token)."""
     tls = remediator.config.tls
     context = None
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls.cert_file, tls.key_file)
-    app = build_app(remediator)
+    app = build_app(remediator, enable_lifecycle)
     await serve_until_stopped(app, host, port, "tradeops-remediator", remediator.reload, ssl_context=context)
 
 
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     setup_logging(getattr(args, "log.level"))
     remediator = Remediator(build_engine(config, RemediatorMetrics()), config_path)
-    return run_service("tradeops-remediator", serve(remediator, host, port))
+    return run_service("tradeops-remediator", serve(remediator, host, port, getattr(args, "web.enable_lifecycle")))
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ def write_config(tmp_path: Path, probes: dict[str, Any], **exporter: Any) -> Pat
 
 
 @asynccontextmanager
-async def running_exporter(config_path: Path) -> AsyncIterator[tuple[str, Exporter]]:
-    """Serve an exporter for the config on a free loopback port; yield its base URL and the Exporter."""
+async def running_exporter(config_path: Path, lifecycle: bool = False) -> AsyncIterator[tuple[str, Exporter]]:
+    """Serve an exporter for the config on a free loopback port (POST /-/reload only with lifecycle); yield its
+    base URL and the Exporter."""
     exporter = Exporter(config_path, build_probe_set(load(config_path)))
-    runner = web.AppRunner(build_app(exporter))
+    runner = web.AppRunner(build_app(exporter, lifecycle))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

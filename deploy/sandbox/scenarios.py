@@ -228,7 +228,8 @@ async def _reload_remediator(stack: Stack, overrides: dict[str, Any]) -> None:
     config = yaml.safe_load(path.read_text())
     config.update(overrides)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    async with aiohttp.ClientSession() as http, http.post(f"{stack.urls()['remediator']}/-/reload") as response:
+    url, headers = f"{stack.urls()['remediator']}/-/reload", {"Authorization": f"Bearer {stack.token}"}
+    async with aiohttp.ClientSession() as http, http.post(url, headers=headers) as response:
         if response.status != 200:
             raise RuntimeError(f"remediator reload failed: {await response.text()}")
 

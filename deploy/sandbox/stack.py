@@ -346,6 +346,8 @@ class Stack:
         config = self.options.run_dir / f"{name}.yml"
         argv = [sys.executable, "-m", f"{name}.main", "--config.file", str(config)]
         argv += ["--web.listen-address", f"127.0.0.1:{port}"]
+        if name == "remediator":
+            argv.append("--web.enable-lifecycle")  # the maintenance scenarios reload it (with the token)
         await self._spawn(name, argv, {**os.environ, "TRADEOPS_WEBHOOK_TOKEN": self.token})
 
     async def start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -37,6 +38,7 @@ class Remediator:
     loader: Callable[[Path], RemediatorConfig] = load_checked
     last_reload_error: str = field(default="")
     token: str | None = field(init=False)
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Resolved once (env, inline or file), not per request; a reload resolves it again.
@@ -47,34 +49,75 @@ class Remediator:
         """The configuration in force."""
         return self.engine.config
 
-    async def reload(self) -> bool:
-        """Re-read the config: rules and bounds change, all state (incidents, limits, queue) is kept."""
-        if self.config_path is None:
-            return True
-        try:
-            config = self.loader(self.config_path)
-        except ConfigError as error:
-            self.last_reload_error = error.render()
-            log_event(logger, logging.ERROR, "reload_failed", error=self.last_reload_error)
-            return False
-        self.token = config.token()
-        await self.engine.reconfigure(config, build_registry(config))
-        self.last_reload_error = ""
-        log_event(logger, logging.INFO, "reloaded", rules=len(config.rules))
-        return True
+    async def reload(self) -> ReloadOutcome:
+        """Re-read the config: rules and bounds change, all state (incidents, limits, queue) is kept. An invalid
+        file, or one that would remove or weaken authentication, is refused and the running config kept."""
+        async with self._reload_lock:  # an HTTP reload and a SIGHUP never interleave
+            if self.config_path is None:
+                return ReloadOutcome(200)
+            try:
+                config = self.loader(self.config_path)
+                token = config.token()  # its file may have changed since it was validated
+            except (ConfigError, ValueError) as error:
+                self.last_reload_error = error.render() if isinstance(error, ConfigError) else str(error)
+                log_event(logger, logging.ERROR, "reload_failed", error=self.last_reload_error)
+                return ReloadOutcome(500, "configuration invalid; keeping the previous one", self.last_reload_error)
+            reason = weakened_authentication(self.config, self.token, config, token)
+            if reason is not None:
+                self.last_reload_error = reason
+                log_event(logger, logging.ERROR, "reload_refused", reason=reason)
+                return ReloadOutcome(409, f"reload refused, keeping the previous configuration: {reason}")
+            await self.engine.reconfigure(config, build_registry(config))
+            self.token = token
+            self.last_reload_error = ""
+            log_event(logger, logging.INFO, "reloaded", rules=len(config.rules))
+            return ReloadOutcome(200)
 
 
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """How a reload ended: 200 applied, 409 refused (it would weaken authentication), 500 invalid file."""
+
+    status: int
+    error: str = ""
+    details: str = ""
+
+
+def weakened_authentication(
+    old: RemediatorConfig, old_token: str | None, new: RemediatorConfig, new_token: str | None
+) -> str | None:
+    """Say why a new config would remove or weaken the running one's authentication, or None when it does not.
+    A changed (rotated) token is not weaker; no token where there was one, or allow_unauthenticated turned on, is."""
+    if old_token is not None and new_token is None:
+        return (
+            "the new configuration has no webhook token (webhook_token, webhook_token_file or "
+            "TRADEOPS_WEBHOOK_TOKEN) and the running one has: a reload never turns authentication off"
+        )
+    if new.allow_unauthenticated and not old.allow_unauthenticated:
+        return "allow_unauthenticated would change from false to true: a reload never weakens authentication"
+    if new_token is None and not new.allow_unauthenticated:
+        return "the new configuration has no webhook token and allow_unauthenticated is false"
+    return None
+
+
+LIFECYCLE = web.AppKey("lifecycle", bool)
 REMEDIATOR = web.AppKey("remediator", Remediator)
 
 
 def authorized(request: web.Request) -> bool:
-    """Check the bearer token in constant time; no configured token means no check."""
+    """Check the bearer token in constant time; no configured token means no check. An empty or blank given
+    token is never accepted."""
     token = request.app[REMEDIATOR].token
+    header = request.headers.get("Authorization")
+    if header is None:
+        return token is None
+    scheme, _, given = header.partition(" ")
+    bearer = scheme.lower() == "bearer"
+    if bearer and not given.strip():
+        return False
     if token is None:
         return True
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+    return bearer and hmac.compare_digest(given.encode(), token.encode())
 
 
 def _answer(request: web.Request, response: web.Response) -> web.Response:
@@ -167,19 +210,24 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    """POST /-/reload: reload rules and bounds, keeping all state; 500 with located errors when invalid."""
-    remediator = request.app[REMEDIATOR]
-    if not await remediator.reload():
-        return json_error(
-            500, "configuration invalid; keeping the previous one", details=remediator.last_reload_error.splitlines()
-        )
+    """POST /-/reload: 403 unless --web.enable-lifecycle, then 401 without the token; reload rules and bounds,
+    keeping all state; 409 when the file would weaken authentication, 500 with located errors when invalid."""
+    if not request.app[LIFECYCLE]:
+        return json_error(403, "Lifecycle API is not enabled.")
+    if not authorized(request):
+        return json_error(401, "missing or invalid bearer token")
+    outcome = await request.app[REMEDIATOR].reload()
+    if outcome.status != 200:
+        return json_error(outcome.status, outcome.error, details=outcome.details.splitlines())
     return web.json_response({"status": "reloaded"})
 
 
-def build_app(remediator: Remediator) -> web.Application:
-    """Build the remediator's aiohttp application; the engine starts and stops with it."""
+def build_app(remediator: Remediator, enable_lifecycle: bool = False) -> web.Application:
+    """Build the remediator's aiohttp application; the engine starts and stops with it. POST /-/reload answers
+    403 unless enable_lifecycle (--web.enable-lifecycle)."""
     app = web.Application(client_max_size=remediator.config.limits.max_body_bytes + 1)
     app[REMEDIATOR] = remediator
+    app[LIFECYCLE] = enable_lifecycle
 
     async def engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
         engine = app[REMEDIATOR].engine

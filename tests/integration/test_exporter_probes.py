@@ -567,7 +567,7 @@ async def test_output_passes_promtool_check_metrics(tmp_path: Path, postgres_dsn
 
 async def test_reload_swaps_probes_and_an_invalid_file_keeps_the_old_ones(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"backups": [{"name": "first", "path_glob": f"{tmp_path}/*.gz"}]})
-    async with running_exporter(config) as (url, _), aiohttp.ClientSession() as http:
+    async with running_exporter(config, lifecycle=True) as (url, _), aiohttp.ClientSession() as http:
         write_config(tmp_path, {"backups": [{"name": "second", "path_glob": f"{tmp_path}/*.gz"}]})
         async with http.post(f"{url}/-/reload") as response:
             assert response.status == 200
