@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from common.config import ConfigError, ConfigErrorDetail, validation_details
 from remediator.actions.base import ActionParams, ActionRegistry, substitute
-from remediator.actions.builtin import EscalateAction, HttpRequestAction, LogAction
+from remediator.actions.builtin import EscalateAction, HttpRequestAction, IgnoreAction, LogAction
 from remediator.actions.command import CommandAction
 from remediator.actions.docker_restart import DockerRestartAction
 from remediator.actions.postgres import PostgresCancelQueriesAction, PostgresTerminateAction
@@ -36,6 +36,7 @@ def build_registry(config: RemediatorConfig) -> ActionRegistry:
         [
             LogAction(),
             EscalateAction(),
+            IgnoreAction(),
             HttpRequestAction(config.allowed_url_prefixes),
             DockerRestartAction(backends.docker_host),
             RabbitMQPurgeAction(backends.amqp()),
@@ -134,7 +135,8 @@ def build_state(config: RemediatorConfig, store: AuditStore) -> StateBackend:
         assert config.state_redis is not None  # the config's validator guarantees it
         redis = config.state_redis
         retention = config.audit_retention_days * 86400
-        return RedisState(redis.redis_url(), redis.key_prefix, redis.timeout_seconds, retention)
+        closed = config.resolved_memory_hours * 3600
+        return RedisState(redis.redis_url(), redis.key_prefix, redis.timeout_seconds, retention, closed)
     return MemoryState(store, config.state_file())
 
 

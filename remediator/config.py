@@ -497,6 +497,9 @@ class RemediatorConfig(StrictModel):
         default_factory=lambda: re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "remediator"
     )
     audit_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    # A resolved incident is remembered this long, so that a late firing copy of it (Alertmanager HA, a lagging
+    # replica, a resumed inbox) never acts; far longer than Alertmanager's resends of one notification.
+    resolved_memory_hours: Annotated[float, Field(ge=1, le=24 * 3650)] = 24 * 7
     dry_run: bool = False
     tls: TlsConfig | None = None
     allowed_url_prefixes: tuple[NonEmptyStr, ...] = ()

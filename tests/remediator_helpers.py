@@ -127,6 +127,7 @@ def config(tmp_path: Path, base_url: str, **overrides: Any) -> RemediatorConfig:
                 "retries": 1,
             },
             {"name": "judgement", "matchers": ['alertname="ApiLatencyHigh"'], "action": "escalate"},
+            {"name": "known-noise", "matchers": ['alertname="Noise"'], "action": "ignore"},
         ],
     }
     data.update(overrides)
@@ -179,7 +180,7 @@ async def rewind(remediator: Remediator, key_prefix: str, hours: float) -> None:
     """Move an incident's last attempt into the past, as if time had passed (no sleeping in tests)."""
     store = remediator.engine.store
     assert isinstance(store, SqliteStore)
-    keys = [row[0] for row in store._read("SELECT key FROM incidents")]
+    keys = [row[0] for row in store._read("SELECT key FROM incident_records")]
     for key in keys:
         if key.startswith(key_prefix):
             incident = await store.incident(key)

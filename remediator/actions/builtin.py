@@ -52,6 +52,21 @@ class EscalateAction(Action):
         return ActionResult(params.note, changed=False)
 
 
+class IgnoreParams(ActionParams):
+    note: Annotated[str, Field(max_length=1000)] = "ignored by configuration"
+
+
+class IgnoreAction(Action):
+    """Marks the alerts its rule matches as deliberately ignored: recorded, never acted on, never escalated. Only
+    such an explicit rule makes an alert end without a remediation or a page."""
+
+    name = "ignore"
+    params_model = IgnoreParams
+
+    async def run(self, params: IgnoreParams, bound: Mapping[str, str]) -> ActionResult:
+        return ActionResult(params.note, changed=False)
+
+
 class HttpRequestParams(ActionParams):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: Annotated[str, Field(min_length=1, max_length=2048)]

@@ -7,26 +7,23 @@ import contextlib
 import hmac
 import json
 import logging
-import operator
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from common.config import ConfigError, validation_details
+from common.config import ConfigError
 from common.logs import log_event
 from common.web import healthy, json_error, metrics_response, read_limited
 from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
-from remediator.intake.inbox import pack
-from remediator.intake.payload import parse_payload
+from remediator.intake.accept import accept
 from remediator.runtime.engine import Engine
-from remediator.state.base import AuditUnavailableError, StateUnavailableError
+from remediator.state.base import StateUnavailableError
 
 logger = logging.getLogger("remediator.api")
-STATUS = operator.itemgetter("status")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -120,64 +117,31 @@ def authorized(request: web.Request) -> bool:
     return bearer and hmac.compare_digest(given.encode(), token.encode())
 
 
-def _answer(request: web.Request, response: web.Response) -> web.Response:
-    request.app[REMEDIATOR].engine.metrics.webhook_requests.labels(str(response.status)).inc()
+@web.middleware
+async def count_webhook_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every answer of POST /webhook by its HTTP status."""
+    response = await handler(request)
+    if request.path == "/webhook":
+        request.app[REMEDIATOR].engine.metrics.webhook_requests.labels(str(response.status)).inc()
     return response
 
 
 async def webhook(request: web.Request) -> web.Response:
-    """POST /webhook: authenticate, bound, validate, record durably, enqueue, then answer (never after acting).
-    Workers wait for the call to be answered before deciding (within the engine's gate)."""
-    with request.app[REMEDIATOR].engine.accepting():
-        return await _webhook(request)
-
-
-async def _webhook(request: web.Request) -> web.Response:
+    """POST /webhook: authenticate and bound the body here; accept() validates, records and queues, then this
+    answers (never after acting)."""
     remediator = request.app[REMEDIATOR]
-    engine = remediator.engine
     if not authorized(request):
-        return _answer(request, json_error(401, "missing or invalid bearer token"))
+        return json_error(401, "missing or invalid bearer token")
     limit = remediator.config.limits.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        return _answer(request, json_error(413, f"body larger than {limit} bytes"))
+        return json_error(413, f"body larger than {limit} bytes")
     if request.content_type != "application/json":
-        return _answer(request, json_error(415, "content type must be application/json"))
+        return json_error(415, "content type must be application/json")
     body = await read_limited(request.content, limit)
     if len(body) > limit:
-        return _answer(request, json_error(413, f"body larger than {limit} bytes"))
-    try:
-        payload = parse_payload(body)
-    except ValidationError as error:
-        details = [str(d) for d in validation_details(error)][:20]
-        return _answer(request, json_error(422, "not an Alertmanager webhook payload (version 4)", details=details))
-    alerts = payload["alerts"]
-    if not engine.has_room(len(alerts)):
-        return _answer(request, json_error(503, "work queue full; retry later"))
-    try:
-        # The payload as received (compressed when large), once: every alert in it is on record before the
-        # 2xx, and resumed after a restart.
-        stored = pack(body)
-        inbox_id, received_at = await engine.store.receive(stored, len(alerts))
-    except AuditUnavailableError as error:
-        log_event(logger, logging.ERROR, "audit_unavailable", error=str(error))
-        return _answer(request, json_error(503, "audit store unavailable; nothing was recorded, retry later"))
-    engine.queue.put_payload(inbox_id, received_at, stored, len(alerts))
-    firing = operator.countOf(map(STATUS, alerts), "firing")
-    engine.metrics.received_firing.inc(firing)
-    engine.metrics.received_resolved.inc(len(alerts) - firing)
-    engine.metrics.queue_depth.set(engine.queue.qsize())
-    truncated = payload.get("truncatedAlerts", 0)
-    if truncated:
-        engine.metrics.truncated_alerts.inc(truncated)
-        log_event(logger, logging.WARNING, "truncated_alerts", group=payload.get("groupKey", ""), count=truncated)
-    try:
-        await engine.state.ping()
-    except StateUnavailableError as error:
-        # Recorded and queued: the workers fail closed and escalate. 503 makes Alertmanager send again, so
-        # the alerts get their real decision once the state is back.
-        log_event(logger, logging.ERROR, "state_unavailable", error=str(error))
-        return _answer(request, json_error(503, "state backend unavailable: recorded and escalated, no action taken"))
-    return _answer(request, web.json_response({"accepted": len(alerts), "truncated": truncated}))
+        return json_error(413, f"body larger than {limit} bytes")
+    outcome = await accept(remediator.engine, remediator.engine.metrics, body)
+    return web.json_response(outcome.body, status=outcome.status)
 
 
 async def remediations(request: web.Request) -> web.Response:
@@ -225,19 +189,22 @@ async def reload(request: web.Request) -> web.Response:
 def build_app(remediator: Remediator, enable_lifecycle: bool = False) -> web.Application:
     """Build the remediator's aiohttp application; the engine starts and stops with it. POST /-/reload answers
     403 unless enable_lifecycle (--web.enable-lifecycle)."""
-    app = web.Application(client_max_size=remediator.config.limits.max_body_bytes + 1)
+    app = web.Application(
+        client_max_size=remediator.config.limits.max_body_bytes + 1, middlewares=[count_webhook_answers]
+    )
     app[REMEDIATOR] = remediator
     app[LIFECYCLE] = enable_lifecycle
 
     async def engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
         engine = app[REMEDIATOR].engine
-        await engine.start()
-        yield
-        await engine.stop()
-        await engine.registry.close()
-        await engine.outbox.close()
-        await engine.state.close()
-        await engine.store.close()
+        try:
+            await engine.start()
+            yield
+        finally:
+            try:
+                await engine.stop()
+            finally:
+                await engine.close()
 
     app.cleanup_ctx.append(engine_lifecycle)
     app.router.add_post("/webhook", webhook)

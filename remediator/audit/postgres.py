@@ -53,21 +53,17 @@ CREATE TABLE IF NOT EXISTS tradeops_delivered (
     idx INTEGER NOT NULL,
     PRIMARY KEY (delivery, idx)
 );
-CREATE TABLE IF NOT EXISTS tradeops_incidents (
+-- Incidents as Incident.to_record() JSON (TEXT), with the columns their queries need; closed ones are kept as
+-- tombstones (resolution is final) until forget_closed().
+CREATE TABLE IF NOT EXISTS tradeops_incident_records (
     key TEXT PRIMARY KEY,
-    alertname TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    rule TEXT,
     state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_attempt_at TIMESTAMPTZ,
-    escalate_at TIMESTAMPTZ,
-    escalated BOOLEAN NOT NULL DEFAULT false,
-    escalation_reason TEXT,
-    updated_at TIMESTAMPTZ NOT NULL
+    due_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ NOT NULL,
+    record TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tradeops_incidents_escalate ON tradeops_incidents (escalate_at)
-    WHERE state = 'open' AND NOT escalated;
+CREATE INDEX IF NOT EXISTS tradeops_incident_records_due ON tradeops_incident_records (due_at)
+    WHERE due_at IS NOT NULL;
 """
 SCHEMA_LOCK = 0x7472_6164_656F_7073  # "tradeops": replicas starting together create the schema once
 # One statement, so atomic and one round trip: the audit entries, and the alerts marked done (at most once).
@@ -205,49 +201,41 @@ class PostgresStore:
 
     async def incident(self, key: str) -> Incident | None:
         """Return the incident with this key, if any."""
-        row = await self._call(lambda c: c.fetchrow("SELECT * FROM tradeops_incidents WHERE key = $1", key))
-        return _incident(row) if row else None
+        row = await self._call(lambda c: c.fetchrow("SELECT record FROM tradeops_incident_records WHERE key = $1", key))
+        return Incident.from_record(row["record"]) if row else None
 
     async def save(self, incident: Incident) -> None:
         """Insert or update an incident."""
-        values = (
-            incident.key,
-            _text(incident.alertname),
-            json.dumps(incident.labels, sort_keys=True),
-            incident.rule,
-            incident.state,
-            incident.attempts,
-            incident.last_attempt_at,
-            incident.escalate_at,
-            incident.escalated,
-            _text(incident.escalation_reason or "") or None,
-            now(),
-        )
         await self._call(
             lambda c: c.execute(
-                "INSERT INTO tradeops_incidents (key, alertname, labels, rule, state, attempts, last_attempt_at, "
-                "escalate_at, escalated, escalation_reason, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                "ON CONFLICT (key) DO UPDATE SET alertname = excluded.alertname, labels = excluded.labels, "
-                "rule = excluded.rule, state = excluded.state, attempts = excluded.attempts, "
-                "last_attempt_at = excluded.last_attempt_at, escalate_at = excluded.escalate_at, "
-                "escalated = excluded.escalated, escalation_reason = excluded.escalation_reason, "
-                "updated_at = excluded.updated_at",
-                *values,
+                "INSERT INTO tradeops_incident_records (key, state, due_at, updated_at, record) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET state = excluded.state, "
+                "due_at = excluded.due_at, updated_at = excluded.updated_at, record = excluded.record",
+                incident.key,
+                incident.state,
+                incident.due_at(),
+                now(),
+                incident.to_record(),
             )
         )
 
-    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
-        """Return open incidents whose escalation time has come."""
+    async def due_timers(self, at: dt.datetime) -> list[Incident]:
+        """Return open incidents with a timer (retry or still-firing escalation) due by `at`."""
         rows = await self._call(
-            lambda c: c.fetch(
-                "SELECT * FROM tradeops_incidents WHERE state = 'open' AND NOT escalated AND escalate_at <= $1", at
+            lambda c: c.fetch("SELECT record FROM tradeops_incident_records WHERE due_at <= $1", at)
+        )
+        return [Incident.from_record(row["record"]) for row in rows]
+
+    async def forget_closed(self, before: dt.datetime) -> None:
+        """Forget resolved incidents closed before `before` (until then a late firing copy is recognised)."""
+        await self._call(
+            lambda c: c.execute(
+                "DELETE FROM tradeops_incident_records WHERE state = 'closed' AND updated_at < $1", before
             )
         )
-        return [_incident(row) for row in rows]
 
     async def prune(self, older_than: dt.datetime) -> None:
-        """Delete audit entries, finished payloads and closed incidents older than the retention."""
+        """Delete audit entries and finished payloads older than the retention."""
 
         async def _prune(connection: asyncpg.Connection) -> None:
             await connection.execute("DELETE FROM tradeops_audit WHERE at < $1", older_than)
@@ -255,9 +243,6 @@ class PostgresStore:
                 finished = [row["id"] for row in await connection.fetch(FINISHED, older_than)]
                 await connection.execute("DELETE FROM tradeops_delivered WHERE delivery = ANY($1::bigint[])", finished)
                 await connection.execute("DELETE FROM tradeops_deliveries WHERE id = ANY($1::bigint[])", finished)
-            await connection.execute(
-                "DELETE FROM tradeops_incidents WHERE state = 'closed' AND updated_at < $1", older_than
-            )
 
         await self._call(_prune)
 
@@ -297,18 +282,3 @@ def _record_columns(batch: list[tuple[Sequence[AuditEntry], Delivery | None]]) -
 def _text(value: str) -> str:
     """PostgreSQL text cannot hold NUL: keep it visible instead of failing the write."""
     return value.replace("\x00", "\\x00")
-
-
-def _incident(row: asyncpg.Record) -> Incident:
-    return Incident(
-        key=row["key"],
-        alertname=row["alertname"],
-        labels=json.loads(row["labels"]),
-        rule=row["rule"],
-        state=row["state"],
-        attempts=row["attempts"],
-        last_attempt_at=row["last_attempt_at"],
-        escalate_at=row["escalate_at"],
-        escalated=row["escalated"],
-        escalation_reason=row["escalation_reason"],
-    )

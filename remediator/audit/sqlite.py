@@ -51,29 +51,21 @@ CREATE TABLE IF NOT EXISTS delivered (
     idx INTEGER NOT NULL,
     PRIMARY KEY (delivery, idx)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS incidents (
+-- Incidents as Incident.to_record() JSON, with the columns their queries need; closed ones are kept as
+-- tombstones (resolution is final) until forget_closed().
+CREATE TABLE IF NOT EXISTS incident_records (
     key TEXT PRIMARY KEY,
-    alertname TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    rule TEXT,
     state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_attempt_at TEXT,
-    escalate_at TEXT,
-    escalated INTEGER NOT NULL DEFAULT 0,
-    escalation_reason TEXT,
-    updated_at TEXT NOT NULL
+    due_at TEXT,
+    updated_at TEXT NOT NULL,
+    record TEXT NOT NULL
 ) WITHOUT ROWID;  -- clustered by key: one random page per write, not two
-CREATE INDEX IF NOT EXISTS incidents_escalate ON incidents (state, escalate_at);
+CREATE INDEX IF NOT EXISTS incident_records_due ON incident_records (due_at) WHERE due_at IS NOT NULL;
 """
 
 
 class StoreClosedError(RuntimeError):
     """The store was used after close()."""
-
-
-def _ts(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
 
 
 class SqliteStore:
@@ -178,48 +170,45 @@ class SqliteStore:
 
     async def incident(self, key: str) -> Incident | None:
         """Return the incident with this key, if any."""
-        rows = self._read("SELECT * FROM incidents WHERE key = ?", (key,))
-        return _incident(rows[0]) if rows else None
+        rows = self._read("SELECT record FROM incident_records WHERE key = ?", (key,))
+        return Incident.from_record(rows[0][0]) if rows else None
 
     async def save(self, incident: Incident) -> None:
         """Insert or update an incident."""
+        due = incident.due_at()
         values = (
             incident.key,
-            incident.alertname,
-            json.dumps(incident.labels, sort_keys=True),
-            incident.rule,
             incident.state,
-            incident.attempts,
-            incident.last_attempt_at.isoformat() if incident.last_attempt_at else None,
-            incident.escalate_at.isoformat() if incident.escalate_at else None,
-            int(incident.escalated),
-            incident.escalation_reason,
+            due.isoformat() if due else None,
             now().isoformat(),
+            incident.to_record(),
         )
         await self._run(
             lambda: self._db.execute(
-                "INSERT INTO incidents (key, alertname, labels, rule, state, attempts, last_attempt_at, escalate_at, "
-                "escalated, escalation_reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET alertname = excluded.alertname, labels = excluded.labels, "
-                "rule = excluded.rule, state = excluded.state, attempts = excluded.attempts, "
-                "last_attempt_at = excluded.last_attempt_at, escalate_at = excluded.escalate_at, "
-                "escalated = excluded.escalated, escalation_reason = excluded.escalation_reason, "
-                "updated_at = excluded.updated_at",
+                "INSERT INTO incident_records (key, state, due_at, updated_at, record) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET state = excluded.state, due_at = excluded.due_at, "
+                "updated_at = excluded.updated_at, record = excluded.record",
                 values,
             )
         )
 
-    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
-        """Return open incidents whose still-firing escalation time has come."""
+    async def due_timers(self, at: dt.datetime) -> list[Incident]:
+        """Return open incidents with a timer (retry or still-firing escalation) due by `at`."""
         rows = self._read(
-            "SELECT * FROM incidents WHERE state = 'open' AND escalated = 0 AND escalate_at IS NOT NULL "
-            "AND escalate_at <= ?",
-            (at.isoformat(),),
+            "SELECT record FROM incident_records WHERE due_at IS NOT NULL AND due_at <= ?", (at.isoformat(),)
         )
-        return [_incident(row) for row in rows]
+        return [Incident.from_record(row[0]) for row in rows]
+
+    async def forget_closed(self, before: dt.datetime) -> None:
+        """Forget resolved incidents closed before `before` (until then a late firing copy is recognised)."""
+        await self._run(
+            lambda: self._db.execute(
+                "DELETE FROM incident_records WHERE state = 'closed' AND updated_at < ?", (before.isoformat(),)
+            )
+        )
 
     async def prune(self, older_than: dt.datetime) -> None:
-        """Delete audit entries, finished payloads and closed incidents older than the retention."""
+        """Delete audit entries and finished payloads older than the retention."""
         cutoff = older_than.isoformat()
 
         def _prune() -> None:
@@ -231,7 +220,6 @@ class SqliteStore:
             )
             self._db.execute(f"DELETE FROM delivered WHERE delivery IN ({finished})", (cutoff,))  # noqa: S608
             self._db.execute(f"DELETE FROM deliveries WHERE id IN ({finished})", (cutoff,))  # noqa: S608
-            self._db.execute("DELETE FROM incidents WHERE state = 'closed' AND updated_at < ?", (cutoff,))
 
         await self._run(_prune)
 
@@ -244,18 +232,3 @@ def _checkpoint(path: Path) -> None:
     """Copy the WAL into the database file (PASSIVE: never waits for, or blocks, the writer)."""
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-
-def _incident(row: tuple[Any, ...]) -> Incident:
-    return Incident(
-        key=row[0],
-        alertname=row[1],
-        labels=json.loads(row[2]),
-        rule=row[3],
-        state=row[4],
-        attempts=row[5],
-        last_attempt_at=_ts(row[6]),
-        escalate_at=_ts(row[7]),
-        escalated=bool(row[8]),
-        escalation_reason=row[9],
-    )

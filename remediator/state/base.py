@@ -19,6 +19,10 @@ class StateUnavailableError(RuntimeError):
     """The shared state cannot be read or written: the remediator fails closed (no action) and escalates."""
 
 
+class LockLostError(RuntimeError):
+    """An incident's lock expired or was taken over while held: the holder must not write or act any more."""
+
+
 class AuditUnavailableError(RuntimeError):
     """The audit store cannot record: the webhook answers 503 rather than acknowledge what was not recorded."""
 
@@ -87,6 +91,8 @@ class Hold:
     won: bool
     incident: Incident | None
     save_on_release: Incident | None = None
+    token: str = ""  # the lock's fencing token ('' where locks cannot expire: one process)
+    lost: bool = False  # the lock expired or was taken over: nothing more may be written or done under it
 
 
 class IncidentStore(Protocol):
@@ -98,8 +104,11 @@ class IncidentStore(Protocol):
     async def save(self, incident: Incident) -> None:
         """Insert or update an incident."""
 
-    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
-        """Return open, not yet escalated incidents whose escalation time has come."""
+    async def due_timers(self, at: dt.datetime) -> list[Incident]:
+        """Return open incidents with a timer (retry or still-firing escalation) due by `at`."""
+
+    async def forget_closed(self, before: dt.datetime) -> None:
+        """Forget resolved incidents closed before `before`."""
 
 
 class StateBackend(IncidentStore, Protocol):
@@ -107,6 +116,9 @@ class StateBackend(IncidentStore, Protocol):
 
     async def open(self) -> None:
         """Connect (lazily for Redis: the first call connects)."""
+
+    async def save(self, incident: Incident, held: Hold | None = None) -> None:
+        """Insert or update an incident; under a hold, only while it is still held (LockLostError otherwise)."""
 
     def hold(self, key: str, ttl_seconds: float) -> AbstractAsyncContextManager[Hold]:
         """Hold the incident's lock (at most `ttl_seconds` if the holder dies) and read the incident under it;

@@ -1,9 +1,14 @@
-"""An incident: one alert's (fingerprint, startsAt) under one rule, and what was done about it."""
+"""An incident: one alert's (fingerprint, startsAt) under one rule, what was done about it, and its timers."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+OPEN = "open"
+CLOSED = "closed"  # resolved: final, and remembered so that a late firing copy never acts
 
 
 def now() -> dt.datetime:
@@ -11,9 +16,13 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _time(value: Any) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
 @dataclass
 class Incident:
-    """What the remediator remembers about one incident (fingerprint, startsAt)."""
+    """What the remediator remembers about one incident (fingerprint, startsAt) under one rule."""
 
     key: str
     alertname: str
@@ -25,3 +34,38 @@ class Incident:
     escalate_at: dt.datetime | None
     escalated: bool
     escalation_reason: str | None
+    retry_at: dt.datetime | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the incident resolved (nothing may act on it again)."""
+        return self.state == CLOSED
+
+    def due_at(self) -> dt.datetime | None:
+        """When its next timer falls due: a retry, or the still-firing escalation; None when closed or idle."""
+        if self.closed:
+            return None
+        times = [t for t in (self.retry_at, None if self.escalated else self.escalate_at) if t is not None]
+        return min(times) if times else None
+
+    def close(self) -> None:
+        """Resolve the incident: it is final, and every timer of it is cancelled."""
+        self.state = CLOSED
+        self.retry_at = None
+        self.escalate_at = None
+
+    def to_record(self) -> str:
+        """Serialise to the JSON every store keeps (the one place that knows the fields' shapes)."""
+        data = asdict(self)
+        for name in ("last_attempt_at", "escalate_at", "retry_at"):
+            value = data[name]
+            data[name] = value.isoformat() if value is not None else None
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_record(cls, text: str | bytes) -> Incident:
+        """Read what to_record wrote."""
+        data: dict[str, Any] = json.loads(text)
+        for name in ("last_attempt_at", "escalate_at", "retry_at"):
+            data[name] = _time(data.get(name))
+        return cls(**data)

@@ -181,13 +181,17 @@ class MemoryState:
         """Return the incident with this key, if any."""
         return await self.incidents.incident(key)
 
-    async def save(self, incident: Incident) -> None:
-        """Insert or update an incident."""
+    async def save(self, incident: Incident, held: Hold | None = None) -> None:
+        """Insert or update an incident (in one process a hold cannot be lost)."""
         await self.incidents.save(incident)
 
-    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
-        """Return open incidents whose escalation time has come."""
-        return await self.incidents.due_escalations(at)
+    async def due_timers(self, at: dt.datetime) -> list[Incident]:
+        """Return open incidents with a timer due by `at`."""
+        return await self.incidents.due_timers(at)
+
+    async def forget_closed(self, before: dt.datetime) -> None:
+        """Forget resolved incidents closed before `before`."""
+        await self.incidents.forget_closed(before)
 
     def _remaining(self, actions_per_hour: int, at: float) -> int:
         cutoff = at - BUDGET_WINDOW_SECONDS

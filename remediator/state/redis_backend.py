@@ -9,9 +9,9 @@ fails closed (no action) and escalates.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixe
 
 from common.batcher import Batcher
 from common.logs import log_event
-from remediator.state.base import Admission, BreakerPolicy, Denial, Hold, StateUnavailableError
+from remediator.state.base import Admission, BreakerPolicy, Denial, Hold, LockLostError, StateUnavailableError
 from remediator.state.incident import Incident
 
 logger = logging.getLogger("remediator.state")
@@ -77,16 +77,21 @@ HOLD = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, redis.call('GET', KEYS[2])} end
 return {0}
 """
-# KEYS: incident, pending-escalation index, lock. ARGV: incident JSON ('' saves nothing), escalation score ('':
-# not pending), retention seconds, incident key, lock token ('' releases nothing). Saves, then releases the
-# lock if this token still holds it; returns 0 when it was to be released but had expired.
+# KEYS: incident, timer index, lock. ARGV: incident JSON ('' saves nothing), due score ('': no timer), TTL
+# seconds, incident key, lock token ('': unfenced), '1' to release the lock. A fenced call does nothing and
+# returns 0 unless its token still holds the lock: a holder whose lock expired never overwrites its successor.
 SAVE_RELEASE = """
+if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return 0 end
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
   if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4]) else redis.call('ZREM', KEYS[2], ARGV[4]) end
 end
-if ARGV[5] == '' then return 1 end
-if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) return 1 end
+if ARGV[6] == '1' and ARGV[5] ~= '' then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+# KEYS: lock. ARGV: token, ttl_ms. Extends the lock while this token holds it; 0 when it was lost.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
 return 0
 """
 LOCK_POLL_SECONDS = 0.02
@@ -118,44 +123,30 @@ return 0
 )
 
 
-def _dump(incident: Incident) -> str:
-    return json.dumps(
-        {
-            "key": incident.key,
-            "alertname": incident.alertname,
-            "labels": incident.labels,
-            "rule": incident.rule,
-            "state": incident.state,
-            "attempts": incident.attempts,
-            "last_attempt_at": incident.last_attempt_at.isoformat() if incident.last_attempt_at else None,
-            "escalate_at": incident.escalate_at.isoformat() if incident.escalate_at else None,
-            "escalated": incident.escalated,
-            "escalation_reason": incident.escalation_reason,
-        }
-    )
-
-
-def _load(text: str | bytes) -> Incident:
-    data: dict[str, Any] = json.loads(text)
-    for name in ("last_attempt_at", "escalate_at"):
-        data[name] = dt.datetime.fromisoformat(data[name]) if data[name] else None
-    return Incident(**data)
-
-
 class RedisState:
     """Shared policy state in one Redis (or a Sentinel-managed primary)."""
 
-    def __init__(self, url: str, prefix: str, timeout_seconds: float, retention_seconds: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        timeout_seconds: float,
+        retention_seconds: float,
+        closed_seconds: float | None = None,
+    ) -> None:
         self.redis: Redis = Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, decode_responses=False
         )
         self.prefix = prefix
         self.retention_seconds = int(retention_seconds)
+        # A closed incident is a tombstone: kept this long, so a late firing copy of it never acts.
+        self.closed_seconds = int(closed_seconds if closed_seconds is not None else retention_seconds)
         self._admit = self.redis.register_script(ADMIT)
         self._budget = self.redis.register_script(BUDGET)
         self._breaker_record = self.redis.register_script(BREAKER_RECORD)
         self._hold = self.redis.register_script(HOLD)
         self._save_release = self.redis.register_script(SAVE_RELEASE)
+        self._renew = self.redis.register_script(RENEW)
         self._pings: Batcher[None, None] = Batcher(self._ping_batch)
 
     def _key(self, *parts: str) -> str:
@@ -169,14 +160,15 @@ class RedisState:
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str, ttl_seconds: float) -> AsyncIterator[Hold]:
-        """Hold the incident's lock across replicas, reading the incident as it is taken; it expires after
-        `ttl_seconds` if this replica dies. A lock held elsewhere is waited for, at most `ttl_seconds` + 1."""
+        """Hold the incident's lock across replicas, reading the incident as it is taken. The lock is renewed
+        while held and expires `ttl_seconds` after this replica dies; a lock held elsewhere is waited for, at most
+        `ttl_seconds` + 1. Every save under it is fenced: once the lock is lost, nothing more is written."""
         token = uuid.uuid4().hex
+        ttl_ms = max(1000, int(ttl_seconds * 1000))
         keys = [self._key("lock", key), self._key("incident", key)]
-        args: list[str | int | float] = [token, max(1, int(ttl_seconds * 1000))]
 
         async def take() -> list[Any]:
-            return list(await self._call(self._hold(keys=keys, args=args)))
+            return list(await self._call(self._hold(keys=keys, args=[token, ttl_ms])))
 
         # Polled until taken or given up on; the last answer (not taken) is kept when giving up.
         reply: list[Any] = await AsyncRetrying(
@@ -186,41 +178,62 @@ class RedisState:
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else [0],
         )(take)
         won = reply[0] == 1
-        held = Hold(won=won, incident=_load(reply[1]) if won and reply[1] is not None else None)
+        incident = Incident.from_record(reply[1]) if won and reply[1] is not None else None
+        held = Hold(won=won, incident=incident, token=token if won else "")
+        if not won:
+            yield held
+            return
+        renewing = asyncio.create_task(self._keep_renewed(key, held, ttl_ms))
         try:
             yield held
         except BaseException:
-            if won:
-                await self._release(key, token, None)
+            renewing.cancel()
+            await self._release(key, held, None)
             raise
-        if won:
-            await self._release(key, token, held.save_on_release)
+        renewing.cancel()
+        await self._release(key, held, held.save_on_release)
 
-    async def _release(self, key: str, token: str, incident: Incident | None) -> None:
-        """Save the incident (if any) and release the lock, in one step; a release that fails is logged only
-        (the lock ends with its TTL), a save that fails raises StateUnavailableError."""
+    async def _keep_renewed(self, key: str, held: Hold, ttl_ms: int) -> None:
+        """Extend the lock every third of its TTL until cancelled; mark the hold lost when it was."""
+        while True:
+            await asyncio.sleep(ttl_ms / 3000)
+            try:
+                renewed = await self._call(self._renew(keys=[self._key("lock", key)], args=[held.token, ttl_ms]))
+            except StateUnavailableError as error:
+                log_event(logger, logging.WARNING, "lock_renew_failed", incident=key, error=str(error))
+                continue  # the lock may still hold; the fenced writes find out
+            if not renewed:
+                held.lost = True
+                log_event(logger, logging.ERROR, "lock_lost", incident=key)
+                return
+
+    async def _release(self, key: str, held: Hold, incident: Incident | None) -> None:
+        """Save the incident (if any) and release the lock, in one fenced step; a release that fails is logged
+        only (the lock ends with its TTL), a save that fails raises StateUnavailableError."""
         try:
-            await self._save_incident(incident, token, key)
+            written = await self._write(key, incident, held.token, release=True)
         except StateUnavailableError as error:
             if incident is not None:
                 raise
             log_event(logger, logging.WARNING, "lock_release_failed", incident=key, error=str(error))
+            return
+        if not written:
+            held.lost = True
+            log_event(logger, logging.ERROR, "lock_lost_before_release", incident=key, saved=incident is not None)
 
-    async def _save_incident(self, incident: Incident | None, token: str, key: str) -> None:
-        keys = [self._key("incident", key), self._key("escalate"), self._key("lock", key)]
-        score: str | float = ""  # pending escalation: open, not yet escalated, with a time
-        if incident is not None and incident.state == "open" and not incident.escalated and incident.escalate_at:
-            score = incident.escalate_at.timestamp()
+    async def _write(self, key: str, incident: Incident | None, token: str, *, release: bool) -> bool:
+        keys = [self._key("incident", key), self._key("timers"), self._key("lock", key)]
+        due = incident.due_at() if incident is not None else None
+        ttl = self.closed_seconds if incident is not None and incident.closed else self.retention_seconds
         args: list[str | int | float] = [
-            _dump(incident) if incident is not None else "",
-            score,
-            self.retention_seconds,
+            incident.to_record() if incident is not None else "",
+            due.timestamp() if due is not None else "",
+            max(1, ttl),
             key,
             token,
+            "1" if release else "0",
         ]
-        released = bool(await self._call(self._save_release(keys=keys, args=args)))
-        if token and not released:
-            log_event(logger, logging.WARNING, "lock_expired_before_release", incident=key)
+        return bool(await self._call(self._save_release(keys=keys, args=args)))
 
     async def open(self) -> None:
         """Nothing to open (Redis connects on first use)."""
@@ -237,15 +250,20 @@ class RedisState:
     async def incident(self, key: str) -> Incident | None:
         """Return the incident with this key, if any."""
         raw = await self._call(self.redis.get(self._key("incident", key)))
-        return _load(raw) if raw is not None else None
+        return Incident.from_record(raw) if raw is not None else None
 
-    async def save(self, incident: Incident) -> None:
-        """Store the incident and keep the pending-escalation index in step, in one step."""
-        await self._save_incident(incident, "", incident.key)
+    async def save(self, incident: Incident, held: Hold | None = None) -> None:
+        """Store the incident and its timer, in one step; under a hold, only while its lock still holds
+        (LockLostError otherwise)."""
+        token = held.token if held is not None else ""
+        if not await self._write(incident.key, incident, token, release=False):
+            assert held is not None
+            held.lost = True
+            raise LockLostError(f"lock of {incident.key} lost: not saved")
 
-    async def due_escalations(self, at: dt.datetime) -> list[Incident]:
-        """Return open incidents whose escalation time has come (the engine re-checks each under its lock)."""
-        index = self._key("escalate")
+    async def due_timers(self, at: dt.datetime) -> list[Incident]:
+        """Return open incidents with a timer due by `at` (the engine re-checks each under its lock)."""
+        index = self._key("timers")
         raw_keys = await self._call(self.redis.zrangebyscore(index, "-inf", at.timestamp()))
         if not raw_keys:
             return []
@@ -254,8 +272,11 @@ class RedisState:
         expired = [key for key, raw in zip(keys, stored, strict=True) if raw is None]
         if expired:
             await self._call(self.redis.zrem(index, *expired))  # their incidents expired: drop them from the index
-        incidents = [_load(raw) for raw in stored if raw is not None]
-        return [i for i in incidents if i.state == "open" and not i.escalated]
+        incidents = [Incident.from_record(raw) for raw in stored if raw is not None]
+        return [incident for incident in incidents if incident.due_at() is not None]
+
+    async def forget_closed(self, before: dt.datetime) -> None:
+        """Closed incidents expire by themselves (TTL: closed_seconds)."""
 
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
         """Check circuit, cooldown, rate and budget in one script; with consume take all or none, the half-open

@@ -164,12 +164,12 @@ async def test_a_half_open_trial_whose_replica_died_lets_another_take_a_new_one_
     assert await first.admit(lease, consume=True) is Denial.CIRCUIT
 
 
-async def test_incidents_and_their_pending_escalations_are_shared(replicas: tuple[RedisState, RedisState]) -> None:
+async def test_incidents_and_their_timers_are_shared(replicas: tuple[RedisState, RedisState]) -> None:
     first, second = replicas
     past = now() - dt.timedelta(seconds=1)
     await first.save(incident("a#r", past))
     await first.save(incident("b#r", now() + dt.timedelta(hours=1)))
-    due = await second.due_escalations(now())
+    due = await second.due_timers(now())
     assert [i.key for i in due] == ["a#r"]
     loaded = await second.incident("a#r")
     assert loaded is not None
@@ -177,12 +177,12 @@ async def test_incidents_and_their_pending_escalations_are_shared(replicas: tupl
     assert loaded.escalate_at == past
     loaded.escalated = True
     await second.save(loaded)
-    assert await first.due_escalations(now()) == []
+    assert await first.due_timers(now()) == []
     # An incident whose key expired (retention) leaves the pending-escalation index too.
     await first.save(incident("c#r", past))
     await first.redis.delete(first._key("incident", "c#r"))
-    assert await second.due_escalations(now()) == []
-    assert await first.redis.zscore(first._key("escalate"), "c#r") is None
+    assert await second.due_timers(now()) == []
+    assert await first.redis.zscore(first._key("timers"), "c#r") is None
 
 
 async def test_an_incident_lock_is_exclusive_across_replicas_and_expires_when_its_holder_dies(
@@ -252,7 +252,7 @@ async def test_every_operation_fails_closed_when_redis_is_unreachable() -> None:
         state.ping(),
         state.incident("k"),
         state.save(incident("k", None)),
-        state.due_escalations(now()),
+        state.due_timers(now()),
         state.admit(admission("t"), consume=True),
         state.record_outcome("a", ok=True, policy=policy),
         state.budget_remaining(1),

@@ -16,8 +16,8 @@ import yaml
 from exporter.config import load as load_exporter_config
 from remediator.app import load_checked
 from remediator.config import RemediatorConfig
+from remediator.policy.decide import matching_rules
 from remediator.policy.windows import in_window
-from remediator.runtime.engine import matching_rules
 from tests.prereqs import require_binary
 
 ROOT = Path(__file__).parents[2]

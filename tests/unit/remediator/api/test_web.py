@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.web import free_port
-from remediator.runtime.engine import Reason
+from remediator.policy.decide import Reason
 from remediator.state.base import Admission, Denial
 from remediator.state.memory import MemoryState
 from tests.remediator_helpers import (
@@ -151,7 +151,17 @@ async def test_every_decision_reason_is_reachable(tmp_path: Path) -> None:
     reached: set[str] = set()
     async with recorder() as (base, _):
         scenarios: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
-            ({}, [alert(name="Unmatched"), alert(), alert(), alert(name="CollectorFailed", collector="evil")]),
+            (
+                {},
+                [
+                    alert(name="Unmatched"),
+                    alert(name="ApiLatencyHigh"),
+                    alert(name="Noise"),
+                    alert(),
+                    alert(),
+                    alert(name="CollectorFailed", collector="evil"),
+                ],
+            ),
             ({"dry_run": True}, [alert()]),
             ({"limits": {"actions_per_hour": 0}}, [alert()]),
             ({"maintenance_windows": [{"name": "always", "time_intervals": [{}]}]}, [alert()]),
@@ -165,6 +175,8 @@ async def test_every_decision_reason_is_reachable(tmp_path: Path) -> None:
                     await post(client, payload(item))
                     await settle(remediator)
                 await post(client, payload({**alerts[-1], "status": "resolved"}))
+                await settle(remediator)
+                await post(client, payload(alerts[-1]))  # a late firing copy of the resolved incident
                 await settle(remediator)
                 reached |= set(decisions(await remediator.engine.store.recent(100)))
         # max attempts: two attempts (the retry falls due after retry_after_minutes), then no more
@@ -381,25 +393,11 @@ async def test_a_stop_finishes_even_when_a_backend_client_swallows_the_cancellat
 
     async with recorder() as (base, _), remediator_client(config(tmp_path, base)) as (client, remediator):
         engine = remediator.engine
-        engine.state = SwallowingState(engine.store)
+        engine.state = engine.runner.state = engine.runner.actor.state = SwallowingState(engine.store)
         assert (await post(client, payload(alert(), alert(instance="2"))))[0] == 200
         await entered.wait()
-        workers = list(engine._tasks)
+        workers = list(engine._workers)
         async with asyncio.timeout(10):  # without the worker's own check this never returns
             await engine.stop()
         assert workers
         assert all(task.done() for task in workers)
-
-
-async def test_a_worker_decides_an_alert_only_once_the_webhook_call_in_progress_is_answered(tmp_path: Path) -> None:
-    async with remediator_client(config(tmp_path, "http://127.0.0.1:1")) as (client, remediator):
-        engine = remediator.engine
-        with engine.accepting():  # another webhook call, still being handled
-            assert (await post(client, payload(alert())))[0] == 200
-            await asyncio.sleep(0.05)
-            assert await engine.store.recent(10) == []  # taken by a worker, not decided yet
-        for _ in range(200):
-            if await engine.store.recent(10):
-                break
-            await asyncio.sleep(0.02)
-        assert [entry["event"] for entry in await engine.store.recent(10)][-1] == "received"

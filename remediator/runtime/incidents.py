@@ -1,0 +1,193 @@
+"""One incident under its lock: decide, claim the attempt, act, set its timers, escalate, or close it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from common.logs import log_event
+from remediator.actions.base import ActionRegistry
+from remediator.config import RemediatorConfig, RuleConfig
+from remediator.escalation.channels import Escalation
+from remediator.escalation.outbox import Outbox
+from remediator.intake.payload import WebhookAlert
+from remediator.metrics import RemediatorMetrics
+from remediator.policy.decide import Plan, Reason, breaker_key, denied, escalation_delay, no_rule, precheck
+from remediator.runtime.acting import Actor
+from remediator.runtime.journal import Journal
+from remediator.state.base import Admission, AuditStore, Hold, StateBackend
+from remediator.state.incident import OPEN, Incident, now
+
+logger = logging.getLogger("remediator.runtime")
+# While the state backend is down, one escalation per incident per this many seconds (no shared dedup then).
+UNAVAILABLE_ESCALATION_REPEAT_SECONDS = 300
+
+
+class ResolveDeferredError(Exception):
+    """A resolve could not take its incident's lock in time: it is processed again later, never dropped."""
+
+
+def incident_key(alert: WebhookAlert, rule: RuleConfig | None) -> str:
+    """The key of an alert's incident under a rule (under no rule: the alert's own, for `no_rule`)."""
+    return f"{alert.incident_key}#{rule.name if rule is not None else ''}"
+
+
+def alert_of(incident: Incident) -> WebhookAlert:
+    """The firing alert an incident was opened for, rebuilt from its key and labels (for its own timers)."""
+    fingerprint, _, rest = incident.key.partition("@")
+    starts, _, _ = rest.rpartition("#")
+    return WebhookAlert("firing", incident.labels, dt.datetime.fromisoformat(starts), fingerprint)
+
+
+@dataclass
+class IncidentRunner:
+    """Takes one alert under one rule (or none) to its end: a remediation, an escalation, or a recorded ignore."""
+
+    config: Callable[[], RemediatorConfig]
+    registry: Callable[[], ActionRegistry]
+    store: AuditStore
+    state: StateBackend
+    outbox: Outbox
+    actor: Actor
+    metrics: RemediatorMetrics
+    _unavailable: dict[str, float] = field(default_factory=dict)
+
+    def record(self, journal: Journal, plan: Plan) -> None:
+        """Count, journal and log one decision."""
+        rule = plan.rule.name if plan.rule else ""
+        self.metrics.decisions.labels(rule, str(plan.reason)).inc()
+        journal.add("decision", rule or None, str(plan.reason), plan.detail)
+        log_event(
+            logger,
+            logging.INFO,
+            "decision",
+            incident=journal.alert.incident_key,
+            rule=rule,
+            decision=plan.reason,
+            detail=plan.detail,
+        )
+
+    async def resolve(self, held: Hold, alert: WebhookAlert, rule: RuleConfig | None, journal: Journal) -> None:
+        """Close the incident for good (a tombstone even when it was never seen firing), cancel its timers, and
+        resolve its page."""
+        self.record(journal, Plan(rule, Reason.RESOLVED, "alert resolved: incident closed"))
+        incident = held.incident or self.new_incident(alert, rule)
+        if incident.closed:
+            return
+        incident.close()
+        held.save_on_release = incident
+        if incident.escalated:
+            reason = incident.escalation_reason or "resolved"
+            await self.escalate(incident.key, incident.labels, reason, "the alert resolved", journal, resolved=True)
+
+    def new_incident(self, alert: WebhookAlert, rule: RuleConfig | None) -> Incident:
+        """A fresh open incident for the alert under the rule."""
+        name = rule.name if rule is not None else None
+        return Incident(
+            incident_key(alert, rule), alert.name, dict(alert.labels), name, OPEN, 0, None, None, False, None
+        )
+
+    async def fire(self, held: Hold, alert: WebhookAlert, rule: RuleConfig | None, journal: Journal) -> Plan:
+        """Decide for a firing alert and carry the decision out."""
+        incident = held.incident or self.new_incident(alert, rule)
+        config = self.config()
+        at = now()
+        if rule is None:
+            plan = no_rule() if not incident.closed else precheck_closed()
+        else:
+            plan = precheck(config, self.registry(), alert, rule, incident, at)
+            if plan.reason is Reason.EXECUTED and plan.target is not None:
+                denial = await self.state.admit(self.admission(rule, plan.target, alert), consume=True)
+                if denial is not None:
+                    plan = denied(rule, plan.target, denial)
+        self.record(journal, plan)
+        if plan.reason in {Reason.ALREADY_RESOLVED, Reason.DEDUPLICATED, Reason.IGNORED}:
+            return plan
+        if incident.escalate_at is None:
+            incident.escalate_at = at + escalation_delay(config, rule, alert.labels)
+        held.save_on_release = incident
+        if plan.reason is Reason.EXECUTED and rule is not None:
+            await self.act(held, incident, rule, plan, journal)
+        elif plan.escalates:
+            await self.escalate_once(incident, str(plan.reason), plan.detail, journal)
+        return plan
+
+    def admission(self, rule: RuleConfig, target: str, alert: WebhookAlert) -> Admission:
+        """The rule's claim on the limits for one action on one target."""
+        config = self.config()
+        return Admission(
+            breaker_key(rule, target),
+            config.circuit_breaker.open_minutes * 60,
+            rule.name,
+            rule.rate,
+            target,
+            rule.cooldown_minutes * 60,
+            config.limits.actions_per_hour,
+            alert.incident_key,
+        )
+
+    async def act(self, held: Hold, incident: Incident, rule: RuleConfig, plan: Plan, journal: Journal) -> None:
+        """Claim the attempt durably (fenced: only while the lock holds), then run the action."""
+        at = now()
+        incident.attempts += 1
+        incident.last_attempt_at = at
+        incident.escalate_at = at + escalation_delay(self.config(), rule, incident.labels)
+        more = incident.attempts < rule.max_attempts
+        incident.retry_at = at + dt.timedelta(minutes=rule.retry_after_minutes) if more else None
+        # The claim is on record before the action runs: a replica killed mid-action leaves it counted, so neither
+        # a restart nor another replica runs it again before its retry timer.
+        await self.state.save(incident, held)
+        await self.store.record(journal.take())
+        outcome = await self.actor.run(rule, plan, journal, self.config().circuit_breaker)
+        if not outcome.ok:
+            await self.escalate_once(incident, "action_failed", outcome.detail, journal)
+
+    async def escalate_once(self, incident: Incident, reason: str, detail: str, journal: Journal | None) -> None:
+        """Hand the incident to a human, unless it already was (one page per incident)."""
+        if incident.escalated:
+            return
+        incident.escalated = True
+        incident.escalation_reason = reason
+        await self.escalate(incident.key, incident.labels, reason, detail, journal, resolved=False)
+
+    async def escalate(
+        self,
+        key: str,
+        labels: Mapping[str, str],
+        reason: str,
+        detail: str,
+        journal: Journal | None,
+        *,
+        resolved: bool,
+    ) -> None:
+        """Put one escalation (or its resolve) in the outbox; its delivery is the sender's work."""
+        await self.outbox.enqueue(Escalation(key, labels, reason, detail, resolved))
+        if not resolved:
+            self.metrics.escalations.labels(reason).inc()
+        if journal is not None:
+            journal.add("escalation_resolved" if resolved else "escalated", None, reason, detail)
+        log_event(logger, logging.WARNING, "escalated", incident=key, reason=reason, resolved=resolved)
+
+    async def fail_closed(self, alert: WebhookAlert, rule: RuleConfig | None, why: str, journal: Journal) -> Plan:
+        """The state backend is unreachable: never act; escalate a firing alert (at most every few minutes)."""
+        plan = Plan(rule, Reason.STATE_UNAVAILABLE, f"failing closed, no action: {why}")
+        self.record(journal, plan)
+        key = incident_key(alert, rule)
+        if alert.status == "firing":
+            current = time.monotonic()
+            last = self._unavailable.get(key)
+            if last is None or current - last > UNAVAILABLE_ESCALATION_REPEAT_SECONDS:
+                self._unavailable = {
+                    k: t for k, t in self._unavailable.items() if current - t <= UNAVAILABLE_ESCALATION_REPEAT_SECONDS
+                }
+                self._unavailable[key] = current
+                await self.escalate(key, alert.labels, "state_unavailable", why, journal, resolved=False)
+        return plan
+
+
+def precheck_closed() -> Plan:
+    """The decision for a late firing copy of a resolved incident that no rule matches."""
+    return Plan(None, Reason.ALREADY_RESOLVED, "this incident resolved already: a late firing copy never acts")
