@@ -175,6 +175,28 @@ def audited(audit_path: Path) -> int | None:
         return None
 
 
+def decided_before(audit_path: Path, p0_id: str) -> int | None:
+    """Storm warnings whose decision the audit holds before the P0's (None when the P0 has no decision row)."""
+    try:
+        db = sqlite3.connect(f"file:{audit_path}?mode=ro", uri=True, timeout=1)
+        try:
+            row = db.execute(
+                "SELECT MIN(id) FROM audit WHERE alertname = 'UrgentDown' AND event = 'decision' AND labels LIKE ?",
+                (f'%"{p0_id}"%',),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return None
+            before = db.execute(
+                "SELECT COUNT(*) FROM audit WHERE alertname = 'StormWarning' AND event = 'decision' AND id < ?",
+                (row[0],),
+            ).fetchone()
+            return int(before[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+
+
 def noise() -> str:
     """How steady the machine is now: the load average and the spread of five timings of one fixed CPU loop."""
     timings = []
@@ -385,6 +407,7 @@ async def storm(bench: Bench, run: int) -> dict[str, Any]:
         "audited_s": audited_at - started if audited_at not in (None, -1.0) else None,
         "reasons": reasons,
         "pages": pages,
+        "before_p0": decided_before(audit_path, p0_id),
     }
 
 
@@ -462,7 +485,8 @@ async def run_storms(http: aiohttp.ClientSession, processes: Processes, recorder
             f"{figures['p0_answer_ms']:.1f} ms, {figures['p0_status']}); storm accepted in "
             f"{figures['accept_seconds']:.2f} s ({rate:.0f} alerts/s, answers {figures['statuses']}); "
             f"last storm alert decided {decided}, audited {done} after the storm began; "
-            f"storm decisions {figures['reasons']}; pages received {figures['pages']}"
+            f"storm decisions {figures['reasons']}, {figures['before_p0']} of them audited before the P0's; "
+            f"pages received {figures['pages']}"
         )
         await stop_remediator(processes)
 
