@@ -374,6 +374,7 @@ async def storm(bench: Bench, run: int) -> dict[str, Any]:
         if answered == len(bodies) // 2:
             tasks.append(asyncio.create_task(send_p0()))
 
+    _, pages_before = await bench.stamps()
     started = time.monotonic()
     accept_seconds, statuses = await send_all(bodies, bench.post, after)
     await asyncio.gather(*tasks)
@@ -406,7 +407,7 @@ async def storm(bench: Bench, run: int) -> dict[str, Any]:
         "decided_s": decided_at - started if decided_at is not None else None,
         "audited_s": audited_at - started if audited_at not in (None, -1.0) else None,
         "reasons": reasons,
-        "pages": pages,
+        "pages": pages - pages_before,
         "before_p0": decided_before(audit_path, p0_id),
     }
 
