@@ -127,6 +127,7 @@ class IncidentRunner:
             rule.cooldown_minutes * 60,
             config.limits.actions_per_hour,
             alert.incident_key,
+            trial_seconds=rule.timeout_seconds + 60,  # the half-open trial's lease outlasts its deadline
         )
 
     async def act(self, held: Hold, incident: Incident, rule: RuleConfig, plan: Plan, journal: Journal) -> None:

@@ -99,7 +99,7 @@ def replica_config(base: str, redis_url: str, prefix: str, dsn: str, **rule: Any
                 "name": "act",
                 "matchers": ['alertname="Race"'],
                 "action": "http_request",
-                "params": {"method": "POST", "url": f"{base}/platform/act/{{slot}}"},
+                "params": {"method": "POST", "url": f"{base}/platform/act/{{slot}}", "timeout_seconds": 3},
                 "label_params": {"slot": {"label": "slot", "allowed": SLOTS}},
                 "target": "slot:{slot}",
                 "max_attempts": 1,
@@ -186,6 +186,19 @@ async def wait_decisions(dsn: str, incident: str, count: int, seconds: float = 3
             return found
         await asyncio.sleep(0.05)
     raise AssertionError(f"{incident}: only {found} after {seconds}s")
+
+
+async def wait_lock_free(redis_url: str, lock_key: str) -> None:
+    """Wait (bounded) until the incident's lock is released, its holder's last save done."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        for _ in range(400):
+            if not await client.exists(lock_key):
+                return
+            await asyncio.sleep(0.025)
+    finally:
+        await client.aclose()
+    raise AssertionError(f"{lock_key} still held")
 
 
 async def retry_falls_due(redis_url: str, incident_key: str) -> None:
@@ -286,6 +299,7 @@ async def test_a_replica_killed_mid_action_is_neither_lost_nor_doubled_and_retri
                 await retry_falls_due(redis_url, f"{prefix}:incident:{key}#act")
                 assert await send(http, second, payload(raw)) == 200
                 found = await wait_decisions(postgres_dsn, key, expected)
+                await wait_lock_free(redis_url, f"{prefix}:lock:{key}#act")  # the incident is saved as it is let go
     assert [d for _, d in found[3:]] == ["executed", "max_attempts"]
     assert plat.calls["hang"] == 2
     assert plat.most_at_once["hang"] == 1
