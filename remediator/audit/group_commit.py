@@ -1,20 +1,15 @@
 """Group commit on the event loop: the calls made during one turn of the loop, and the next, are committed
 together, in one SQLite transaction, by a callback that runs right after them.
 
-The commit waits for one more poll of the sockets: the webhook calls whose bytes arrive meanwhile join it. Under
-eight concurrent 100-alert senders that took the commits from 1.8 calls each to 3.9 (measured in
-docs/benchmarks.md), for one more turn of the loop (microseconds) before each answer.
-
-The connection is used on the loop's own thread. A writer thread was tried first: its many short SQLite calls
-each released and re-took the GIL from a busy loop, so it spent most of its time waiting for it (measured in
-docs/benchmarks.md). With WAL and synchronous=NORMAL a commit is a write to the OS, not an fsync; the fsync
-happens at checkpoints, which run on a thread of their own with their own connection.
+The commit waits for one more poll of the sockets, so the webhook calls whose bytes arrive meanwhile join it,
+for one more turn of the loop before each answer. The connection is used on the loop's own thread. With WAL
+and synchronous=NORMAL a commit is a write to the OS, not an fsync; the fsync happens at checkpoints, which
+run on a thread of their own with their own connection.
 
 A checkpoint runs twice: first beside further commits, copying most of the log; then once more with commits
 held (the calls wait and go in the batch after it), copying what the first left, so that the next transaction
-starts the log over from its beginning. Checkpoints that only ran beside further commits never caught up under
-a steady load: the log then only grew (2.3 GB after 200,000 alerts, measured), and reads and commits got
-slower with it; holding commits for the whole checkpoint instead made the webhook wait up to 85 ms.
+starts the log over from its beginning and the log never only grows. Why this shape, with the figures:
+docs/benchmarks.md, "Notes moved from module docstrings".
 """
 
 from __future__ import annotations

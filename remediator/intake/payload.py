@@ -1,8 +1,7 @@
 """The Alertmanager webhook payload, version 4 (extra fields tolerated: newer Alertmanagers add some).
 
-A payload is validated into typed dictionaries (pydantic TypedDicts: the same checks as models, about half the
-cost per alert, measured in docs/benchmarks.md), before the webhook answers. An alert becomes a WebhookAlert
-only when a worker takes it up.
+A payload is validated into typed dictionaries (pydantic TypedDicts: the same checks as models; why, see
+docs/benchmarks.md), before the webhook answers. An alert becomes a WebhookAlert only when a worker takes it up.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What the policy needs to remember, behind two small interfaces: the state backend (dedup, attempts, limits,
-locks, pending escalations; memory or Redis) and the audit store (audit trail and inbox; SQLite or PostgreSQL)."""
+"""What the policy needs to remember, behind two small interfaces: the state backend (incidents and their locks,
+timers and tombstones, limits and breakers; memory or Redis) and the audit store (audit trail, inbox, incident
+records and the escalation outbox; SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The Redis state backend: replicas share dedup, attempts, limits, locks and pending escalations.
+"""The Redis state backend: replicas share incidents (attempts, timers, tombstones), limits, breakers and locks.
 
 Every check-and-update is one Lua script (atomic in Redis, timed by Redis' own clock, so replicas' clocks
-need not agree). Incidents are serialised under a per-incident lock with a TTL, so a replica that dies
-mid-action blocks the incident only until the TTL ends; taking the lock reads the incident, and releasing it
-saves the incident, each in one round trip. Any Redis failure is a StateUnavailableError: the engine then
-fails closed (no action) and escalates.
+need not agree). Incidents are serialised under a per-incident lock with a TTL, renewed while held, so a replica
+that dies mid-action blocks the incident only until the TTL ends; taking the lock reads the incident, and
+releasing it saves the incident, each in one round trip; every save under the lock is fenced by its token. Any
+Redis failure is a StateUnavailableError: the engine then fails closed (no action) and escalates.
 """
 
 from __future__ import annotations
