@@ -243,7 +243,7 @@ async def test_a_restart_after_the_2xx_loses_nothing_and_doubles_nothing(tmp_pat
     assert decisions(entries) == ["executed", "deduplicated"]
 
 
-async def test_a_restart_resumes_every_alert_of_a_large_compressed_payload(tmp_path: Path) -> None:
+async def test_a_restart_resumes_every_alert_of_a_large_payload(tmp_path: Path) -> None:
     async with recorder() as (base, _):
         cfg = config(tmp_path, base, limits={"actions_per_hour": 5, "concurrency": 4, "queue_size": 1000})
         alerts = [alert(name="Unmatched", instance=f"i{n}") for n in range(200)]  # about 70 KB of JSON
