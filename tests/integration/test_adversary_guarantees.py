@@ -389,6 +389,53 @@ async def test_a_resolve_enqueued_while_its_trigger_hangs_in_flight_reaches_the_
         assert kinds == [False, True], kinds
 
 
+# 2 and 5 across replicas sharing Redis (a db and key prefix of their own) and PostgreSQL --------------------
+
+REDIS = "redis://127.0.0.1:6379/11"
+
+
+def redis_config(tmp_path: Path, url: str, prefix: str, dsn: str, name: str, **fix: Any) -> dict[str, Any]:
+    config = base_config(tmp_path, url, **fix)
+    config.pop("audit_path")
+    config.update(
+        {
+            "replica": name,
+            "state": "redis",
+            "state_redis": {"url": REDIS, "key_prefix": prefix, "lock_margin_seconds": 1, "timeout_seconds": 1},
+            "audit": "postgres",
+            "audit_postgres": {"dsn": dsn, "timeout_seconds": 2},
+        }
+    )
+    return config
+
+
+async def test_two_redis_replicas_resolve_at_one_late_copy_at_the_other_and_the_same_firing_at_both_at_once(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    prefix = "{adv-" + uuid.uuid4().hex[:10] + "}"
+    async with stand() as st:
+        a_cfg = redis_config(tmp_path, st.url, prefix, postgres_dsn, "adv-a")
+        b_cfg = redis_config(tmp_path, st.url, prefix, postgres_dsn, "adv-b")
+        async with remediator(tmp_path, a_cfg, "adv-a") as a, remediator(tmp_path, b_cfg, "adv-b") as b:
+            # G5: the same firing at both at once, five copies each
+            once = alert(slot="once")
+            await asyncio.gather(*(send(r, once) for r in (a, b) for _ in range(5)))
+            key_once = WebhookAlert.validate(once).incident_key
+            await audit_until(a, lambda e: len(decided(e, key_once)) >= 10, 20, "ten decisions")
+            assert len(st.actions) == 1
+            # G2: resolve at A, then the late firing copy at B
+            late = alert(slot="late")
+            await send(a, {**late, "status": "resolved"})
+            key_late = WebhookAlert.validate(late).incident_key
+            await audit_until(a, lambda e: "resolved" in decided(e, key_late), 10, "resolve")
+            await send(b, late)
+            await audit_until(a, lambda e: len(decided(e, key_late)) >= 2, 10, "late copy decision")
+            await asyncio.sleep(1.0)
+            entries = await audit(a)
+        assert len(st.actions) == 1
+        assert decided(entries, key_late) == ["resolved", "already_resolved"]
+
+
 # 7. Hostile labels ------------------------------------------------------------------------------------------------
 
 HOSTILE_VALUES = [
