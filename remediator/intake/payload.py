@@ -79,7 +79,8 @@ class WebhookAlert:
     labels_json: str = field(init=False)
 
     def __post_init__(self) -> None:
-        key = f"{self.fingerprint}@{self.startsAt.astimezone(dt.UTC).isoformat()}"
+        # Alertmanager's fingerprints are lower-case hex; a sender that upper-cases one names the same incident.
+        key = f"{self.fingerprint.lower()}@{self.startsAt.astimezone(dt.UTC).isoformat()}"
         object.__setattr__(self, "incident_key", key)
         object.__setattr__(self, "labels_json", json.dumps(self.labels, sort_keys=True))
 

@@ -212,7 +212,12 @@ class Engine:
         return plans
 
     async def _under_lock(self, alert: WebhookAlert, rule: RuleConfig | None, journal: Journal) -> Plan:
-        async with self.state.hold(incident_key(alert, rule), self.lock_seconds(rule)) as held:
+        key = incident_key(alert, rule)
+        if alert.status == "resolved":
+            # Before the lock is waited for: a retry or a firing copy queued for the same lock ahead of this
+            # resolve must find the incident resolving and act no more.
+            await self.state.mark_resolving(key)
+        async with self.state.hold(key, self.lock_seconds(rule)) as held:
             if not held.won:
                 if alert.status == "resolved":
                     raise ResolveDeferredError(alert.incident_key)
@@ -233,7 +238,7 @@ class Engine:
             async with self.state.hold(found.key, self.lock_seconds(rule)) as held:
                 incident = held.incident if held.won else None
                 due = incident.due_at() if incident is not None else None
-                if incident is None or due is None or due > now():
+                if incident is None or due is None or due > now() or held.resolving:
                     continue
                 alert = alert_of(incident)
                 journal = Journal(alert)

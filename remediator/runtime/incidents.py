@@ -95,7 +95,9 @@ class IncidentRunner:
         incident = held.incident or self.new_incident(alert, rule)
         config = self.config()
         at = now()
-        if rule is None:
+        if held.resolving and not incident.closed:
+            plan = precheck_closed()
+        elif rule is None:
             plan = no_rule() if not incident.closed else precheck_closed()
         else:
             plan = precheck(config, self.registry(), alert, rule, incident, at)

@@ -94,6 +94,7 @@ class Hold:
     save_on_release: Incident | None = None
     token: str = ""  # the lock's fencing token ('' where locks cannot expire: one process)
     lost: bool = False  # the lock expired or was taken over: nothing more may be written or done under it
+    resolving: bool = False  # a resolve of this incident was accepted: nothing may act on it any more
 
 
 class IncidentStore(Protocol):
@@ -120,6 +121,9 @@ class StateBackend(IncidentStore, Protocol):
 
     async def save(self, incident: Incident, held: Hold | None = None) -> None:
         """Insert or update an incident; under a hold, only while it is still held (LockLostError otherwise)."""
+
+    async def mark_resolving(self, key: str) -> None:
+        """Note that a resolve of the incident was accepted, before its lock is waited for."""
 
     def hold(self, key: str, ttl_seconds: float) -> AbstractAsyncContextManager[Hold]:
         """Hold the incident's lock (at most `ttl_seconds` if the holder dies) and read the incident under it;

@@ -111,16 +111,20 @@ class MemoryState:
     cooldowns: dict[str, float] = field(default_factory=dict)
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    resolving: set[str] = field(default_factory=set)
     _db: sqlite3.Connection | None = field(default=None, init=False, repr=False)
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str, ttl_seconds: float) -> AsyncIterator[Hold]:
         """Serialise work on one incident in this process (the TTL matters only across processes)."""
         async with self.locks.hold(key):
-            held = Hold(won=True, incident=await self.incidents.incident(key))
+            held = Hold(won=True, incident=await self.incidents.incident(key), resolving=key in self.resolving)
             yield held
             if held.save_on_release is not None:
                 await self.incidents.save(held.save_on_release)
+            final = held.save_on_release or held.incident
+            if final is not None and final.closed:
+                self.resolving.discard(key)  # the tombstone is on record: it answers from now on
 
     async def open(self) -> None:
         """Open the state file (created if missing) and load what it remembers; raise StateUnavailableError when
@@ -192,6 +196,11 @@ class MemoryState:
     async def forget_closed(self, before: dt.datetime) -> None:
         """Forget resolved incidents closed before `before`."""
         await self.incidents.forget_closed(before)
+
+    async def mark_resolving(self, key: str) -> None:
+        """Note, before waiting for the lock, that a resolve of this incident was accepted (in this process; after
+        a restart the resolve, still pending in the inbox, closes the incident before anything else can act)."""
+        self.resolving.add(key)
 
     def _remaining(self, actions_per_hour: int, at: float) -> int:
         cutoff = at - BUDGET_WINDOW_SECONDS

@@ -74,7 +74,9 @@ return 'ok'
 )
 # KEYS: lock, incident. ARGV: token, ttl_ms. Returns {1, incident or false} when the lock was taken, else {0}.
 HOLD = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, redis.call('GET', KEYS[2])} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('GET', KEYS[2]), redis.call('EXISTS', KEYS[3])}
+end
 return {0}
 """
 # KEYS: incident, timer index, lock. ARGV: incident JSON ('' saves nothing), due score ('': no timer), TTL
@@ -165,7 +167,7 @@ class RedisState:
         `ttl_seconds` + 1. Every save under it is fenced: once the lock is lost, nothing more is written."""
         token = uuid.uuid4().hex
         ttl_ms = max(1000, int(ttl_seconds * 1000))
-        keys = [self._key("lock", key), self._key("incident", key)]
+        keys = [self._key("lock", key), self._key("incident", key), self._key("resolving", key)]
 
         async def take() -> list[Any]:
             return list(await self._call(self._hold(keys=keys, args=[token, ttl_ms])))
@@ -179,7 +181,7 @@ class RedisState:
         )(take)
         won = reply[0] == 1
         incident = Incident.from_record(reply[1]) if won and reply[1] is not None else None
-        held = Hold(won=won, incident=incident, token=token if won else "")
+        held = Hold(won=won, incident=incident, token=token if won else "", resolving=won and reply[2] == 1)
         if not won:
             yield held
             return
@@ -277,6 +279,11 @@ class RedisState:
 
     async def forget_closed(self, before: dt.datetime) -> None:
         """Closed incidents expire by themselves (TTL: closed_seconds)."""
+
+    async def mark_resolving(self, key: str) -> None:
+        """Note, before waiting for the lock, that a resolve of this incident was accepted: whoever holds the
+        lock next (a timer, a firing copy, another replica) acts no more."""
+        await self._call(self.redis.set(self._key("resolving", key), "1", ex=max(1, self.closed_seconds)))
 
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
         """Check circuit, cooldown, rate and budget in one script; with consume take all or none, the half-open
