@@ -3,7 +3,7 @@ together, in one SQLite transaction, by a callback that runs right after them.
 
 The commit waits for one more poll of the sockets, so the webhook calls whose bytes arrive meanwhile join it,
 for one more turn of the loop before each answer. The connection is used on the loop's own thread. With WAL
-and synchronous=NORMAL a commit is a write to the OS, not an fsync; the fsync happens at checkpoints, which
+and synchronous=FULL each commit syncs the log (one sync per batch of calls); checkpoints, which
 run on a thread of their own with their own connection.
 
 A checkpoint runs twice: first beside further commits, copying most of the log; then once more with commits

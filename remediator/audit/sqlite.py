@@ -20,7 +20,7 @@ from remediator.state.incident import Incident, now
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;  -- WAL: every commit survives a process crash; see docs/configuration.md
+PRAGMA synchronous = FULL;  -- WAL: every commit (inbox, attempt claims) is on disk before the 2xx or the action
 PRAGMA wal_autocheckpoint = 0;  -- checkpoints (the fsyncs) run on a thread: see remediator/audit/group_commit.py
 PRAGMA journal_size_limit = 67108864;  -- a log file grown past 64 MiB is cut back when the log starts over
 CREATE TABLE IF NOT EXISTS audit (
