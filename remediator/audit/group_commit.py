@@ -3,8 +3,8 @@ together, in one SQLite transaction, by a callback that runs right after them.
 
 The commit waits for one more poll of the sockets, so the webhook calls whose bytes arrive meanwhile join it,
 for one more turn of the loop before each answer. The connection is used on the loop's own thread. With WAL
-and synchronous=FULL each commit syncs the log (one sync per batch of calls); checkpoints, which
-run on a thread of their own with their own connection.
+and synchronous=FULL each commit syncs the log, once per batch of calls; checkpoints run on a thread of
+their own with their own connection.
 
 A checkpoint runs twice: first beside further commits, copying most of the log; then once more with commits
 held (the calls wait and go in the batch after it), copying what the first left, so that the next transaction
