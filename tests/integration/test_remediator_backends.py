@@ -21,6 +21,7 @@ from remediator.state.base import (
     AuditUnavailableError,
     BreakerPolicy,
     Denial,
+    LockLostError,
     StateUnavailableError,
 )
 from remediator.state.incident import Incident, now
@@ -329,3 +330,28 @@ async def test_an_unreachable_postgres_is_an_audit_error_not_a_crash() -> None:
     with pytest.raises(AuditUnavailableError):  # every record waiting on a failed write hears of it
         await asyncio.gather(*(store.record([]) for _ in range(3)))
     await store.close()
+
+
+async def test_a_lock_is_renewed_while_its_holder_works_past_the_ttl(replicas: tuple[RedisState, RedisState]) -> None:
+    first, second = replicas
+    async with first.hold("renewed#r", 1.0) as held:
+        assert held.won
+        await asyncio.sleep(2.5)  # longer than the TTL: without renewal the lock would be gone
+        async with second.hold("renewed#r", 1.0) as contender:
+            assert not contender.won
+        assert not held.lost
+
+
+async def test_a_holder_whose_lock_was_taken_over_writes_nothing_more(replicas: tuple[RedisState, RedisState]) -> None:
+    first, second = replicas
+    lock = first._key("lock", "fenced#r")
+    async with first.hold("fenced#r", 5.0) as held:
+        assert held.won
+        await first.redis.set(lock, "successor-token")  # expired and taken by another replica meanwhile
+        stale = incident("fenced#r", None)
+        with pytest.raises(LockLostError):
+            await first.save(stale, held)
+        held.save_on_release = stale
+    assert held.lost
+    assert await second.incident("fenced#r") is None  # neither the save nor the release wrote it
+    assert await first.redis.get(lock) == b"successor-token"  # and the successor's lock was left alone
