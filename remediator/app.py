@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from common.config import ConfigError, ConfigErrorDetail, validation_details
+from common.http import SharedSession
 from remediator.actions.base import ActionParams, ActionRegistry, substitute
 from remediator.actions.builtin import EscalateAction, HttpRequestAction, IgnoreAction, LogAction
 from remediator.actions.command import CommandAction
@@ -26,9 +27,13 @@ from remediator.state.base import AuditStore, StateBackend
 from remediator.state.memory import MemoryState
 from remediator.state.redis_backend import RedisState
 
+USER_AGENT = "tradeops-remediator"
 
-def build_registry(config: RemediatorConfig) -> ActionRegistry:
-    """Create the actions this remediator can run, connected to the configured backends."""
+
+def build_registry(config: RemediatorConfig, http: SharedSession | None = None) -> ActionRegistry:
+    """Create the actions this remediator can run, connected to the configured backends; their HTTP calls go
+    through the process's shared session (a private, never opened one when only checking a config)."""
+    http = http if http is not None else SharedSession(USER_AGENT)
     backends = config.backends
     redis_url = backends.redis_url.get_secret_value() if backends.redis_url else None
     alertmanager = str(backends.alertmanager_url) if backends.alertmanager_url else None
@@ -37,7 +42,7 @@ def build_registry(config: RemediatorConfig) -> ActionRegistry:
             LogAction(),
             EscalateAction(),
             IgnoreAction(),
-            HttpRequestAction(config.allowed_url_prefixes),
+            HttpRequestAction(config.allowed_url_prefixes, http),
             DockerRestartAction(backends.docker_host),
             RabbitMQPurgeAction(backends.amqp()),
             PostgresTerminateAction(backends.postgres()),
@@ -46,7 +51,7 @@ def build_registry(config: RemediatorConfig) -> ActionRegistry:
             RedisFlushDbAction(redis_url),
             RedisConfigSetAction(redis_url),
             CommandAction(),
-            AlertmanagerSilenceAction(alertmanager),
+            AlertmanagerSilenceAction(alertmanager, http),
         ]
     )
 
@@ -141,7 +146,9 @@ def build_state(config: RemediatorConfig, store: AuditStore) -> StateBackend:
 
 
 def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics) -> Engine:
-    """Create an engine with its store, state and escalator (nothing connects or runs until start())."""
+    """Create an engine with its store, state, outbox and shared HTTP session (nothing connects or runs until the
+    app's cleanup contexts open them)."""
     store = build_store(config)
     outbox = DurableOutbox(config.escalation, store, config.replica, metrics, config.audit_retention_days)
-    return Engine(config, build_registry(config), store, build_state(config, store), outbox, metrics)
+    http = SharedSession(USER_AGENT)
+    return Engine(config, build_registry(config, http), store, build_state(config, store), outbox, metrics, http)

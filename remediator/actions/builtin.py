@@ -10,6 +10,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from pydantic import Field
 
+from common.http import SharedSession
 from common.logs import log_event
 from remediator.actions.base import (
     Action,
@@ -82,9 +83,9 @@ class HttpRequestAction(Action):
     name = "http_request"
     params_model = HttpRequestParams
 
-    def __init__(self, allowed_url_prefixes: tuple[str, ...]) -> None:
+    def __init__(self, allowed_url_prefixes: tuple[str, ...], http: SharedSession) -> None:
         self.allowed_url_prefixes = allowed_url_prefixes
-        self._session: aiohttp.ClientSession | None = None
+        self.http = http
 
     def resolve_url(self, template: str, bound: Mapping[str, str]) -> str:
         """Fill placeholders with quoted values and check the result against the allowlist."""
@@ -102,10 +103,8 @@ class HttpRequestAction(Action):
 
     async def run(self, params: HttpRequestParams, bound: Mapping[str, str]) -> ActionResult:
         url = self.resolve_url(params.url, bound)
-        if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": "tradeops-remediator"})
         try:
-            async with self._session.request(
+            async with self.http.get().request(
                 params.method,
                 url,
                 json=params.json_body,
@@ -121,7 +120,3 @@ class HttpRequestAction(Action):
         if status not in params.expect_status:
             raise PermanentActionError(f"{params.method} {url} answered {status}: {text[:200]}")
         return ActionResult(f"{params.method} {url} -> {status}")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()

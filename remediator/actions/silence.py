@@ -9,6 +9,7 @@ from typing import Annotated
 import aiohttp
 from pydantic import Field
 
+from common.http import SharedSession
 from remediator.actions.base import Action, ActionParams, ActionResult, PermanentActionError, TransientActionError
 
 
@@ -25,9 +26,9 @@ class AlertmanagerSilenceAction(Action):
     name = "alertmanager_silence"
     params_model = SilenceParams
 
-    def __init__(self, alertmanager_url: str | None) -> None:
+    def __init__(self, alertmanager_url: str | None, http: SharedSession) -> None:
         self.url = alertmanager_url
-        self._session: aiohttp.ClientSession | None = None
+        self.http = http
 
     async def run(self, params: SilenceParams, bound: Mapping[str, str]) -> ActionResult:
         if self.url is None:
@@ -44,10 +45,10 @@ class AlertmanagerSilenceAction(Action):
             "createdBy": "tradeops-remediator",
             "comment": params.comment,
         }
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         try:
-            async with self._session.post(f"{self.url.rstrip('/')}/api/v2/silences", json=body) as response:
+            async with self.http.get().post(
+                f"{self.url.rstrip('/')}/api/v2/silences", json=body, timeout=aiohttp.ClientTimeout(total=10)
+            ) as response:
                 answer = await response.json(content_type=None)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as error:
@@ -57,7 +58,3 @@ class AlertmanagerSilenceAction(Action):
         if status != 200:
             raise PermanentActionError(f"Alertmanager refused the silence ({status}): {answer}")
         return ActionResult(f"silence {answer.get('silenceID')} for {params.duration_minutes} min")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()

@@ -64,7 +64,7 @@ class Remediator:
                 self.last_reload_error = reason
                 log_event(logger, logging.ERROR, "reload_refused", reason=reason)
                 return ReloadOutcome(409, f"reload refused, keeping the previous configuration: {reason}")
-            await self.engine.reconfigure(config, build_registry(config))
+            await self.engine.reconfigure(config, build_registry(config, self.engine.http))
             self.token = token
             self.last_reload_error = ""
             log_event(logger, logging.INFO, "reloaded", rules=len(config.rules))
@@ -186,6 +186,46 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "reloaded"})
 
 
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def lifecycles(engine: Engine) -> list[CleanupContext]:
+    """One cleanup context per resource, in the order they open (they close in the reverse): the shared HTTP
+    session, the audit store, the state backend, the outbox's sender, then the engine's workers and timers with
+    the actions they use."""
+
+    async def http_session(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await engine.http.close()
+
+    async def audit_store(_app: web.Application) -> AsyncIterator[None]:
+        await engine.store.open()
+        yield
+        await engine.store.close()
+
+    async def state_backend(_app: web.Application) -> AsyncIterator[None]:
+        await engine.state.open()
+        yield
+        await engine.state.close()
+
+    async def outbox(_app: web.Application) -> AsyncIterator[None]:
+        await engine.outbox.start()
+        yield
+        await engine.outbox.close()
+
+    async def workers(_app: web.Application) -> AsyncIterator[None]:
+        try:
+            await engine.start()
+            yield
+        finally:
+            try:
+                await engine.stop()
+            finally:
+                await engine.registries.close()
+
+    return [http_session, audit_store, state_backend, outbox, workers]
+
+
 def build_app(remediator: Remediator, enable_lifecycle: bool = False) -> web.Application:
     """Build the remediator's aiohttp application; the engine starts and stops with it. POST /-/reload answers
     403 unless enable_lifecycle (--web.enable-lifecycle)."""
@@ -195,18 +235,7 @@ def build_app(remediator: Remediator, enable_lifecycle: bool = False) -> web.App
     app[REMEDIATOR] = remediator
     app[LIFECYCLE] = enable_lifecycle
 
-    async def engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
-        engine = app[REMEDIATOR].engine
-        try:
-            await engine.start()
-            yield
-        finally:
-            try:
-                await engine.stop()
-            finally:
-                await engine.close()
-
-    app.cleanup_ctx.append(engine_lifecycle)
+    app.cleanup_ctx.extend(lifecycles(remediator.engine))
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/api/v1/remediations", remediations)
     app.router.add_get("/metrics", metrics)

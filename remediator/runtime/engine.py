@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import time
 
+from common.http import SharedSession
 from common.logs import log_event
 from common.service import cancel_and_wait
 from remediator.actions.base import ActionRegistry
@@ -41,8 +42,10 @@ class Engine:
         state: StateBackend,
         outbox: Outbox,
         metrics: RemediatorMetrics,
+        http: SharedSession | None = None,
     ) -> None:
         self.config = config
+        self.http = http if http is not None else SharedSession("tradeops-remediator")
         self.registries = RegistryLeases(registry)
         self.store = store
         self.state = state
@@ -105,11 +108,9 @@ class Engine:
         self.metrics.decisions.labels("", Reason.NO_RULE)
 
     async def start(self) -> None:
-        """Resume unfinished alerts of the inbox, then start the workers, the timers and the outbox's sender."""
+        """Resume unfinished alerts of the inbox, then start the workers and the timers (the store, the state and
+        the outbox are opened before, each by its own cleanup context)."""
         self.prepare_metrics()
-        await self.store.open()
-        await self.state.open()
-        await self.outbox.start()
         for delivery, alert in await self.store.pending():
             self.queue.put(delivery, alert)
         self._resize_workers()
@@ -140,19 +141,6 @@ class Engine:
         await cancel_and_wait([*self._workers, *self._background])
         self._workers.clear()
         self._background.clear()
-
-    async def close(self) -> None:
-        """Release what the engine holds, each even when another fails to close."""
-        try:
-            await self.registries.close()
-        finally:
-            try:
-                await self.outbox.close()
-            finally:
-                try:
-                    await self.state.close()
-                finally:
-                    await self.store.close()
 
     def has_room(self, count: int) -> bool:
         """Whether `count` more alerts fit in the work queue."""

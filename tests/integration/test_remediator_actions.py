@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
+from common.http import SharedSession
 from common.web import free_port
 from remediator.actions.base import PermanentActionError, TransientActionError
 from remediator.actions.command import CommandAction, CommandParams
@@ -248,13 +249,14 @@ async def test_command_output_is_truncated_in_the_audit() -> None:
 
 async def test_alertmanager_silence_creates_an_expiring_silence_in_a_real_alertmanager(tmp_path: Path) -> None:
     async with alertmanager(tmp_path) as url:
-        action = AlertmanagerSilenceAction(url)
+        shared = SharedSession("test")
+        action = AlertmanagerSilenceAction(url, shared)
         try:
             result = await action.run(
                 SilenceParams(alertname="QueueDepthCritical", match_labels={"queue": "signals"}, duration_minutes=5), {}
             )
         finally:
-            await action.close()
+            await shared.close()
         async with aiohttp.ClientSession() as http, http.get(f"{url}/api/v2/silences") as response:
             silences = await response.json()
     assert "silence" in result.detail
@@ -267,12 +269,13 @@ async def test_alertmanager_silence_creates_an_expiring_silence_in_a_real_alertm
 
 
 async def test_alertmanager_silence_with_alertmanager_down_is_transient() -> None:
-    action = AlertmanagerSilenceAction(f"http://127.0.0.1:{free_port()}")
+    http = SharedSession("test")
+    action = AlertmanagerSilenceAction(f"http://127.0.0.1:{free_port()}", http)
     try:
         with pytest.raises(TransientActionError):
             await action.run(SilenceParams(alertname="X"), {})
     finally:
-        await action.close()
+        await http.close()
 
 
 async def test_redis_flush_db_empties_only_its_own_logical_database(redis_url: str) -> None:
