@@ -16,6 +16,8 @@ from common.config import (
     required_secret,
     secret_from_fields,
 )
+from common.regex import Regex as CompiledRegex
+from common.regex import RegexError, compile_re2
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -32,21 +34,23 @@ BACKREFERENCE = re.compile(r"(?<!\\)\\[1-9]|\(\?P=")
 
 
 def _regex(value: str) -> str:
-    # Queue patterns are matched as one alternation (one match per queue name, not one per pattern), so each
-    # must stand inside `(?:...)`: no global flags (a scoped `(?i:...)` works) and no backreferences.
+    # Queue patterns are RE2 (linear time, Go's syntax, as Prometheus' relabelling) and are matched as one
+    # alternation (one match per queue name, not one per pattern), so each must be a whole regex on its own: it
+    # compiles alone (no `a)|(b` escaping its group) and inside `(?:...)`, where RE2 scopes a flag such as a
+    # leading `(?i)` to that pattern alone. RE2 has no backreferences; they get a message that says so.
     if BACKREFERENCE.search(value):
-        raise ValueError(f"invalid regular expression {value!r}: backreferences are not supported")
+        raise ValueError(f"invalid regular expression {value!r}: backreferences are not supported (RE2)")
     try:
-        re.compile(f"(?:{value})")
-    except re.error as error:
-        hint = " (use a scoped flag such as (?i:...))" if "global flags" in str(error) else ""
-        raise ValueError(f"invalid regular expression {value!r}: {error}{hint}") from None
+        compile_re2(value)
+        compile_re2(f"(?:{value})")
+    except RegexError as error:
+        raise ValueError(f"invalid regular expression {value!r} (RE2 syntax): {error}") from None
     return value
 
 
-def alternation(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    """Compile full-match patterns into one alternation (None for no patterns)."""
-    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+def alternation(patterns: tuple[str, ...]) -> CompiledRegex | None:
+    """Compile full-match patterns into one RE2 alternation (None for no patterns)."""
+    return compile_re2("|".join(f"(?:{p})" for p in patterns)) if patterns else None
 
 
 def _metric_name(value: str) -> str:
@@ -172,7 +176,7 @@ class RabbitMQConfig(ProbeConfig):
         for patterns in (self.include, self.exclude):
             try:
                 alternation(patterns)
-            except re.error as error:  # e.g. a group name used by two patterns
+            except RegexError as error:  # e.g. more than RE2's memory bound for one program
                 raise ValueError(f"patterns {list(patterns)} cannot be combined: {error}") from None
         return self
 

@@ -37,9 +37,9 @@ class QueueFilter:
 
     def allows(self, name: str) -> bool:
         """Return whether a queue is reported."""
-        if self.include is not None and self.include.fullmatch(name) is None:
+        if self.include is not None and not self.include.fullmatch(name):
             return False
-        return self.exclude is None or self.exclude.fullmatch(name) is None
+        return self.exclude is None or not self.exclude.fullmatch(name)
 
 
 QUEUE_LABELS = ("broker", "queue", "vhost")  # sorted, as MetricSink orders label names

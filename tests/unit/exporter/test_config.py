@@ -84,7 +84,8 @@ def test_bad_regex_and_relative_glob_are_rejected(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("pattern", "message"),
     [
-        ("(?i)orders", "use a scoped flag such as (?i:...)"),
+        ("a)|(b", "unexpected )"),  # would escape its (?:...) in the alternation
+        ("(?=orders)", "RE2 syntax"),  # lookahead: RE2 (linear time) has none
         ("(a)\\1", "backreferences are not supported"),
         ("(?P<q>a)(?P=q)", "backreferences are not supported"),
     ],
@@ -99,10 +100,10 @@ def test_queue_patterns_that_cannot_stand_in_one_alternation_are_located_errors(
     assert message in rendered
 
 
-def test_queue_patterns_sharing_a_group_name_are_a_located_error(tmp_path: Path) -> None:
+def test_queue_patterns_too_large_for_re2_together_are_a_located_error(tmp_path: Path) -> None:
+    patterns = ", ".join(f"'{first}\\pL{{200}}'" for first in "abcdefgh")  # each compiles alone
     rendered = errors_of(
-        tmp_path,
-        "probes:\n  rabbitmq:\n    - {name: a, management_url: 'http://x', exclude: ['(?P<g>a)', '(?P<g>b)']}\n",
+        tmp_path, f"probes:\n  rabbitmq:\n    - {{name: a, management_url: 'http://x', exclude: [{patterns}]}}\n"
     )
     assert "probes.rabbitmq[0]" in rendered
     assert "cannot be combined" in rendered

@@ -37,3 +37,15 @@ def test_without_include_patterns_every_queue_not_excluded_is_reported() -> None
 def test_an_alternation_inside_one_pattern_stays_within_that_pattern() -> None:
     queue_filter = QueueFilter(("a|b", "c"), ("b",))
     assert [n for n in ("a", "b", "c", "ab", "d") if queue_filter.allows(n)] == ["a", "c"]
+
+
+def test_a_leading_flag_applies_to_its_own_pattern_only() -> None:
+    # RE2 scopes a flag to the group it stands in: (?i) in one pattern does not reach the next.
+    queue_filter = QueueFilter(("(?i)signals", "orders"), ())
+    assert queue_filter.allows("SIGNALS")
+    assert not queue_filter.allows("ORDERS")
+
+
+def test_a_nested_repetition_is_matched_in_linear_time() -> None:
+    # RE2: (a|aa)+ over a long name that almost matches answers at once; Python's re would never finish.
+    assert not QueueFilter(("(a|aa)+",), ()).allows("a" * 100_000 + "b")
