@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -19,9 +19,10 @@ from remediator.actions.redis_actions import RedisConfigSetAction, RedisDeleteKe
 from remediator.actions.silence import AlertmanagerSilenceAction
 from remediator.audit.postgres import PostgresStore
 from remediator.audit.sqlite import SqliteStore
-from remediator.config import RemediatorConfig, load
+from remediator.config import RemediatorConfig, RuleConfig, load
 from remediator.escalation.outbox import DurableOutbox
 from remediator.metrics import RemediatorMetrics
+from remediator.playbook.prometheus import check_promql, fill_promql
 from remediator.runtime.engine import Engine
 from remediator.state.base import AuditStore, StateBackend
 from remediator.state.memory import MemoryState
@@ -57,37 +58,68 @@ def build_registry(config: RemediatorConfig, http: SharedSession | None = None) 
 
 
 def rule_errors(config: RemediatorConfig, registry: ActionRegistry) -> list[ConfigErrorDetail]:
-    """Check each rule's action exists and its parameters validate (label parameters at an allowed value)."""
+    """Check each rule's actions (its one action, or each playbook step's) exist and their parameters validate
+    (label parameters at an allowed value) within the rule's deadline, and that the steps' conditions parse and
+    have a Prometheus to ask."""
     details: list[ConfigErrorDetail] = []
     for index, rule in enumerate(config.rules):
-        where = f"rules[{index}]"
-        if rule.action not in registry:
-            details.append(
-                ConfigErrorDetail(
-                    f"{where}.action", f"unknown action {rule.action!r}; known: {', '.join(registry.names())}"
-                )
-            )
+        if not rule.steps:
+            details += action_errors(f"rules[{index}]", rule.action, rule.params, rule, registry)
             continue
-        sample = {name: spec.example() for name, spec in rule.label_params.items()}
-        model = registry.get(rule.action).params_model
-        try:
-            params = model.model_validate(substitute(rule.params, sample))
-        except ValidationError as error:
-            for detail in validation_details(error):
-                details.append(ConfigErrorDetail(f"{where}.params.{detail.location}", detail.message))
-            continue
-        timeout = own_timeout(params)
-        if timeout is not None and timeout[1] > rule.timeout_seconds:
-            name, seconds, how = timeout
-            details.append(
-                ConfigErrorDetail(
-                    f"{where}.params.{name}",
-                    f"the action's own timeout, {how} = {seconds:g}s, exceeds the rule's deadline, timeout_seconds "
-                    f"{rule.timeout_seconds:g}s: the action would be stopped first; raise the rule's "
-                    f"timeout_seconds to at least {seconds:g} or lower the action's",
-                )
-            )
+        names = [step.name for step in rule.steps]
+        for number, step in enumerate(rule.steps):
+            where = f"rules[{index}].steps[{number}]"
+            if names.count(step.name) > 1:
+                details.append(ConfigErrorDetail(f"{where}.name", f"step name {step.name!r} is used twice"))
+            details += action_errors(where, step.action, step.params, rule, registry)
+            conditions = [("when", step.when), ("verify.query", step.verify.query if step.verify else None)]
+            for field_name, query in conditions:
+                if query is None:
+                    continue
+                if config.prometheus is None:
+                    details.append(ConfigErrorDetail(f"{where}.{field_name}", "a condition needs `prometheus: {url}`"))
+                problem = promql_problem(query, rule)
+                if problem is not None:
+                    details.append(ConfigErrorDetail(f"{where}.{field_name}", problem))
     return details
+
+
+def promql_problem(query: str, rule: RuleConfig) -> str | None:
+    """Why a step's PromQL condition cannot run: a placeholder no label parameter fills, or a parse error."""
+    sample = {name: spec.example() for name, spec in rule.label_params.items()}
+    try:
+        filled = fill_promql(query, sample)
+    except ValueError as error:
+        return str(error)
+    problem = check_promql(filled)
+    return f"PromQL does not parse: {problem}" if problem is not None else None
+
+
+def action_errors(
+    where: str, action: str, raw: dict[str, Any], rule: RuleConfig, registry: ActionRegistry
+) -> list[ConfigErrorDetail]:
+    """Check one action of a rule: it exists, its parameters validate, its own timeout fits the rule's deadline."""
+    if action not in registry:
+        return [
+            ConfigErrorDetail(f"{where}.action", f"unknown action {action!r}; known: {', '.join(registry.names())}")
+        ]
+    sample = {name: spec.example() for name, spec in rule.label_params.items()}
+    try:
+        params = registry.get(action).params_model.model_validate(substitute(raw, sample))
+    except ValidationError as error:
+        return [ConfigErrorDetail(f"{where}.params.{d.location}", d.message) for d in validation_details(error)]
+    timeout = own_timeout(params)
+    if timeout is None or timeout[1] <= rule.timeout_seconds:
+        return []
+    name, seconds, how = timeout
+    return [
+        ConfigErrorDetail(
+            f"{where}.params.{name}",
+            f"the action's own timeout, {how} = {seconds:g}s, exceeds the rule's deadline, timeout_seconds "
+            f"{rule.timeout_seconds:g}s: the action would be stopped first; raise the rule's "
+            f"timeout_seconds to at least {seconds:g} or lower the action's",
+        )
+    ]
 
 
 @runtime_checkable

@@ -76,13 +76,39 @@ class RateLimit(StrictModel):
     burst: Annotated[int, Field(ge=1, le=10_000)] = 1
 
 
+PromQLText = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class Verify(StrictModel):
+    """A PromQL condition that must hold within a deadline after a step (it holds when the query returns a
+    sample); a failed, empty or ambiguous answer never counts as verified."""
+
+    query: PromQLText
+    within_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    every_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+
+
+class ActStep(StrictModel):
+    """One act step of a playbook: an action, run only if `when` holds, that `verify` must show helped."""
+
+    kind: Literal["act"] = "act"
+    name: RuleName
+    action: NonEmptyStr
+    params: dict[str, Any] = Field(default_factory=dict)
+    when: PromQLText | None = None
+    verify: Verify | None = None
+    source: str = ""  # the runbook section this step follows
+
+
 class RuleConfig(StrictModel):
-    """One rule: which alerts it matches and the bounded first response it runs."""
+    """One rule: which alerts it matches and the bounded response it runs: one action, or a playbook of steps
+    (`steps`), tried in order until one is verified, then a human."""
 
     name: RuleName
     matchers: Annotated[tuple[MatcherText, ...], Field(min_length=1)]
     action: NonEmptyStr
     params: dict[str, Any] = Field(default_factory=dict)
+    steps: tuple[ActStep, ...] = ()
     label_params: dict[ParamName, LabelParam] = Field(default_factory=dict)
     target: str | None = None
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 1
@@ -96,10 +122,27 @@ class RuleConfig(StrictModel):
     continue_matching: bool = Field(default=False, alias="continue")
     source: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _playbook_or_action(cls, data: Any) -> Any:
+        # A playbook's first step is the rule's action: admission, explain and the checks see it as before.
+        if isinstance(data, dict) and data.get("steps"):
+            if "action" in data or "params" in data:
+                raise ValueError("give either action (with params) or steps, not both")
+            first = data["steps"][0] if isinstance(data["steps"], list | tuple) else None
+            if isinstance(first, dict):
+                data = {**data, "action": first.get("action"), "params": first.get("params", {})}
+        return data
+
     @cached_property
     def parsed_matchers(self) -> tuple[Matcher, ...]:
         """The rule's matchers, parsed once (the rule is frozen)."""
         return tuple(parse_matcher(text) for text in self.matchers)
+
+    @cached_property
+    def playbook(self) -> tuple[ActStep, ...]:
+        """The steps the rule runs in order: its `steps`, or its one action as a one-step playbook."""
+        return self.steps or (ActStep(name="act", action=self.action, params=self.params),)
 
     def target_for(self, bound: dict[str, str]) -> str:
         """Return the cooldown target: the `target` template filled with bound values, or the rule name."""
@@ -407,11 +450,17 @@ class LimitsConfig(StrictModel):
     max_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
 
 
-class TlsConfig(StrictModel):
-    """Serve HTTPS with these files (as Prometheus' web config does)."""
+class PrometheusConfig(StrictModel):
+    """Where playbooks' `when` and `verify` queries go: a Prometheus (or compatible) query API."""
 
-    cert_file: Path
-    key_file: Path
+    url: HttpUrl
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    max_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    bearer_token_file: Path | None = None
+
+    def bearer_token(self) -> str | None:
+        """The bearer token for the query API, read from its file, if one is set."""
+        return secret_from_fields(None, self.bearer_token_file, "bearer_token")
 
 
 class BackendsConfig(StrictModel):
@@ -486,6 +535,7 @@ class RemediatorConfig(StrictModel):
     webhook_token: SecretStr | None = None
     webhook_token_file: Path | None = None
     allow_unauthenticated: bool = False
+    prometheus: PrometheusConfig | None = None
     state: Literal["memory", "redis"] = "memory"
     state_redis: RedisStateConfig | None = None
     audit: Literal["sqlite", "postgres"] = "sqlite"
@@ -501,7 +551,7 @@ class RemediatorConfig(StrictModel):
     # replica, a resumed inbox) never acts; far longer than Alertmanager's resends of one notification.
     resolved_memory_hours: Annotated[float, Field(ge=1, le=24 * 3650)] = 24 * 7
     dry_run: bool = False
-    tls: TlsConfig | None = None
+    tls: Any = None  # moved to --web.config.file; refused with a located error by _tls_moved
     allowed_url_prefixes: tuple[NonEmptyStr, ...] = ()
     backends: BackendsConfig = BackendsConfig()
     limits: LimitsConfig = LimitsConfig()
@@ -509,6 +559,14 @@ class RemediatorConfig(StrictModel):
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
     escalation: EscalationConfig = EscalationConfig()
     rules: tuple[RuleConfig, ...] = ()
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_moved(cls, value: Any) -> None:
+        raise ValueError(
+            "the remediator's tls key is replaced by --web.config.file (exporter-toolkit's tls_server_config: "
+            "cert_file, key_file); remove it here"
+        )
 
     @field_validator("webhook_token")
     @classmethod

@@ -43,15 +43,19 @@ class Actor:
     state: StateBackend
     metrics: RemediatorMetrics
 
-    async def run(self, rule: RuleConfig, plan: Plan, journal: Journal, breakers: CircuitBreakerConfig) -> Outcome:
-        """Run the plan's action under the rule's deadline; a deadline overrun cancels the action (whose own
-        cleanup kills what it started) and counts as a failure. The outcome is journaled and fed to the breaker."""
+    async def run(
+        self, rule: RuleConfig, plan: Plan, journal: Journal, breakers: CircuitBreakerConfig, action_name: str = ""
+    ) -> Outcome:
+        """Run the plan's action (the rule's, or a playbook step's `action_name`) under the rule's deadline; a
+        deadline overrun cancels the action (whose own cleanup kills what it started) and counts as a failure.
+        The outcome is journaled and fed to the breaker."""
+        name = action_name or rule.action
         assert plan.params is not None
         assert plan.bound is not None
         assert plan.target is not None
         started = time.perf_counter()
         async with self.slots.take(), self.registries.lease() as registry:
-            action = registry.get(rule.action)
+            action = registry.get(name)
             self.metrics.in_flight.inc()
             try:
                 async with asyncio.timeout(rule.timeout_seconds):
@@ -75,8 +79,8 @@ class Actor:
                 outcome = Outcome(False, f"{type(error).__name__}: {error}")
             finally:
                 self.metrics.in_flight.dec()
-        self.metrics.actions.labels(rule.action, "success" if outcome.ok else "failure").inc()
-        self.metrics.action_duration.labels(rule.action).observe(time.perf_counter() - started)
+        self.metrics.actions.labels(name, "success" if outcome.ok else "failure").inc()
+        self.metrics.action_duration.labels(name).observe(time.perf_counter() - started)
         journal.add("action", rule.name, "success" if outcome.ok else "failure", outcome.detail)
         log_event(
             logger,

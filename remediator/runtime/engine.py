@@ -16,10 +16,12 @@ from remediator.config import RemediatorConfig, RuleConfig
 from remediator.escalation.outbox import Outbox
 from remediator.intake.payload import WebhookAlert
 from remediator.metrics import RemediatorMetrics
+from remediator.playbook.prometheus import fill_promql
 from remediator.policy.decide import ESCALATION_REASONS, Plan, Reason, matching_rules, no_rule, precheck
 from remediator.runtime.acting import Actor
 from remediator.runtime.incidents import IncidentRunner, ResolveDeferredError, alert_of, incident_key
 from remediator.runtime.journal import Journal
+from remediator.runtime.playbook import Conditions, Playbooks
 from remediator.runtime.slots import RegistryLeases, Slots
 from remediator.runtime.work_queue import WorkQueue
 from remediator.state.base import AuditEntry, AuditStore, Delivery, LockLostError, StateBackend, StateUnavailableError
@@ -54,8 +56,12 @@ class Engine:
         self.queue = WorkQueue()
         self.slots = Slots(config.limits.concurrency)
         actor = Actor(self.slots, self.registries, state, metrics)
+        self.conditions: Conditions | None = None
+        self.playbooks = Playbooks(
+            lambda: self.config, lambda: self.registries.current, state, actor, lambda: self.conditions, fill_promql
+        )
         self.runner = IncidentRunner(
-            lambda: self.config, lambda: self.registries.current, store, state, outbox, actor, metrics
+            lambda: self.config, lambda: self.registries.current, store, state, outbox, actor, self.playbooks, metrics
         )
         self._workers: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -231,7 +237,11 @@ class Engine:
                 alert = alert_of(incident)
                 journal = Journal(alert)
                 held.save_on_release = incident
-                if incident.retry_at is not None and incident.retry_at <= now():
+                if incident.verify_at is not None and incident.verify_at <= now() and rule is not None:
+                    verdict = await self.playbooks.poll(held, incident, rule, journal)
+                    if verdict is False:
+                        await self.runner.exhausted(incident, rule, journal)
+                elif incident.retry_at is not None and incident.retry_at <= now():
                     incident.retry_at = None
                     journal.add("timer", found.rule, "retry_due", "the rule's retry is due (own timer)")
                     if rule is not None:

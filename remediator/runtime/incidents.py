@@ -18,6 +18,7 @@ from remediator.metrics import RemediatorMetrics
 from remediator.policy.decide import Plan, Reason, breaker_key, denied, escalation_delay, no_rule, precheck
 from remediator.runtime.acting import Actor
 from remediator.runtime.journal import Journal
+from remediator.runtime.playbook import Playbooks, history_text
 from remediator.state.base import Admission, AuditStore, Hold, StateBackend
 from remediator.state.incident import OPEN, Incident, now
 
@@ -52,6 +53,7 @@ class IncidentRunner:
     state: StateBackend
     outbox: Outbox
     actor: Actor
+    playbooks: Playbooks
     metrics: RemediatorMetrics
     _unavailable: dict[str, float] = field(default_factory=dict)
 
@@ -133,20 +135,30 @@ class IncidentRunner:
         )
 
     async def act(self, held: Hold, incident: Incident, rule: RuleConfig, plan: Plan, journal: Journal) -> None:
-        """Claim the attempt durably (fenced: only while the lock holds), then run the action."""
+        """Claim the attempt durably (fenced: only while the lock holds), then run the playbook from its first
+        step; when every step is spent, hand the incident to a human with what was tried and seen."""
         at = now()
         incident.attempts += 1
         incident.last_attempt_at = at
         incident.escalate_at = at + escalation_delay(self.config(), rule, incident.labels)
         more = incident.attempts < rule.max_attempts
         incident.retry_at = at + dt.timedelta(minutes=rule.retry_after_minutes) if more else None
+        incident.bound = dict(plan.bound or {})
+        incident.step, incident.history = 0, []
         # The claim is on record before the action runs: a replica killed mid-action leaves it counted, so neither
         # a restart nor another replica runs it again before its retry timer.
         await self.state.save(incident, held)
         await self.store.record(journal.take())
-        outcome = await self.actor.run(rule, plan, journal, self.config().circuit_breaker)
-        if not outcome.ok:
-            await self.escalate_once(incident, "action_failed", outcome.detail, journal)
+        if not await self.playbooks.run_from(0, held, incident, rule, journal, admitted=True):
+            await self.exhausted(incident, rule, journal)
+
+    async def exhausted(self, incident: Incident, rule: RuleConfig, journal: Journal) -> None:
+        """Every step is spent: a human gets the incident, with the step history and the evidence."""
+        reason = "action_failed" if len(rule.playbook) == 1 else "playbook_exhausted"
+        detail = history_text(incident) or "no step could run"
+        if incident.evidence:
+            detail += "; evidence: " + "; ".join(f"{e['name']}: {e['text']}" for e in incident.evidence)
+        await self.escalate_once(incident, reason, detail, journal)
 
     async def escalate_once(self, incident: Incident, reason: str, detail: str, journal: Journal | None) -> None:
         """Hand the incident to a human, unless it already was (one page per incident)."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 OPEN = "open"
 CLOSED = "closed"  # resolved: final, and remembered so that a late firing copy never acts
+
+
+TIMES = ("last_attempt_at", "escalate_at", "retry_at", "verify_at", "verify_until")
 
 
 def now() -> dt.datetime:
@@ -35,6 +38,14 @@ class Incident:
     escalated: bool
     escalation_reason: str | None
     retry_at: dt.datetime | None = None
+    # The playbook's progress: the step running or verifying, its verification's next poll and deadline, the
+    # allowlisted label values its steps are filled with, what each step did, and the evidence gathered.
+    step: int = 0
+    verify_at: dt.datetime | None = None
+    verify_until: dt.datetime | None = None
+    bound: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, str]] = field(default_factory=list)
+    evidence: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def closed(self) -> bool:
@@ -45,7 +56,8 @@ class Incident:
         """When its next timer falls due: a retry, or the still-firing escalation; None when closed or idle."""
         if self.closed:
             return None
-        times = [t for t in (self.retry_at, None if self.escalated else self.escalate_at) if t is not None]
+        still_firing = None if self.escalated else self.escalate_at
+        times = [t for t in (self.retry_at, self.verify_at, still_firing) if t is not None]
         return min(times) if times else None
 
     def close(self) -> None:
@@ -53,11 +65,13 @@ class Incident:
         self.state = CLOSED
         self.retry_at = None
         self.escalate_at = None
+        self.verify_at = None
+        self.verify_until = None
 
     def to_record(self) -> str:
         """Serialise to the JSON every store keeps (the one place that knows the fields' shapes)."""
         data = asdict(self)
-        for name in ("last_attempt_at", "escalate_at", "retry_at"):
+        for name in TIMES:
             value = data[name]
             data[name] = value.isoformat() if value is not None else None
         return json.dumps(data, sort_keys=True)
@@ -66,6 +80,6 @@ class Incident:
     def from_record(cls, text: str | bytes) -> Incident:
         """Read what to_record wrote."""
         data: dict[str, Any] = json.loads(text)
-        for name in ("last_attempt_at", "escalate_at", "retry_at"):
+        for name in TIMES:
             data[name] = _time(data.get(name))
         return cls(**data)

@@ -255,7 +255,7 @@ async def test_a_restart_resumes_every_alert_of_a_large_payload(tmp_path: Path) 
             await settle(remediator)
             entries = await remediator.engine.store.recent(1000)
     received = [e["labels"]["instance"] for e in reversed(entries) if e["event"] == "received"]
-    assert received == [f"i{n}" for n in range(200)]
+    assert sorted(received) == sorted(f"i{n}" for n in range(200))  # every one, once (workers finish in any order)
     assert decisions(entries) == ["no_rule"] * 200
 
 

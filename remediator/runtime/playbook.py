@@ -1,0 +1,179 @@
+"""A rule's playbook run as the runbook's procedure: each act step in order, skipped unless its `when` holds, its
+`verify` polled on the incident's own timer until it holds or its deadline passes, then the next step; when no
+step is left, a human gets the incident with the history of what was tried and what was seen."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from remediator.actions.base import ActionRegistry, substitute
+from remediator.config import ActStep, RemediatorConfig, RuleConfig
+from remediator.policy.decide import Plan, Reason, breaker_key
+from remediator.runtime.acting import Actor
+from remediator.runtime.journal import Journal
+from remediator.state.base import Admission, Hold, StateBackend
+from remediator.state.incident import Incident, now
+
+HISTORY_LIMIT = 50
+SEEN_LIMIT = 300
+
+
+class Answer(Protocol):
+    """What a condition query came to (remediator.playbook.prometheus.QueryResult)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def holds(self) -> bool: ...
+    @property
+    def seen(self) -> str: ...
+    @property
+    def error(self) -> str: ...
+
+
+class Conditions(Protocol):
+    """Asks a PromQL condition (remediator.playbook.prometheus.PrometheusClient)."""
+
+    async def query(self, expr: str) -> Answer:
+        """The condition's answer; never raises."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One condition's verdict as recorded: it holds only when the query answered and returned a sample."""
+
+    holds: bool
+    text: str
+
+
+def note(incident: Incident, step: str, outcome: str, detail: str) -> None:
+    """Add one line to the incident's step history (bounded)."""
+    incident.history.append({"at": now().isoformat(), "step": step, "outcome": outcome, "detail": detail[:1000]})
+    del incident.history[:-HISTORY_LIMIT]
+
+
+def history_text(incident: Incident) -> str:
+    """The step history as the page shows it: what ran, what was skipped, what each verification saw."""
+    lines = [f"{entry['step']}: {entry['outcome']} - {entry['detail']}" for entry in incident.history]
+    return "; ".join(lines)
+
+
+@dataclass
+class Playbooks:
+    """Runs rules' steps for incidents held under their lock."""
+
+    config: Callable[[], RemediatorConfig]
+    registry: Callable[[], ActionRegistry]
+    state: StateBackend
+    actor: Actor
+    conditions: Callable[[], Conditions | None]
+    fill: Callable[[str, Mapping[str, str]], str]
+
+    async def check(self, query: str, bound: Mapping[str, str]) -> Checked:
+        """Ask a condition; a missing client, a failed, empty or ambiguous answer never holds (fail closed)."""
+        client = self.conditions()
+        if client is None:
+            return Checked(False, "no prometheus configured: the condition cannot be checked")
+        try:
+            expr = self.fill(query, bound)
+        except ValueError as error:
+            return Checked(False, f"condition not filled: {error}")
+        answer = await client.query(expr)
+        if not answer.ok:
+            return Checked(False, f"query failed ({answer.error[:SEEN_LIMIT]}): not counted as holding")
+        return Checked(answer.holds, (answer.seen or "no sample")[:SEEN_LIMIT])
+
+    async def run_from(
+        self, index: int, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal, admitted: bool
+    ) -> bool:
+        """Run the steps from `index`: return True when a step is left verifying (its timer set) or the playbook
+        ended well, False when every step is spent (the caller hands the incident to a human). The first step run
+        here was `admitted` by the caller; later ones each pass the limits on their own."""
+        steps = rule.playbook
+        while index < len(steps):
+            step = steps[index]
+            incident.step = index
+            if step.when is not None:
+                seen = await self.check(step.when, incident.bound)
+                journal.add("step", rule.name, "when_holds" if seen.holds else "skipped", f"{step.name}: {seen.text}")
+                if not seen.holds:
+                    note(incident, step.name, "skipped", f"precondition not met: {seen.text}")
+                    index, admitted = index + 1, False
+                    continue
+            ran = await self._act(step, held, incident, rule, journal, admitted)
+            admitted = False
+            if ran and step.verify is not None:
+                at = now()
+                incident.verify_at = at + dt.timedelta(seconds=step.verify.every_seconds)
+                incident.verify_until = at + dt.timedelta(seconds=step.verify.within_seconds)
+                return True
+            if ran:
+                return True  # a step without verify ends the playbook: the still-firing timer is its check
+            index += 1
+        return False
+
+    async def _act(
+        self, step: ActStep, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal, admitted: bool
+    ) -> bool:
+        """Run one act step; return whether its action ran and succeeded."""
+        target = rule.target_for(incident.bound) + ("" if step.name == "act" else f"/{step.name}")
+        try:
+            params = (
+                self.registry().get(step.action).params_model.model_validate(substitute(step.params, incident.bound))
+            )
+        except (KeyError, ValidationError) as error:
+            note(incident, step.name, "not_run", f"parameters invalid: {error}")
+            return False
+        if not admitted:
+            denial = await self.state.admit(self._admission(rule, target, incident), consume=True)
+            if denial is not None:
+                note(incident, step.name, "denied", f"{denial}: the limits refused this step")
+                journal.add("step", rule.name, "denied", f"{step.name}: {denial}")
+                return False
+            await self.state.save(incident, held)  # the step's claim is on record before it runs
+        plan = Plan(rule, Reason.EXECUTED, f"step {step.name}", params, incident.bound, target)
+        outcome = await self.actor.run(rule, plan, journal, self.config().circuit_breaker, step.action)
+        note(incident, step.name, "ran" if outcome.ok else "failed", outcome.detail)
+        return outcome.ok
+
+    def _admission(self, rule: RuleConfig, target: str, incident: Incident) -> Admission:
+        config = self.config()
+        return Admission(
+            breaker_key(rule, target),
+            config.circuit_breaker.open_minutes * 60,
+            rule.name,
+            rule.rate,
+            target,
+            rule.cooldown_minutes * 60,
+            config.limits.actions_per_hour,
+            incident.key,
+            trial_seconds=rule.timeout_seconds + 60,
+        )
+
+    async def poll(self, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal) -> bool | None:
+        """The verifying step's timer: True when verified (the playbook ends), None while it may still hold,
+        False when no step is left after its deadline passed."""
+        steps = rule.playbook
+        step = steps[incident.step] if incident.step < len(steps) else None
+        if step is None or step.verify is None:
+            incident.verify_at = incident.verify_until = None
+            return False
+        seen = await self.check(step.verify.query, incident.bound)
+        at = now()
+        if seen.holds:
+            note(incident, step.name, "verified", seen.text)
+            journal.add("step", rule.name, "verified", f"{step.name}: {seen.text}")
+            incident.verify_at = incident.verify_until = None
+            return True
+        if incident.verify_until is not None and at < incident.verify_until:
+            incident.verify_at = at + dt.timedelta(seconds=step.verify.every_seconds)
+            return None
+        note(incident, step.name, "not_verified", f"within {step.verify.within_seconds:g}s: {seen.text}")
+        journal.add("step", rule.name, "not_verified", f"{step.name}: {seen.text}")
+        incident.verify_at = incident.verify_until = None
+        return await self.run_from(incident.step + 1, held, incident, rule, journal, admitted=False)

@@ -1,0 +1,144 @@
+"""Playbooks on a served remediator: each step tried in order, skipped when its precondition does not hold,
+verified on the incident's own timer, the next step when verification fails, a human with the history at the end.
+Conditions come from a scripted stand-in for Prometheus (the real client is tested against a real Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.remediator_helpers import alert, config, payload, post, recorder, remediator_client, settle
+
+Calls = list[tuple[str, Any]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    ok: bool
+    holds: bool
+    seen: str
+    error: str = ""
+
+
+@dataclass
+class ScriptedPrometheus:
+    """Answers each query from a script: a set of queries that hold; queries that fail; the rest are empty."""
+
+    holding: set[str] = field(default_factory=set)
+    failing: set[str] = field(default_factory=set)
+    asked: list[str] = field(default_factory=list)
+
+    async def query(self, expr: str) -> Answer:
+        self.asked.append(expr)
+        if expr in self.failing:
+            return Answer(False, False, "", "connection refused")
+        if expr in self.holding:
+            return Answer(True, True, f"{expr} 1")
+        return Answer(True, False, "")
+
+
+def ladder(base: str, **first: Any) -> dict[str, Any]:
+    return {
+        "name": "queue-ladder",
+        "matchers": ['alertname="QueueDepthHigh"'],
+        "steps": [
+            {
+                "name": "restart-consumer",
+                "action": "http_request",
+                "params": {"method": "POST", "url": f"{base}/platform/restart"},
+                "verify": {"query": "draining", "within_seconds": 0.4, "every_seconds": 0.05},
+                **first,
+            },
+            {
+                "name": "purge-old",
+                "action": "http_request",
+                "params": {"method": "POST", "url": f"{base}/platform/purge"},
+                "verify": {"query": "drained", "within_seconds": 0.4, "every_seconds": 0.05},
+            },
+        ],
+        "cooldown_minutes": 0,
+        "rate": {"per_minute": 600, "burst": 100},
+        "retries": 0,
+    }
+
+
+async def run(tmp_path: Path, prometheus: ScriptedPrometheus, flip: str = "", **first: Any) -> tuple[Calls, list[Any]]:
+    """Send one QueueDepthHigh and let its playbook run to its end (bounded); return the calls and the audit."""
+    async with recorder() as (base, calls):
+        cfg = config(tmp_path, base, rules=[ladder(base, **first)])
+        async with remediator_client(cfg) as (client, remediator):
+            remediator.engine.conditions = prometheus
+            await post(client, payload(alert(name="QueueDepthHigh", queue="orders")))
+            await settle(remediator)
+            for _ in range(200):
+                if flip and any(path == "/platform/purge" for path, _ in calls):
+                    prometheus.holding.add(flip)
+                entries = await remediator.engine.store.recent(100)
+                if any(e["decision"] in {"verified"} for e in entries) or any(
+                    path == "/escalations" for path, _ in calls
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            await settle(remediator)
+            entries = await remediator.engine.store.recent(100)
+    return calls, entries
+
+
+def paths(calls: Calls) -> list[str]:
+    return [path for path, _ in calls if path.startswith("/platform/")]
+
+
+def pages(calls: Calls) -> list[dict[str, Any]]:
+    return [body for path, body in calls if path == "/escalations"]
+
+
+async def test_a_ladder_whose_first_step_does_not_help_runs_the_second_and_ends_when_it_is_verified(
+    tmp_path: Path,
+) -> None:
+    calls, entries = await run(tmp_path, ScriptedPrometheus(), flip="drained")
+    assert paths(calls) == ["/platform/restart", "/platform/purge"]
+    steps = [(e["decision"], e["detail"].split(":")[0]) for e in reversed(entries) if e["event"] == "step"]
+    assert steps == [("not_verified", "restart-consumer"), ("verified", "purge-old")]
+    assert pages(calls) == []
+
+
+async def test_a_ladder_with_no_step_verified_pages_a_human_with_what_was_tried_and_seen(tmp_path: Path) -> None:
+    calls, _ = await run(tmp_path, ScriptedPrometheus())
+    assert paths(calls) == ["/platform/restart", "/platform/purge"]
+    (page,) = pages(calls)
+    assert page["reason"] == "playbook_exhausted"
+    assert "restart-consumer: ran" in page["detail"]
+    assert "purge-old: not_verified" in page["detail"]
+
+
+async def test_a_step_whose_precondition_does_not_hold_is_skipped_and_recorded(tmp_path: Path) -> None:
+    calls, entries = await run(tmp_path, ScriptedPrometheus(), flip="drained", when="still_growing")
+    assert paths(calls) == ["/platform/purge"]
+    skipped = [e for e in entries if e["event"] == "step" and e["decision"] == "skipped"]
+    assert [e["detail"].split(":")[0] for e in skipped] == ["restart-consumer"]
+
+
+async def test_a_failed_verification_query_never_counts_as_verified(tmp_path: Path) -> None:
+    prometheus = ScriptedPrometheus(failing={"draining", "drained"})
+    calls, entries = await run(tmp_path, prometheus)
+    assert not any(e["decision"] == "verified" for e in entries)
+    (page,) = pages(calls)
+    assert "query failed" in page["detail"]
+
+
+async def test_a_resolve_stops_the_playbook_between_steps(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        rule = ladder(base)
+        rule["steps"][0]["verify"]["within_seconds"] = 30
+        async with remediator_client(config(tmp_path, base, rules=[rule])) as (client, remediator):
+            remediator.engine.conditions = ScriptedPrometheus()
+            firing = alert(name="QueueDepthHigh", queue="orders")
+            await post(client, payload(firing))
+            await settle(remediator)
+            await post(client, payload({**firing, "status": "resolved"}))
+            await settle(remediator)
+            await asyncio.sleep(0.5)
+    assert paths(calls) == ["/platform/restart"]
+    assert pages(calls) == []
