@@ -15,7 +15,15 @@ class RemediatorMetrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
-        r = self.registry
+        self._add_decision_metrics(self.registry)
+        self._add_escalation_metrics(self.registry)
+        self._add_runtime_metrics(self.registry)
+        # Bound once, as every accepted payload counts into both: labels() takes a lock and checks its values.
+        self.received_firing = self.alerts_received.labels("firing")
+        self.received_resolved = self.alerts_received.labels("resolved")
+
+    def _add_decision_metrics(self, r: CollectorRegistry) -> None:
+        """What arrives and what is decided and run."""
         self.alerts_received = Counter(
             "tradeops_remediator_alerts_received", "Alerts received by the webhook, by status.", ["status"], registry=r
         )
@@ -43,6 +51,9 @@ class RemediatorMetrics:
             registry=r,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
         )
+
+    def _add_escalation_metrics(self, r: CollectorRegistry) -> None:
+        """What the escalation outbox sends and holds."""
         self.escalations = Counter(
             "tradeops_remediator_escalations", "Escalations sent, by reason.", ["reason"], registry=r
         )
@@ -70,6 +81,9 @@ class RemediatorMetrics:
             ["channel"],
             registry=r,
         )
+
+    def _add_runtime_metrics(self, r: CollectorRegistry) -> None:
+        """The work in progress, the limits and the webhook's answers."""
         self.in_flight = Gauge("tradeops_remediator_in_flight_actions", "Actions running now.", registry=r)
         self.queue_depth = Gauge("tradeops_remediator_queue_depth", "Alerts waiting to be processed.", registry=r)
         self.budget_remaining = Gauge(
@@ -84,9 +98,6 @@ class RemediatorMetrics:
         self.webhook_requests = Counter(
             "tradeops_remediator_webhook_requests", "Webhook requests answered, by HTTP status.", ["code"], registry=r
         )
-        # Bound once, as every accepted payload counts into both: labels() takes a lock and checks its values.
-        self.received_firing = self.alerts_received.labels("firing")
-        self.received_resolved = self.alerts_received.labels("resolved")
 
     def prepare(
         self,

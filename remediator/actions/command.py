@@ -114,29 +114,9 @@ class CommandAction(Action):
     params_model = CommandParams
 
     async def run(self, params: CommandParams, bound: Mapping[str, str]) -> ActionResult:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        for name in params.env_from_params:
-            if name not in bound:
-                raise PermanentActionError(f"env_from_params names {name!r}, which no label parameter binds")
-            env[f"TRADEOPS_{name.upper()}"] = bound[name]
+        env = _environment(params, bound)
         argv = [_fill(item, bound) for item in params.argv]
-        # The output goes to a pipe of our own, not asyncio's: on Python 3.11 a process's wait() returns only once
-        # its pipes close, and a process it left behind may hold them open.
-        read_fd, write_fd = os.pipe()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as error:
-            os.close(read_fd)
-            raise PermanentActionError(f"{argv[0]}: {error}") from error
-        finally:
-            os.close(write_fd)
+        process, read_fd = await _spawn(argv, env)
         output = Output()
         pipe = os.fdopen(read_fd, "rb", buffering=0)
         transport: asyncio.ReadTransport | None = None
@@ -183,3 +163,36 @@ def _fill(item: str, bound: Mapping[str, str]) -> str:
     if item.startswith("{") and item.endswith("}") and item[1:-1] in bound:
         return bound[item[1:-1]]
     return item
+
+
+def _environment(params: CommandParams, bound: Mapping[str, str]) -> dict[str, str]:
+    """The command's whole environment: PATH, LANG and the label parameters env_from_params names, no more."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    for name in params.env_from_params:
+        if name not in bound:
+            raise PermanentActionError(f"env_from_params names {name!r}, which no label parameter binds")
+        env[f"TRADEOPS_{name.upper()}"] = bound[name]
+    return env
+
+
+async def _spawn(argv: list[str], env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+    """Start argv leading a process group of its own, stdout and stderr into a new pipe; return it and the pipe's
+    read end (PermanentActionError when it cannot start)."""
+    # The output goes to a pipe of our own, not asyncio's: on Python 3.11 a process's wait() returns only once
+    # its pipes close, and a process it left behind may hold them open.
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as error:
+        os.close(read_fd)
+        raise PermanentActionError(f"{argv[0]}: {error}") from error
+    finally:
+        os.close(write_fd)
+    return process, read_fd
