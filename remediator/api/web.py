@@ -1,11 +1,10 @@
-"""The remediator's HTTP API: POST /webhook, GET /api/v1/remediations, metrics, health and reload."""
+"""The remediator's HTTP API: POST /webhook, the read API (remediator/api/read.py), metrics, health and reload."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,8 +15,10 @@ from aiohttp import web
 from common.config import ConfigError
 from common.logs import log_event
 from common.web import healthy, json_error, metrics_response, read_limited
+from remediator.api.read import ReadAccess, add_read_api
 from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
+from remediator.console.app import add_console
 from remediator.intake.accept import accept
 from remediator.runtime.engine import Engine
 from remediator.state.base import StateUnavailableError
@@ -144,20 +145,6 @@ async def webhook(request: web.Request) -> web.Response:
     return web.json_response(outcome.body, status=outcome.status)
 
 
-async def remediations(request: web.Request) -> web.Response:
-    """GET /api/v1/remediations?limit=N: the audit trail, newest first (authenticated)."""
-    if not authorized(request):
-        return json_error(401, "missing or invalid bearer token")
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        return json_error(400, "limit must be an integer")
-    if not 1 <= limit <= 10_000:
-        return json_error(400, "limit must be from 1 to 10000")
-    entries = await request.app[REMEDIATOR].engine.store.recent(limit)
-    return web.json_response({"remediations": entries}, dumps=lambda data: json.dumps(data, ensure_ascii=False))
-
-
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: the remediator's own metrics."""
     engine = request.app[REMEDIATOR].engine
@@ -237,7 +224,14 @@ def build_app(remediator: Remediator, enable_lifecycle: bool = False) -> web.App
 
     app.cleanup_ctx.extend(lifecycles(remediator.engine))
     app.router.add_post("/webhook", webhook)
-    app.router.add_get("/api/v1/remediations", remediations)
+    read_access = ReadAccess(
+        lambda r: r.app[REMEDIATOR].engine,
+        authorized,
+        lambda r: r.app[REMEDIATOR].token,
+        lambda r: r.app[REMEDIATOR].config.tls is not None,
+    )
+    add_read_api(app, read_access)
+    add_console(app)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from remediator.audit.reads import OUTBOX_COLUMNS
 from remediator.escalation.records import ChannelStats, NewRecord, OutboxRecord
 
 T = TypeVar("T")
@@ -170,6 +171,17 @@ class PostgresOutbox:
                 "DELETE FROM tradeops_escalation_outbox WHERE state != 'pending' AND created_at < $1", before
             )
         )
+
+    async def records_of(self, incident: str) -> list[dict[str, Any]]:
+        """Every record (page or its resolve) of one incident, oldest first, with how its delivery went."""
+        rows = await self._call(
+            lambda c: c.fetch(
+                f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM tradeops_escalation_outbox "  # noqa: S608
+                "WHERE incident = $1 ORDER BY id",
+                incident,
+            )
+        )
+        return [dict(row) for row in rows]
 
 
 async def _resolve_state(connection: asyncpg.Connection, record: NewRecord) -> str:

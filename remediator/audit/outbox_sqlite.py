@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from remediator.audit.reads import OUTBOX_COLUMNS
 from remediator.escalation.records import ChannelStats, NewRecord, OutboxRecord
 
 SCHEMA = (
@@ -163,3 +164,14 @@ class SqliteOutbox:
         await self._run(
             lambda: self._db.execute("DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", (before,))
         )
+
+    async def records_of(self, incident: str) -> list[dict[str, Any]]:
+        """Every record (page or its resolve) of one incident, oldest first, with how its delivery went."""
+        rows = self._read(
+            f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE incident = ? ORDER BY id",  # noqa: S608
+            (incident,),
+        )
+        records = [dict(zip(OUTBOX_COLUMNS, row, strict=True)) for row in rows]
+        for record in records:
+            record["coalesced"] = bool(record["coalesced"])
+        return records

@@ -12,6 +12,7 @@ import asyncpg
 from common.batcher import Batcher
 from common.postgres import keep_session
 from remediator.audit.outbox_postgres import PostgresOutbox
+from remediator.audit.reads import AuditQuery, IncidentQuery, IncidentRow, state_condition, utc
 from remediator.intake.inbox import unfinished
 from remediator.intake.payload import WebhookAlert
 from remediator.state.base import AuditEntry, AuditUnavailableError, Delivery
@@ -245,6 +246,96 @@ class PostgresStore:
                 await connection.execute("DELETE FROM tradeops_deliveries WHERE id = ANY($1::bigint[])", finished)
 
         await self._call(_prune)
+
+    # Reads for the console and the read API (remediator/audit/reads.py): every condition is constant text with
+    # its values as numbered parameters.
+
+    async def incident_page(self, query: IncidentQuery) -> list[IncidentRow]:
+        """Incident records matching the query, open first, then by last update (newest first), then key."""
+        where: list[str] = []
+        values: list[Any] = []
+
+        def param(value: Any) -> str:
+            values.append(value)
+            return f"${len(values)}"
+
+        if query.state is not None:
+            escalated = "((record::json->>'escalated')::boolean)"
+            where.append(state_condition(query.state, escalated, "((record::json->>'attempts')::int)"))
+        for path, value in (
+            ("record::json->>'alertname'", query.alertname),
+            ("record::json->>'rule'", query.rule),
+            ("record::json->'labels'->>'priority'", query.priority),
+        ):
+            if value is not None:
+                where.append(f"{path} = {param(value)}")
+        if query.since is not None:
+            where.append(f"updated_at >= {param(utc(query.since))}")
+        if query.until is not None:
+            where.append(f"updated_at < {param(utc(query.until))}")
+        if query.after is not None:
+            rank, stamp, key = param(query.after.closed), param(utc(query.after.updated_at)), param(query.after.key)
+            where.append(
+                f"((state = 'closed') > {rank} OR ((state = 'closed') = {rank} AND "
+                f"(updated_at < {stamp} OR (updated_at = {stamp} AND key < {key}))))"
+            )
+        sql = "SELECT record, updated_at FROM tradeops_incident_records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY state = 'closed', updated_at DESC, key DESC LIMIT {param(query.limit)}"
+        rows = await self._call(lambda c: c.fetch(sql, *values))
+        return [IncidentRow(Incident.from_record(row["record"]), row["updated_at"]) for row in rows]
+
+    async def audit_page(self, query: AuditQuery) -> list[dict[str, Any]]:
+        """Audit entries matching the query, newest first (ids below query.before_id; all replicas)."""
+        where: list[str] = []
+        values: list[Any] = []
+
+        def param(value: Any) -> str:
+            values.append(value)
+            return f"${len(values)}"
+
+        for column, value in (
+            ("incident", query.incident),
+            ("alertname", query.alertname),
+            ("rule", query.rule),
+            ("event", query.event),
+            ("decision", query.decision),
+            ("labels::json->>'priority'", query.priority),
+        ):
+            if value is not None:
+                where.append(f"{column} = {param(value)}")
+        if query.since is not None:
+            where.append(f"at >= {param(utc(query.since))}")
+        if query.until is not None:
+            where.append(f"at < {param(utc(query.until))}")
+        if query.before_id is not None:
+            where.append(f"id < {param(query.before_id)}")
+        sql = (
+            "SELECT id, at, replica, incident, alertname, status, event, rule, decision, detail, labels "
+            "FROM tradeops_audit"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id DESC LIMIT {param(query.limit)}"
+        rows = await self._call(lambda c: c.fetch(sql, *values))
+        entries = []
+        for row in rows:
+            entry = dict(row)
+            entry["at"] = row["at"].isoformat()
+            entry["labels"] = json.loads(row["labels"])
+            entries.append(entry)
+        return entries
+
+    async def payloads_received_at(self, times: Sequence[dt.datetime]) -> list[bytes]:
+        """The payloads received at these times (an alert's `received` audit entries carry them), oldest first."""
+        rows = await self._call(
+            lambda c: c.fetch(
+                "SELECT body FROM tradeops_deliveries WHERE received_at = ANY($1::timestamptz[]) ORDER BY id",
+                [utc(t) for t in times],
+            )
+        )
+        return [bytes(row["body"]) for row in rows]
 
     async def close(self) -> None:
         """Finish the records being written, then close the pool once running queries have finished."""

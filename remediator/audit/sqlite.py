@@ -13,6 +13,7 @@ from typing import Any
 
 from remediator.audit.group_commit import ClosedError, GroupCommitWriter
 from remediator.audit.outbox_sqlite import SqliteOutbox
+from remediator.audit.reads import AuditQuery, IncidentQuery, IncidentRow, state_condition, utc
 from remediator.intake.inbox import unfinished
 from remediator.intake.payload import WebhookAlert
 from remediator.state.base import AuditEntry, AuditUnavailableError, Delivery
@@ -222,6 +223,88 @@ class SqliteStore:
             self._db.execute(f"DELETE FROM deliveries WHERE id IN ({finished})", (cutoff,))  # noqa: S608
 
         await self._run(_prune)
+
+    # Reads for the console and the read API (remediator/audit/reads.py). Times are kept as UTC ISO text, which
+    # sorts as time does; every condition below is constant text with its values as parameters.
+
+    async def incident_page(self, query: IncidentQuery) -> list[IncidentRow]:
+        """Incident records matching the query, open first, then by last update (newest first), then key."""
+        where: list[str] = []
+        values: list[Any] = []
+        if query.state is not None:
+            escalated = "(json_extract(record, '$.escalated') = 1)"
+            where.append(state_condition(query.state, escalated, "json_extract(record, '$.attempts')"))
+        for path, value in (
+            ("$.alertname", query.alertname),
+            ("$.rule", query.rule),
+            ("$.labels.priority", query.priority),
+        ):
+            if value is not None:
+                where.append(f"json_extract(record, '{path}') = ?")
+                values.append(value)
+        if query.since is not None:
+            where.append("updated_at >= ?")
+            values.append(utc(query.since).isoformat())
+        if query.until is not None:
+            where.append("updated_at < ?")
+            values.append(utc(query.until).isoformat())
+        if query.after is not None:
+            rank, stamp, key = int(query.after.closed), utc(query.after.updated_at).isoformat(), query.after.key
+            where.append(
+                "((state = 'closed') > ? OR ((state = 'closed') = ? "
+                "AND (updated_at < ? OR (updated_at = ? AND key < ?))))"
+            )
+            values += [rank, rank, stamp, stamp, key]
+        sql = "SELECT record, updated_at FROM incident_records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY state = 'closed', updated_at DESC, key DESC LIMIT ?"
+        rows = self._read(sql, (*values, query.limit))
+        return [IncidentRow(Incident.from_record(row[0]), dt.datetime.fromisoformat(row[1])) for row in rows]
+
+    async def audit_page(self, query: AuditQuery) -> list[dict[str, Any]]:
+        """Audit entries matching the query, newest first (ids below query.before_id)."""
+        where: list[str] = []
+        values: list[Any] = []
+        for column, value in (
+            ("incident", query.incident),
+            ("alertname", query.alertname),
+            ("rule", query.rule),
+            ("event", query.event),
+            ("decision", query.decision),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                values.append(value)
+        if query.priority is not None:
+            where.append("json_extract(labels, '$.priority') = ?")
+            values.append(query.priority)
+        if query.since is not None:
+            where.append("at >= ?")
+            values.append(utc(query.since).isoformat())
+        if query.until is not None:
+            where.append("at < ?")
+            values.append(utc(query.until).isoformat())
+        if query.before_id is not None:
+            where.append("id < ?")
+            values.append(query.before_id)
+        names = ("id", "at", "incident", "alertname", "status", "event", "rule", "decision", "detail", "labels")
+        sql = f"SELECT {', '.join(names)} FROM audit"  # noqa: S608 - constant column list
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*values, query.limit))
+        entries = [dict(zip(names, row, strict=True)) for row in rows]
+        for entry in entries:
+            entry["labels"] = json.loads(entry["labels"])
+        return entries
+
+    async def payloads_received_at(self, times: Sequence[dt.datetime]) -> list[bytes]:
+        """The payloads received at these times (an alert's `received` audit entries carry them), oldest first."""
+        stamps = json.dumps([utc(t).isoformat() for t in times])
+        rows = self._read(
+            "SELECT body FROM deliveries WHERE received_at IN (SELECT value FROM json_each(?)) ORDER BY id", (stamps,)
+        )
+        return [bytes(row[0]) if not isinstance(row[0], str) else row[0].encode() for row in rows]
 
     async def close(self) -> None:
         """Close the database once every queued call has finished."""
