@@ -130,7 +130,7 @@ def test_optional_fields_default_when_absent() -> None:
     assert (alert.annotations, alert.endsAt, alert.generatorURL, alert.name) == ({}, None, "", "ServiceDown")
 
 
-def test_validate_refuses_what_is_not_an_alert() -> None:
-    for raw in (None, [], "alert", an_alert(fingerprint="g")):
-        with pytest.raises(ValidationError):
-            WebhookAlert.validate(raw)
+@pytest.mark.parametrize("raw", [None, [], "alert", an_alert(fingerprint="g")])
+def test_validate_refuses_what_is_not_an_alert(raw: object) -> None:
+    with pytest.raises(ValidationError):
+        WebhookAlert.validate(raw)
