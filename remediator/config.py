@@ -24,6 +24,7 @@ from common.config import (
     required_secret,
     secret_from_fields,
 )
+from remediator.actions.urls import allowed_url_prefix
 from remediator.policy.matchers import Matcher, parse_matcher
 
 Minutes = Annotated[float, Field(gt=0, le=60 * 24 * 31)]
@@ -37,6 +38,14 @@ def _matcher(text: str) -> str:
 
 
 MatcherText = Annotated[str, AfterValidator(_matcher)]
+
+
+def _url_prefix(text: str) -> str:
+    allowed_url_prefix(text)  # normalisable, as the http_request action will compare it (actions/urls.py)
+    return text
+
+
+UrlPrefix = Annotated[str, AfterValidator(_url_prefix)]
 
 
 class LabelParam(StrictModel):
@@ -552,7 +561,7 @@ class RemediatorConfig(StrictModel):
     resolved_memory_hours: Annotated[float, Field(ge=1, le=24 * 3650)] = 24 * 7
     dry_run: bool = False
     tls: Any = None  # moved to --web.config.file; refused with a located error by _tls_moved
-    allowed_url_prefixes: tuple[NonEmptyStr, ...] = ()
+    allowed_url_prefixes: tuple[UrlPrefix, ...] = ()
     backends: BackendsConfig = BackendsConfig()
     limits: LimitsConfig = LimitsConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()

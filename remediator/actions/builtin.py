@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 from pydantic import Field
@@ -19,6 +19,7 @@ from remediator.actions.base import (
     PermanentActionError,
     TransientActionError,
 )
+from remediator.actions.urls import UrlError, allowed_url_prefix, canonical_url
 
 logger = logging.getLogger("remediator.actions")
 
@@ -78,28 +79,32 @@ class HttpRequestParams(ActionParams):
 
 class HttpRequestAction(Action):
     """Calls an HTTP endpoint of the platform. The URL, after `{label}` placeholders are filled with
-    allowlisted label values (path-quoted), must start with one of the configured URL prefixes."""
+    allowlisted label values (path-quoted) and it is normalised, must lie within one of the configured URL
+    prefixes; the normalised URL is the one called."""
 
     name = "http_request"
     params_model = HttpRequestParams
 
     def __init__(self, allowed_url_prefixes: tuple[str, ...], http: SharedSession) -> None:
         self.allowed_url_prefixes = allowed_url_prefixes
+        self._prefixes = tuple(allowed_url_prefix(prefix) for prefix in allowed_url_prefixes)
         self.http = http
 
     def resolve_url(self, template: str, bound: Mapping[str, str]) -> str:
-        """Fill placeholders with quoted values and check the result against the allowlist."""
+        """Fill placeholders with quoted values, put the URL in canonical form (remediator/actions/urls.py) and
+        return that form if it lies within an allowed prefix on a path-segment boundary."""
         url = template
         for key, value in bound.items():
             url = url.replace("{" + key + "}", quote(value, safe=""))
         if "{" in url or "}" in url:
             raise PermanentActionError(f"URL {url!r} has a placeholder no declared label fills")
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.netloc:
-            raise PermanentActionError(f"URL {url!r} is not an absolute http(s) URL")
-        if not any(url.startswith(prefix) for prefix in self.allowed_url_prefixes):
-            raise PermanentActionError(f"URL {url!r} is outside the allowed URL prefixes")
-        return url
+        try:
+            canonical = canonical_url(url)
+        except UrlError as error:
+            raise PermanentActionError(f"URL {url!r} is refused: {error}") from None
+        if not any(canonical.within(prefix) for prefix in self._prefixes):
+            raise PermanentActionError(f"URL {url!r} ({canonical}) is outside the allowed URL prefixes")
+        return str(canonical)
 
     async def run(self, params: HttpRequestParams, bound: Mapping[str, str]) -> ActionResult:
         url = self.resolve_url(params.url, bound)
