@@ -97,8 +97,15 @@ class Verify(StrictModel):
     every_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
 
 
+class Approval(StrictModel):
+    """A human must approve the step (it can hurt a trading path) within this time, or the incident escalates."""
+
+    within_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30.0
+
+
 class ActStep(StrictModel):
-    """One act step of a playbook: an action, run only if `when` holds, that `verify` must show helped."""
+    """One act step of a playbook: an action, run only if `when` holds (and, with `approval`, only once a human
+    approved it), that `verify` must show helped."""
 
     kind: Literal["act"] = "act"
     name: RuleName
@@ -106,6 +113,7 @@ class ActStep(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict)
     when: PromQLText | None = None
     verify: Verify | None = None
+    approval: Approval | None = None
     source: str = ""  # the runbook section this step follows
 
 
@@ -545,6 +553,8 @@ class RemediatorConfig(StrictModel):
     webhook_token_file: Path | None = None
     allow_unauthenticated: bool = False
     prometheus: PrometheusConfig | None = None
+    # Where people reach this remediator (the console, approval links in pages); links are left out without it.
+    external_url: HttpUrl | None = None
     state: Literal["memory", "redis"] = "memory"
     state_redis: RedisStateConfig | None = None
     audit: Literal["sqlite", "postgres"] = "sqlite"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -173,6 +174,30 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "reloaded"})
 
 
+APPROVAL_STATUS = {"approved": 200, "denied": 200, "unknown": 404, "not_pending": 409, "expired": 409, "resolved": 409}
+
+
+async def approvals(request: web.Request) -> web.Response:
+    """POST /api/v1/approvals/{id}: approve or deny a step waiting for a human (JSON `{"decision": "approve" |
+    "deny", "user": "..."}`, authenticated); recorded with who and when; a link used twice, forged, expired or
+    of a resolved incident changes nothing."""
+    if not authorized(request):
+        return json_error(401, "missing or invalid bearer token")
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_error(400, "body must be JSON")
+    if not isinstance(body, dict) or body.get("decision") not in {"approve", "deny"}:
+        return json_error(400, 'decision must be "approve" or "deny"')
+    user = body.get("user", "")
+    if not isinstance(user, str) or len(user) > 128:
+        return json_error(400, "user must be a string of at most 128 characters")
+    who = f"token:{user}" if user else "token"
+    engine = request.app[REMEDIATOR].engine
+    outcome = await engine.decide_approval(request.match_info["id"], body["decision"] == "approve", who)
+    return web.json_response({"result": outcome}, status=APPROVAL_STATUS[outcome])
+
+
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -224,6 +249,7 @@ def build_app(remediator: Remediator, enable_lifecycle: bool = False) -> web.App
 
     app.cleanup_ctx.extend(lifecycles(remediator.engine))
     app.router.add_post("/webhook", webhook)
+    app.router.add_post("/api/v1/approvals/{id}", approvals)
     read_access = ReadAccess(
         lambda r: r.app[REMEDIATOR].engine,
         authorized,

@@ -60,7 +60,15 @@ ESCALATING = frozenset(
         Reason.STATE_UNAVAILABLE,
     }
 )
-ESCALATION_REASONS = (*sorted(ESCALATING), "action_failed", "playbook_exhausted", "still_firing")
+ESCALATION_REASONS = (
+    *sorted(ESCALATING),
+    "action_failed",
+    "approval_denied",
+    "approval_expired",
+    "approval_needed",
+    "playbook_exhausted",
+    "still_firing",
+)
 DENIALS = {
     Denial.CIRCUIT: (Reason.CIRCUIT_OPEN, "circuit breaker of rule {rule} on {target} is open"),
     Denial.COOLDOWN: (Reason.COOLDOWN, "{target} was acted on less than {minutes:g} min ago"),

@@ -21,11 +21,18 @@ from remediator.policy.decide import ESCALATION_REASONS, Plan, Reason, matching_
 from remediator.runtime.acting import Actor
 from remediator.runtime.incidents import IncidentRunner, ResolveDeferredError, alert_of, incident_key
 from remediator.runtime.journal import Journal
-from remediator.runtime.playbook import Conditions, Playbooks
+from remediator.runtime.playbook import (
+    Conditions,
+    Playbooks,
+    approval_matches,
+    history_text,
+    note,
+    parse_approval_id,
+)
 from remediator.runtime.slots import RegistryLeases, Slots
 from remediator.runtime.work_queue import WorkQueue
 from remediator.state.base import AuditEntry, AuditStore, Delivery, LockLostError, StateBackend, StateUnavailableError
-from remediator.state.incident import now
+from remediator.state.incident import Incident, now
 
 logger = logging.getLogger("remediator.runtime")
 PRUNE_INTERVAL_SECONDS = 3600
@@ -237,10 +244,11 @@ class Engine:
                 alert = alert_of(incident)
                 journal = Journal(alert)
                 held.save_on_release = incident
-                if incident.verify_at is not None and incident.verify_at <= now() and rule is not None:
-                    verdict = await self.playbooks.poll(held, incident, rule, journal)
-                    if verdict is False:
-                        await self.runner.exhausted(incident, rule, journal)
+                if incident.approval_until is not None and incident.approval_until <= now():
+                    await self._approval_expired(incident, journal)
+                elif incident.verify_at is not None and incident.verify_at <= now() and rule is not None:
+                    progress = await self.playbooks.poll(held, incident, rule, journal)
+                    await self.runner.after(progress, incident, rule, journal)
                 elif incident.retry_at is not None and incident.retry_at <= now():
                     incident.retry_at = None
                     journal.add("timer", found.rule, "retry_due", "the rule's retry is due (own timer)")
@@ -252,6 +260,55 @@ class Engine:
                 await self.store.record(journal.take())
                 ran += 1
         return ran
+
+    async def _approval_expired(self, incident: Incident, journal: Journal) -> None:
+        incident.approval_until = None
+        if incident.approval.get("state") != "pending":
+            return
+        incident.approval["state"] = "expired"
+        name = incident.approval.get("name", "")
+        note(incident, name, "approval_expired", "nobody approved in time: the step did not run")
+        journal.add("approval", incident.rule, "expired", f"{name}: nobody approved in time")
+        await self.runner.escalate_once(incident, "approval_expired", history_text(incident), journal)
+
+    async def decide_approval(self, public_id: str, approve: bool, user: str) -> str:
+        """Approve or deny a step waiting for a human; return what came of it: approved, denied, or why nothing
+        changed (unknown, not_pending, expired, resolved). Approving re-checks that the alert still fires and the
+        step's `when` still holds, then runs it under every bound; denying escalates. Single use."""
+        parsed = parse_approval_id(public_id)
+        if parsed is None:
+            return "unknown"
+        key, nonce = parsed
+        found = await self.state.incident(key)
+        rule = next((r for r in self.config.rules if found is not None and r.name == found.rule), None)
+        async with self.state.hold(key, self.lock_seconds(rule)) as held:
+            incident = held.incident if held.won else None
+            if incident is None or rule is None or not approval_matches(incident, nonce):
+                return "unknown"
+            if incident.approval.get("state") != "pending":
+                return "not_pending"
+            if incident.closed or held.resolving:
+                return "resolved"
+            if incident.approval_until is not None and incident.approval_until <= now():
+                return "expired"
+            held.save_on_release = incident
+            journal = Journal(alert_of(incident))
+            step_index = int(incident.approval["step"])
+            name = incident.approval.get("name", "")
+            verdict = "approved" if approve else "denied"
+            incident.approval.update({"state": verdict, "by": user[:128], "at": now().isoformat()})
+            incident.approval_until = None
+            note(incident, name, verdict, f"by {user[:128]}")
+            journal.add("approval", rule.name, verdict, f"{name}: by {user[:128]}")
+            if approve:
+                progress = await self.playbooks.run_from(
+                    step_index, held, incident, rule, journal, admitted=False, approved=True
+                )
+                await self.runner.after(progress, incident, rule, journal)
+            else:
+                await self.runner.escalate_once(incident, "approval_denied", history_text(incident), journal)
+            await self.store.record(journal.take())
+            return verdict
 
     async def _timer_loop(self) -> None:
         last_prune = 0.0

@@ -18,7 +18,7 @@ from remediator.metrics import RemediatorMetrics
 from remediator.policy.decide import Plan, Reason, breaker_key, denied, escalation_delay, no_rule, precheck
 from remediator.runtime.acting import Actor
 from remediator.runtime.journal import Journal
-from remediator.runtime.playbook import Playbooks, history_text
+from remediator.runtime.playbook import Playbooks, Progress, approval_id, history_text
 from remediator.state.base import Admission, AuditStore, Hold, StateBackend
 from remediator.state.incident import OPEN, Incident, now
 
@@ -149,8 +149,31 @@ class IncidentRunner:
         # a restart nor another replica runs it again before its retry timer.
         await self.state.save(incident, held)
         await self.store.record(journal.take())
-        if not await self.playbooks.run_from(0, held, incident, rule, journal, admitted=True):
+        progress = await self.playbooks.run_from(0, held, incident, rule, journal, admitted=True)
+        await self.after(progress, incident, rule, journal)
+
+    async def after(self, progress: Progress, incident: Incident, rule: RuleConfig, journal: Journal) -> None:
+        """Carry out where a playbook's turn left it: page for an approval, or a human once every step is spent."""
+        if progress is Progress.APPROVAL:
+            await self.ask_approval(incident, journal)
+        elif progress is Progress.SPENT:
             await self.exhausted(incident, rule, journal)
+
+    async def ask_approval(self, incident: Incident, journal: Journal) -> None:
+        """Page a human with the waiting step, its approve and deny links, and what was tried so far."""
+        pending = incident.approval
+        public = approval_id(incident.key, pending["nonce"])
+        base = self.config().external_url
+        links = (
+            f"; approve: {str(base).rstrip('/')}/approvals/{public}?decision=approve"
+            f" deny: {str(base).rstrip('/')}/approvals/{public}?decision=deny"
+            if base is not None
+            else f"; approval id {public} (POST /api/v1/approvals/{{id}})"
+        )
+        detail = f"step {pending['name']} ({pending['action']}) waits for approval until {pending['until']}{links}"
+        if incident.history:
+            detail += "; so far: " + history_text(incident)
+        await self.escalate(incident.key, incident.labels, "approval_needed", detail, journal, resolved=False)
 
     async def exhausted(self, incident: Incident, rule: RuleConfig, journal: Journal) -> None:
         """Every step is spent: a human gets the incident, with the step history and the evidence."""

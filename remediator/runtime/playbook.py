@@ -4,7 +4,12 @@ step is left, a human gets the incident with the history of what was tried and w
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import enum
+import hmac
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +26,38 @@ from remediator.state.incident import Incident, now
 
 HISTORY_LIMIT = 50
 SEEN_LIMIT = 300
+
+
+class Progress(enum.Enum):
+    """Where a playbook stands after a turn."""
+
+    DONE = "done"  # a step succeeded (verified, or with nothing to verify): the playbook ended
+    WAITING = "waiting"  # a step's verification is being polled on the incident's timer
+    APPROVAL = "approval"  # a step waits for a human's approval (the caller pages with the links)
+    SPENT = "spent"  # every step was tried: a human gets the incident
+
+
+def approval_id(incident_key: str, nonce: str) -> str:
+    """The approval's public id: the incident it belongs to and a single-use random nonce."""
+    return base64.urlsafe_b64encode(incident_key.encode()).decode().rstrip("=") + "." + nonce
+
+
+def parse_approval_id(approval: str) -> tuple[str, str] | None:
+    """The incident key and nonce of an approval id, or None when it is not one."""
+    encoded, _, nonce = approval.partition(".")
+    if not encoded or not nonce or len(approval) > 2048:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return key, nonce
+
+
+def approval_matches(incident: Incident, nonce: str) -> bool:
+    """Whether the nonce is the incident's pending approval's (constant time)."""
+    expected = incident.approval.get("nonce", "")
+    return bool(expected) and hmac.compare_digest(expected.encode(), nonce.encode())
 
 
 class Answer(Protocol):
@@ -89,15 +126,27 @@ class Playbooks:
         return Checked(answer.holds, (answer.seen or "no sample")[:SEEN_LIMIT])
 
     async def run_from(
-        self, index: int, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal, admitted: bool
-    ) -> bool:
-        """Run the steps from `index`: return True when a step is left verifying (its timer set) or the playbook
-        ended well, False when every step is spent (the caller hands the incident to a human). The first step run
-        here was `admitted` by the caller; later ones each pass the limits on their own."""
+        self,
+        index: int,
+        held: Hold,
+        incident: Incident,
+        rule: RuleConfig,
+        journal: Journal,
+        admitted: bool,
+        approved: bool = False,
+    ) -> Progress:
+        """Run the steps from `index` until one succeeds, waits (verification, approval) or none is left. The
+        first step run here was `admitted` (and `approved`) by the caller; later ones each pass the limits and,
+        where they ask for it, a human's approval, on their own."""
         steps = rule.playbook
         while index < len(steps):
             step = steps[index]
             incident.step = index
+            if step.approval is not None and not approved:
+                self._ask(incident, index, step)
+                journal.add("step", rule.name, "approval_pending", f"{step.name}: waiting for a human's approval")
+                return Progress.APPROVAL
+            approved = False
             if step.when is not None:
                 seen = await self.check(step.when, incident.bound)
                 journal.add("step", rule.name, "when_holds" if seen.holds else "skipped", f"{step.name}: {seen.text}")
@@ -111,11 +160,26 @@ class Playbooks:
                 at = now()
                 incident.verify_at = at + dt.timedelta(seconds=step.verify.every_seconds)
                 incident.verify_until = at + dt.timedelta(seconds=step.verify.within_seconds)
-                return True
+                return Progress.WAITING
             if ran:
-                return True  # a step without verify ends the playbook: the still-firing timer is its check
+                return Progress.DONE  # a step without verify ends the playbook: the still-firing timer checks it
             index += 1
-        return False
+        return Progress.SPENT
+
+    def _ask(self, incident: Incident, index: int, step: ActStep) -> None:
+        """Open the step's approval: a fresh single-use nonce, expiring after the step's `within_minutes`."""
+        assert step.approval is not None
+        until = now() + dt.timedelta(minutes=step.approval.within_minutes)
+        incident.approval = {
+            "nonce": secrets.token_urlsafe(24),
+            "step": str(index),
+            "name": step.name,
+            "action": step.action,
+            "state": "pending",
+            "until": until.isoformat(),
+        }
+        incident.approval_until = until
+        note(incident, step.name, "approval_pending", f"{step.action} waits for a human until {until.isoformat()}")
 
     async def _act(
         self, step: ActStep, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal, admitted: bool
@@ -155,24 +219,24 @@ class Playbooks:
             trial_seconds=rule.timeout_seconds + 60,
         )
 
-    async def poll(self, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal) -> bool | None:
-        """The verifying step's timer: True when verified (the playbook ends), None while it may still hold,
-        False when no step is left after its deadline passed."""
+    async def poll(self, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal) -> Progress:
+        """The verifying step's timer: DONE when verified, WAITING while it may still hold, and once its deadline
+        passed the next steps' progress."""
         steps = rule.playbook
         step = steps[incident.step] if incident.step < len(steps) else None
         if step is None or step.verify is None:
             incident.verify_at = incident.verify_until = None
-            return False
+            return Progress.SPENT
         seen = await self.check(step.verify.query, incident.bound)
         at = now()
         if seen.holds:
             note(incident, step.name, "verified", seen.text)
             journal.add("step", rule.name, "verified", f"{step.name}: {seen.text}")
             incident.verify_at = incident.verify_until = None
-            return True
+            return Progress.DONE
         if incident.verify_until is not None and at < incident.verify_until:
             incident.verify_at = at + dt.timedelta(seconds=step.verify.every_seconds)
-            return None
+            return Progress.WAITING
         note(incident, step.name, "not_verified", f"within {step.verify.within_seconds:g}s: {seen.text}")
         journal.add("step", rule.name, "not_verified", f"{step.name}: {seen.text}")
         incident.verify_at = incident.verify_until = None

@@ -11,7 +11,7 @@ OPEN = "open"
 CLOSED = "closed"  # resolved: final, and remembered so that a late firing copy never acts
 
 
-TIMES = ("last_attempt_at", "escalate_at", "retry_at", "verify_at", "verify_until")
+TIMES = ("last_attempt_at", "escalate_at", "retry_at", "verify_at", "verify_until", "approval_until")
 
 
 def now() -> dt.datetime:
@@ -46,6 +46,9 @@ class Incident:
     bound: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, str]] = field(default_factory=list)
     evidence: list[dict[str, str]] = field(default_factory=list)
+    # A step waiting for a human: its nonce, its step, its state (pending, approved, denied, expired), who and when.
+    approval: dict[str, str] = field(default_factory=dict)
+    approval_until: dt.datetime | None = None
 
     @property
     def closed(self) -> bool:
@@ -57,7 +60,7 @@ class Incident:
         if self.closed:
             return None
         still_firing = None if self.escalated else self.escalate_at
-        times = [t for t in (self.retry_at, self.verify_at, still_firing) if t is not None]
+        times = [t for t in (self.retry_at, self.verify_at, self.approval_until, still_firing) if t is not None]
         return min(times) if times else None
 
     def close(self) -> None:
@@ -67,6 +70,9 @@ class Incident:
         self.escalate_at = None
         self.verify_at = None
         self.verify_until = None
+        self.approval_until = None
+        if self.approval.get("state") == "pending":
+            self.approval["state"] = "cancelled"
 
     def to_record(self) -> str:
         """Serialise to the JSON every store keeps (the one place that knows the fields' shapes)."""

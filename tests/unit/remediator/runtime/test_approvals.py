@@ -1,0 +1,125 @@
+"""A step that can hurt a trading path waits for a human: approved it runs, denied or expired it escalates, and a
+forged, replayed or late approval changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from tests.remediator_helpers import alert, auth, config, payload, post, recorder, remediator_client, settle
+
+Calls = list[tuple[str, Any]]
+
+
+def guarded(base: str, within_minutes: float = 30) -> dict[str, Any]:
+    return {
+        "name": "purge-orders",
+        "matchers": ['alertname="QueueDepthCritical"'],
+        "steps": [
+            {
+                "name": "purge",
+                "action": "http_request",
+                "params": {"method": "POST", "url": f"{base}/platform/purge"},
+                "approval": {"within_minutes": within_minutes},
+            }
+        ],
+        "cooldown_minutes": 0,
+        "rate": {"per_minute": 600, "burst": 100},
+        "retries": 0,
+    }
+
+
+def pages(calls: Calls, reason: str) -> list[dict[str, Any]]:
+    return [body for path, body in calls if path == "/escalations" and body.get("reason") == reason]
+
+
+def approval_of(calls: Calls) -> str:
+    (page,) = pages(calls, "approval_needed")
+    found = re.search(r"/approvals/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)\?decision=approve", page["detail"])
+    assert found is not None, page["detail"]
+    return found.group(1)
+
+
+async def decide(client: TestClient[Any, Any], approval: str, decision: str, user: str = "alice") -> tuple[int, Any]:
+    response = await client.post(
+        f"/api/v1/approvals/{approval}", json={"decision": decision, "user": user}, headers=auth()
+    )
+    return response.status, await response.json()
+
+
+async def test_an_approved_step_runs_and_records_who_approved_it(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        cfg = config(tmp_path, base, rules=[guarded(base)], external_url="https://tradeops.example/")
+        async with remediator_client(cfg) as (client, remediator):
+            await post(client, payload(alert(name="QueueDepthCritical", queue="orders")))
+            await settle(remediator)
+            assert not any(path == "/platform/purge" for path, _ in calls)  # nothing runs before a human says so
+            status, body = await decide(client, approval_of(calls), "approve")
+            await settle(remediator)
+            entries = await remediator.engine.store.recent(100)
+    assert (status, body["result"]) == (200, "approved")
+    assert [path for path, _ in calls if path == "/platform/purge"] == ["/platform/purge"]
+    approvals = [e for e in entries if e["event"] == "approval"]
+    assert [(e["decision"], e["detail"]) for e in approvals] == [("approved", "purge: by token:alice")]
+
+
+async def test_a_denied_step_never_runs_and_escalates_with_the_reason(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        cfg = config(tmp_path, base, rules=[guarded(base)], external_url="https://tradeops.example/")
+        async with remediator_client(cfg) as (client, remediator):
+            await post(client, payload(alert(name="QueueDepthCritical", queue="orders")))
+            await settle(remediator)
+            status, body = await decide(client, approval_of(calls), "deny")
+            await settle(remediator)
+    assert (status, body["result"]) == (200, "denied")
+    assert not any(path == "/platform/purge" for path, _ in calls)
+    assert len(pages(calls, "approval_denied")) == 1
+
+
+async def test_a_replayed_forged_or_late_approval_changes_nothing(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        cfg = config(tmp_path, base, rules=[guarded(base)], external_url="https://tradeops.example/")
+        async with remediator_client(cfg) as (client, remediator):
+            firing = alert(name="QueueDepthCritical", queue="orders")
+            await post(client, payload(firing))
+            await settle(remediator)
+            approval = approval_of(calls)
+            key, _, nonce = approval.partition(".")
+            forged = await decide(client, f"{key}.{'A' * len(nonce)}", "approve")
+            garbage = await decide(client, "not-an-id", "approve")
+            await post(client, payload({**firing, "status": "resolved"}))
+            await settle(remediator)
+            late = await decide(client, approval, "approve")
+            replay = await decide(client, approval, "approve")
+            unauthenticated = await client.post(f"/api/v1/approvals/{approval}", json={"decision": "approve"})
+            await settle(remediator)
+    assert forged[0] == 404
+    assert garbage[0] == 404
+    assert (late[0], late[1]["result"]) == (409, "not_pending")  # the resolve cancelled the pending approval
+    assert replay[0] == 409
+    assert unauthenticated.status == 401
+    assert not any(path == "/platform/purge" for path, _ in calls)
+
+
+async def test_an_approval_nobody_gives_in_time_escalates_and_the_step_never_runs(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        cfg = config(tmp_path, base, rules=[guarded(base, within_minutes=0.005)])  # 0.3 s
+        async with remediator_client(cfg) as (client, remediator):
+            await post(client, payload(alert(name="QueueDepthCritical", queue="orders")))
+            await settle(remediator)
+            for _ in range(100):
+                if pages(calls, "approval_expired"):
+                    break
+                await asyncio.sleep(0.05)
+            await settle(remediator)
+            (page,) = pages(calls, "approval_needed")
+            approval = re.search(r"approval id (\S+)", page["detail"])
+            assert approval is not None
+            late = await decide(client, approval.group(1), "approve")
+    assert len(pages(calls, "approval_expired")) == 1
+    assert late[0] == 409
+    assert not any(path == "/platform/purge" for path, _ in calls)
