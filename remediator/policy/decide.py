@@ -105,6 +105,16 @@ class Plan:
             "reason": self.detail,
             "target": self.target,
             "escalates": self.escalates,
+            "steps": [
+                {
+                    "name": step.name,
+                    "action": step.action,
+                    "when": step.when,
+                    "verify": step.verify.query if step.verify else None,
+                    "approval": step.approval is not None,
+                }
+                for step in (self.rule.playbook if self.rule else ())
+            ],
         }
 
 

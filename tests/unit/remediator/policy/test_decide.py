@@ -344,6 +344,7 @@ def test_describe_gives_the_explain_line_of_a_plan_with_a_rule() -> None:
         "reason": "running log",
         "target": "restart:api",
         "escalates": False,
+        "steps": [{"name": "act", "action": "log", "when": None, "verify": None, "approval": False}],
     }
 
 
