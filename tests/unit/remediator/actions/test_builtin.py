@@ -4,14 +4,17 @@ prefix check, the check is made on path-segment boundaries, and the normalised U
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
+from common.config import ConfigError
 from common.http import SharedSession
 from remediator.actions.base import PermanentActionError
 from remediator.actions.builtin import HttpRequestAction, HttpRequestParams
+from remediator.config import load
 
 PLATFORM = "http://h.example/platform/"
 
@@ -33,19 +36,26 @@ def action(*prefixes: str) -> HttpRequestAction:
         ("http://allowed", "http://allowed@evil.example/"),  # userinfo hides the host
         ("http://allowed", "http://allowed.evil.example/"),  # host boundary
         ("http://h.example", "http://h.example:6379/"),  # another port
-        ("http://h.example/platform", "http://h.example/platform-evil/"),  # segment boundary
+        (
+            "http://h.example/platform",
+            "http://h.example/platform-evil/",
+        ),  # segment boundary
         ("http://h.example/platform", "http://h.example/platformx"),
         (PLATFORM, "http://h.example/platform/x#@evil.example/"),  # fragment
         (PLATFORM, "http://h.example/platform/x y"),  # whitespace
     ],
 )
-def test_a_url_that_leaves_its_allowed_prefix_after_normalisation_is_refused(prefix: str, url: str) -> None:
+def test_a_url_that_leaves_its_allowed_prefix_after_normalisation_is_refused(
+    prefix: str, url: str
+) -> None:
     with pytest.raises(PermanentActionError):
         action(prefix).resolve_url(url, {})
 
 
 @pytest.mark.parametrize("value", ["..", "../../admin", "a/../../admin", "a\\b"])
-def test_an_allowlisted_label_value_cannot_move_the_url_out_of_its_prefix(value: str) -> None:
+def test_an_allowlisted_label_value_cannot_move_the_url_out_of_its_prefix(
+    value: str,
+) -> None:
     with pytest.raises(PermanentActionError):
         action("http://h.example/platform/collectors/").resolve_url(
             "http://h.example/platform/collectors/{x}/reset", {"x": value}
@@ -55,24 +65,68 @@ def test_an_allowlisted_label_value_cannot_move_the_url_out_of_its_prefix(value:
 @pytest.mark.parametrize(
     ("prefix", "url", "called"),
     [
-        (PLATFORM, "HTTP://H.Example/platform/x", "http://h.example/platform/x"),  # scheme and host case
-        (PLATFORM, "http://h.example:80/platform/x", "http://h.example/platform/x"),  # default port
-        ("https://h.example:443/platform/", "https://h.example/platform/x", "https://h.example/platform/x"),
-        (PLATFORM, "http://h.example/%70latform/%7Euser", "http://h.example/platform/~user"),  # unreserved decoded
-        (PLATFORM, "http://h.example/platform/a%2dz%3f", "http://h.example/platform/a-z%3F"),
-        (PLATFORM, "http://h.example/platform/a/../b", "http://h.example/platform/b"),  # stays inside: resolved
-        ("http://h.example/platform", "http://h.example/platform", "http://h.example/platform"),
-        ("http://h.example/platform", "http://h.example/platform/x?y=1", "http://h.example/platform/x?y=1"),
-        ("http://h.example/api/generate", "http://h.example/api/generate?now=1", "http://h.example/api/generate?now=1"),
+        (
+            PLATFORM,
+            "HTTP://H.Example/platform/x",
+            "http://h.example/platform/x",
+        ),  # scheme and host case
+        (
+            PLATFORM,
+            "http://h.example:80/platform/x",
+            "http://h.example/platform/x",
+        ),  # default port
+        (
+            "https://h.example:443/platform/",
+            "https://h.example/platform/x",
+            "https://h.example/platform/x",
+        ),
+        (
+            PLATFORM,
+            "http://h.example/%70latform/%7Euser",
+            "http://h.example/platform/~user",
+        ),  # unreserved decoded
+        (
+            PLATFORM,
+            "http://h.example/platform/a%2dz%3f",
+            "http://h.example/platform/a-z%3F",
+        ),
+        (
+            PLATFORM,
+            "http://h.example/platform/a/../b",
+            "http://h.example/platform/b",
+        ),  # stays inside: resolved
+        (
+            "http://h.example/platform",
+            "http://h.example/platform",
+            "http://h.example/platform",
+        ),
+        (
+            "http://h.example/platform",
+            "http://h.example/platform/x?y=1",
+            "http://h.example/platform/x?y=1",
+        ),
+        (
+            "http://h.example/api/generate",
+            "http://h.example/api/generate?now=1",
+            "http://h.example/api/generate?now=1",
+        ),
         ("http://[::1]:8080/p/", "http://[::1]:8080/p/x", "http://[::1]:8080/p/x"),
     ],
 )
-def test_a_url_within_its_prefix_is_called_in_its_normalised_form(prefix: str, url: str, called: str) -> None:
+def test_a_url_within_its_prefix_is_called_in_its_normalised_form(
+    prefix: str, url: str, called: str
+) -> None:
     assert action(prefix).resolve_url(url, {}) == called
 
 
 @pytest.mark.parametrize(
-    "prefix", ["http://user@h.example/", "http://h.example/a%2fb/", "ftp://h.example/", "http://h.example:x/"]
+    "prefix",
+    [
+        "http://user@h.example/",
+        "http://h.example/a%2fb/",
+        "ftp://h.example/",
+        "http://h.example:x/",
+    ],
 )
 def test_an_allowed_prefix_that_cannot_be_normalised_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="URL"):
@@ -108,8 +162,23 @@ async def test_an_allowlisted_prefix_followed_by_dot_dot_never_reaches_another_p
         ):
             with contextlib.suppress(PermanentActionError):
                 await request.run(HttpRequestParams(method="POST", url=url), {})
-        result = await request.run(HttpRequestParams(method="POST", url=f"{base}/platform/a/../reset"), {})
+        result = await request.run(
+            HttpRequestParams(method="POST", url=f"{base}/platform/a/../reset"), {}
+        )
     finally:
         await http.close()
     assert seen == ["/platform/reset"]  # the server never saw /admin
     assert "/platform/reset" in result.detail
+
+
+def test_an_allowed_prefix_that_cannot_be_normalised_is_a_located_config_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "remediator.yml"
+    path.write_text(
+        'allowed_url_prefixes: ["http://h.example/ok/", "http://allowed@evil.example/"]\n'
+    )
+    with pytest.raises(ConfigError) as refused:
+        load(path)
+    assert "allowed_url_prefixes[1]" in str(refused.value)
+    assert "http://allowed@evil.example/" in str(refused.value)
