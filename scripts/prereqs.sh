@@ -39,6 +39,7 @@ ensure_pkg prometheus-alertmanager prometheus-alertmanager
 ensure_pkg dockerd docker.io
 ensure_pkg busybox busybox-static
 ensure_pkg curl curl
+ensure_pkg chromium chromium  # the console's browser tests (Playwright drives /usr/bin/chromium; no browser download)
 ensure_pkg openssl openssl
 ensure_pkg docker-compose docker-compose
 # The Go peer exporters are only needed by `make bench` (TRADEOPS_BENCH=1).
