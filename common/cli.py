@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from common.version import version_text
 
 
 def env_name(flag: str) -> str:
@@ -37,12 +40,30 @@ class EnvDefaultParser(argparse.ArgumentParser):
         self.add_argument(flag, action="store_true", default=default, help=f"{help} (env {variable})")
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: print the build's identity and exit 0 (computed only when asked for)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(version_text(parser.prog))
+        parser.exit()
+
+
+def add_log_and_version_flags(parser: EnvDefaultParser) -> None:
+    """Add --log.level, --log.format and --version, the flags every tradeops binary shares."""
+    parser.add_flag("--log.level", default="info", help="debug, info, warning or error")
+    parser.add_flag("--log.format", default="logfmt", help="logfmt or json (one object per line)")
+    parser.add_argument("--version", action=_VersionAction, help="print name, version, revision and exit")
+
+
 def service_parser(prog: str, description: str, default_listen: str) -> EnvDefaultParser:
     """Return a parser with the flags every tradeops service takes (Prometheus style)."""
     parser = EnvDefaultParser(prog=prog, description=description)
     parser.add_flag("--config.file", required=True, help="path of the YAML configuration")
     parser.add_flag("--web.listen-address", default=default_listen, help="HOST:PORT to serve on")
-    parser.add_flag("--log.level", default="info", help="debug, info, warning or error")
+    add_log_and_version_flags(parser)
     parser.add_switch(
         "--web.enable-lifecycle",
         help="enable POST /-/reload (without it: 403); SIGHUP reloads either way",

@@ -7,7 +7,6 @@ import gc
 import logging
 import signal
 import ssl
-import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
@@ -52,7 +51,7 @@ async def serve_until_stopped(
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
-        print(f"{name} listening on {host}:{port}", file=sys.stderr, flush=True)
+        log_event(logger, logging.INFO, "listening", service=name, address=f"{host}:{port}")
         try:
             await stop.wait()
         finally:
@@ -91,7 +90,7 @@ def run_service(name: str, main: Coroutine[Any, Any, None]) -> int:
     try:
         asyncio.run(main)
     except PortInUseError as error:
-        print(f"{name}: cannot start: {error}", file=sys.stderr)
+        log_event(logger, logging.ERROR, "cannot_start", service=name, error=str(error))
         return 1
     except KeyboardInterrupt:
         pass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from common.cli import EnvDefaultParser, parse_listen_address, service_parser
 from common.config import ConfigError
-from common.logs import setup_logging
+from common.logs import check_log_flags, setup_logging
 from common.service import run_service, serve_until_stopped
 from exporter.config import ExporterConfig, load
 from exporter.probeset import build_probe_set
@@ -32,6 +32,12 @@ async def serve(config_path: Path, config: ExporterConfig, host: str, port: int,
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tradeops-exporter`; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    log_level, log_format = getattr(args, "log.level"), getattr(args, "log.format")
+    try:
+        check_log_flags(log_level, log_format)
+    except ValueError as error:
+        print(f"tradeops-exporter: {error}", file=sys.stderr)
+        return 2
     config_path = Path(getattr(args, "config.file"))
     try:
         config = load(config_path)
@@ -46,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"tradeops-exporter: {error}", file=sys.stderr)
         return 2
-    setup_logging(getattr(args, "log.level"))
+    setup_logging(log_level, log_format)
     return run_service(
         "tradeops-exporter", serve(config_path, config, host, port, getattr(args, "web.enable_lifecycle"))
     )

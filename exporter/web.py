@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from common.config import ConfigError
 from common.logs import log_event
+from common.version import build_info
 from common.web import healthy, json_error, metrics_response
 from exporter.config import ExporterConfig, load
 from exporter.probeset import ProbeSet, build_probe_set
@@ -25,14 +24,6 @@ from exporter.scrape import FailureCounts, ScrapeCollector, scrape
 
 logger = logging.getLogger("exporter")
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
-
-
-def package_version() -> str:
-    """Return the installed tradeops version."""
-    try:
-        return version("tradeops")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass
@@ -94,8 +85,10 @@ class ExporterInfoCollector(Collector):
 
     def collect(self) -> list[Metric]:
         """Return tradeops_exporter_build_info and the reload gauges."""
-        info = InfoMetricFamily("tradeops_exporter_build", "tradeops exporter version.")
-        info.add_metric([], {"version": package_version(), "python_version": platform.python_version()})
+        info = InfoMetricFamily(
+            "tradeops_exporter_build", "1, labelled with the exporter's version, revision and Python."
+        )
+        info.add_metric([], build_info().labels())
         ok = GaugeMetricFamily(
             "tradeops_exporter_config_last_reload_successful", "1 when the last configuration load succeeded."
         )

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from common.cli import EnvDefaultParser, parse_listen_address, service_parser
 from common.config import ConfigError, validation_details
-from common.logs import setup_logging
+from common.logs import check_log_flags, setup_logging
 from common.service import run_service, serve_until_stopped
 from remediator.api.web import Remediator, build_app
 from remediator.app import build_engine, load_checked
@@ -74,6 +74,12 @@ async def serve(remediator: Remediator, host: str, port: int, enable_lifecycle: 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tradeops-remediator`; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    log_level, log_format = getattr(args, "log.level"), getattr(args, "log.format")
+    try:
+        check_log_flags(log_level, log_format)
+    except ValueError as error:
+        print(f"tradeops-remediator: {error}", file=sys.stderr)
+        return 2
     config_path = Path(getattr(args, "config.file"))
     try:
         config = load_checked(config_path)
@@ -97,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    setup_logging(getattr(args, "log.level"))
+    setup_logging(log_level, log_format)
     remediator = Remediator(build_engine(config, RemediatorMetrics()), config_path)
     return run_service("tradeops-remediator", serve(remediator, host, port, getattr(args, "web.enable_lifecycle")))
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from common.version import build_info
+
 
 @dataclass
 class RemediatorMetrics:
@@ -18,6 +20,13 @@ class RemediatorMetrics:
         self._add_decision_metrics(self.registry)
         self._add_escalation_metrics(self.registry)
         self._add_runtime_metrics(self.registry)
+        info = build_info()
+        Gauge(
+            "tradeops_remediator_build_info",
+            "1, labelled with the remediator's version, revision and Python.",
+            list(info.labels()),
+            registry=self.registry,
+        ).labels(**info.labels()).set(1)
         # Bound once, as every accepted payload counts into both: labels() takes a lock and checks its values.
         self.received_firing = self.alerts_received.labels("firing")
         self.received_resolved = self.alerts_received.labels("resolved")

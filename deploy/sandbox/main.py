@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from common.cli import EnvDefaultParser
+from common.cli import EnvDefaultParser, add_log_and_version_flags
 from common.config import validation_details
 from common.logs import log_event, setup_logging
 from common.web import PortInUseError
@@ -49,7 +49,7 @@ def build_parser() -> EnvDefaultParser:
     parser.add_flag("--image", default="tradeops/busybox:latest", help="image for --container services")
     parser.add_flag("--backup-root", default="/var/lib/tradeops-sandbox/backups", help="backup directories' root")
     parser.add_flag("--collectors", help="number of collectors to simulate (default: the profile's)")
-    parser.add_flag("--log-level", default="info", help="debug, info, warning or error")
+    add_log_and_version_flags(parser)
     parser.add_flag("--backup-now", help="write one fresh backup of this set (postgres_daily, ...) and exit")
     return parser
 
@@ -96,8 +96,8 @@ async def serve(sandbox: Sandbox) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tradeops-sandbox`; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
     try:
+        setup_logging(getattr(args, "log.level"), getattr(args, "log.format"))
         settings = settings_from_args(args)
         if args.backup_now:
             if args.backup_now not in backups.BACKUP_SETS:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
+from common.version import build_info
 from common.web import free_port
 from tests.exporter_helpers import has, parse, running_exporter, scrape_text, value, write_config
 from tests.prereqs import RABBITMQ_API, require_binary, require_tcp, unique
@@ -207,18 +207,7 @@ async def test_exporter_starts_and_serves_with_every_backend_down(tmp_path: Path
     for probe, target in probes:
         assert value(samples, "tradeops_probe_success", probe=probe, target=target) == 0, probe
         assert has(samples, "tradeops_probe_duration_seconds", probe=probe, target=target)
-    assert value(samples, "tradeops_exporter_build_info", version=_version(samples), python_version=_py()) == 1
-
-
-def _version(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> str:
-    for name, labels in samples:
-        if name == "tradeops_exporter_build_info":
-            return dict(labels)["version"]
-    raise AssertionError("no build info")
-
-
-def _py() -> str:
-    return platform.python_version()
+    assert value(samples, "tradeops_exporter_build_info", **build_info().labels()) == 1
 
 
 async def test_postgres_probe_counts_connections_by_state_and_the_oldest_idle_transaction(
