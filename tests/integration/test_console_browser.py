@@ -78,7 +78,7 @@ async def until_escalated(remediator: Remediator, count: int) -> None:
 async def check_accessible(page: Page) -> None:
     found: dict[str, Any] = await page.evaluate(A11Y)
     assert found["title"], page.url
-    assert found["main"] and found["header"] and found["footer"], (page.url, found)
+    assert [found["header"], found["main"], found["footer"]] == [True, True, True], (page.url, found)
     assert found["unlabelled"] == [], (page.url, found["unlabelled"])
 
 
@@ -114,7 +114,8 @@ async def test_an_incident_from_a_real_webhook_is_listed_and_shows_its_timeline(
         page = await login(context, base)
         assert urllib.parse.urlsplit(page.url).path == "/console/incidents"
         [cookie] = [c for c in await context.cookies() if c["name"] == "tradeops_session"]
-        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0
+        assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
+        assert cookie["expires"] > 0
         rows = page.locator("#incident-list tbody tr")
         assert await rows.count() == 2
         assert "escalated" in await rows.first.inner_text()
@@ -158,7 +159,8 @@ async def test_an_incident_from_a_real_webhook_is_listed_and_shows_its_timeline(
         await page.get_by_role("button", name="Explain").click()
         await page.wait_for_load_state()
         plans = await page.locator("table").inner_text()
-        assert "reset-collector" in plans and "executed" in plans and "collector:binance" in plans
+        for seen in ("reset-collector", "executed", "collector:binance"):
+            assert seen in plans
         await page.screenshot(path=tmp_path / "explain-plans.png", full_page=True)
         phone = await context.new_page()
         await phone.set_viewport_size({"width": 390, "height": 844})
@@ -183,9 +185,16 @@ async def test_a_post_without_a_valid_csrf_token_or_after_logout_is_refused_and_
         other = await login(second, base)
         other_csrf = await other.locator("form.logout input[name=csrf]").get_attribute("value")
         own_csrf = await page.locator("form.logout input[name=csrf]").get_attribute("value")
-        assert other_csrf and own_csrf and other_csrf != own_csrf
+        assert other_csrf
+        assert own_csrf
+        assert other_csrf != own_csrf
         body = json.dumps(payload(alert("BrokenThing")))
-        for form in ({"payload": body}, {"payload": body, "csrf": other_csrf}, {"csrf": ""}):
+        forms: list[dict[str, str | float | bool]] = [
+            {"payload": body},
+            {"payload": body, "csrf": other_csrf},
+            {"csrf": ""},
+        ]
+        for form in forms:
             for path in ("/console/explain", "/console/logout"):
                 answer = await page.request.post(base + path, form=form, max_redirects=0)
                 assert answer.status == 403, (path, form)

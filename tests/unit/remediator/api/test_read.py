@@ -4,9 +4,9 @@ auth, and the same store reads in SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,8 @@ async def _incidents_open_first(store: Any) -> None:
     future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     assert await store.incident_page(IncidentQuery(limit=100, since=future)) == []
     assert len(await store.incident_page(IncidentQuery(limit=100, until=future))) == 12
-    cursor, seen = "", []
+    cursor: str | None = ""
+    seen: list[str] = []
     for _ in range(10):
         items, cursor = await list_incidents(
             store, config(Path("/tmp"), "http://x"), incident_filter({"limit": "5", "cursor": cursor or ""})
