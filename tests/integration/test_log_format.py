@@ -1,10 +1,13 @@
 """A real remediator process started with --log.format=json writes nothing to stderr but one JSON object per
-line, even for multi-line errors and hostile label values, and never its token."""
+line, even for multi-line errors and hostile label values, and never its token; failing probes against real
+backends never log the passwords in their DSNs and URLs."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import os
 import signal
 import sys
@@ -14,7 +17,11 @@ import aiohttp
 import pytest
 import yaml
 
+from common.logs import JsonFormatter, LogfmtFormatter
 from common.web import free_port
+from exporter.config import ExporterConfig
+from exporter.probeset import build_probe_set
+from exporter.scrape import FailureCounts, scrape
 from tests.processes import wait_http
 from tests.remediator_helpers import TOKEN, alert, payload
 
@@ -72,3 +79,46 @@ async def test_a_remediator_with_log_format_json_writes_one_json_object_per_line
     failed = next(json.loads(line) for line in lines if json.loads(line)["msg"] == "reload_failed")
     assert "colour" in failed["error"]
     assert "\n" in failed["error"]  # the located errors kept their line breaks inside the one object
+
+
+async def test_failing_probes_never_log_the_passwords_in_their_dsns_and_urls() -> None:
+    dead = free_port()
+    config = ExporterConfig.model_validate(
+        {
+            "probes": {
+                "postgres": [{"name": "p", "dsn": f"postgresql://postgres:pgHUNTER2@127.0.0.1:{dead}/x"}],
+                "redis": [
+                    {"name": "dead", "url": f"redis://:rdHUNTER2@127.0.0.1:{dead}/0"},
+                    {"name": "wrong", "url": "redis://:rdHUNTER2@127.0.0.1:6379/0"},  # real Redis, no auth set
+                ],
+                "rabbitmq": [
+                    {"name": "dead", "amqp_url": f"amqp://guest:mqHUNTER2@127.0.0.1:{dead}/", "queues": ["q"]},
+                    {"name": "wrong", "amqp_url": "amqp://guest:mqHUNTER2@127.0.0.1:5672/", "queues": ["q"]},
+                    {"name": "api", "management_url": "http://127.0.0.1:15672/", "password": "mgHUNTER2"},
+                ],
+            }
+        }
+    )
+    streams = [io.StringIO(), io.StringIO()]
+    handlers = [logging.StreamHandler(stream) for stream in streams]
+    handlers[0].setFormatter(LogfmtFormatter())
+    handlers[1].setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        probe_set = build_probe_set(config)
+        outcomes = await scrape(probe_set.probes, 10, FailureCounts())
+        await probe_set.close()
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+        root.setLevel(level)
+    failed = [outcome for outcome in outcomes if not outcome.success]
+    assert len(failed) >= 4  # the dead ports and the refused RabbitMQ login at least
+    for stream in streams:
+        text = stream.getvalue()
+        assert text.count("probe_failed") == len(failed)
+        assert "HUNTER2" not in text
