@@ -63,6 +63,10 @@ def service_parser(prog: str, description: str, default_listen: str) -> EnvDefau
     parser = EnvDefaultParser(prog=prog, description=description)
     parser.add_flag("--config.file", required=True, help="path of the YAML configuration")
     parser.add_flag("--web.listen-address", default=default_listen, help="HOST:PORT to serve on")
+    parser.add_flag(
+        "--web.config.file",
+        help="exporter-toolkit web configuration (TLS, basic auth); see docs/configuration.md",
+    )
     add_log_and_version_flags(parser)
     parser.add_switch(
         "--web.enable-lifecycle",

@@ -18,6 +18,7 @@ from common.config import ConfigError
 from common.logs import log_event
 from common.version import build_info
 from common.web import healthy, json_error, metrics_response
+from common.webconfig import WebConfig, web_config_middlewares
 from exporter.config import ExporterConfig, load
 from exporter.probeset import ProbeSet, build_probe_set
 from exporter.scrape import FailureCounts, ScrapeCollector, scrape
@@ -143,8 +144,9 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    """POST /-/reload: 403 unless --web.enable-lifecycle (the flag is its only guard until web-config auth); reload
-    the configuration; 500 with the located errors when the new file is invalid."""
+    """POST /-/reload: 403 unless --web.enable-lifecycle (and, with basic_auth_users in the web config, 401 without
+    a valid user, like every endpoint but /-/healthy); reload the configuration; 500 with the located errors when
+    the new file is invalid."""
     if not request.app[LIFECYCLE]:
         return json_error(403, "Lifecycle API is not enabled.")
     status = await request.app[EXPORTER].reload()
@@ -153,10 +155,13 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "reloaded"})
 
 
-def build_app(exporter: Exporter, enable_lifecycle: bool = False) -> web.Application:
+def build_app(
+    exporter: Exporter, enable_lifecycle: bool = False, web_config: WebConfig | None = None
+) -> web.Application:
     """Build the exporter's aiohttp application around an Exporter; POST /-/reload answers 403 unless
-    enable_lifecycle (--web.enable-lifecycle)."""
-    app = web.Application()
+    enable_lifecycle (--web.enable-lifecycle). With basic_auth_users in web_config, every endpoint but /-/healthy
+    (/metrics and /-/reload too) answers 401 without a valid user."""
+    app = web.Application(middlewares=web_config_middlewares(web_config, required=True))
     app[EXPORTER] = exporter
     app[LIFECYCLE] = enable_lifecycle
 

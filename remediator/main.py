@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from common.cli import EnvDefaultParser, parse_listen_address, service_parser
 from common.config import ConfigError, validation_details
 from common.logs import check_log_flags, setup_logging
 from common.service import run_service, serve_until_stopped
+from common.webconfig import WebConfig, load_web_config_flag, server_ssl_context
 from remediator.api.web import Remediator, build_app
 from remediator.app import build_engine, load_checked
 from remediator.config import RemediatorConfig
@@ -59,15 +59,17 @@ def explain(config: RemediatorConfig, payload_path: Path) -> int:
     return 0
 
 
-async def serve(remediator: Remediator, host: str, port: int, enable_lifecycle: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM; SIGHUP reloads the configuration, keeping all state (so does POST /-/reload,
-    with --web.enable-lifecycle and the token)."""
-    tls = remediator.config.tls
-    context = None
-    if tls is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    app = build_app(remediator, enable_lifecycle)
+async def serve(
+    remediator: Remediator,
+    host: str,
+    port: int,
+    enable_lifecycle: bool = False,
+    web_config: WebConfig | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM, over TLS and with basic auth when the web config says so; SIGHUP reloads the
+    configuration, keeping all state (so does POST /-/reload, with --web.enable-lifecycle and the token)."""
+    context = server_ssl_context(web_config) if web_config is not None else None
+    app = build_app(remediator, enable_lifecycle, web_config)
     await serve_until_stopped(app, host, port, "tradeops-remediator", remediator.reload, ssl_context=context)
 
 
@@ -83,11 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_path = Path(getattr(args, "config.file"))
     try:
         config = load_checked(config_path)
+        web_config = load_web_config_flag(getattr(args, "web.config.file"))
     except ConfigError as error:
         print(error.render(), file=sys.stderr)
         return 1
     if args.check_config:
         print(f"{config_path}: configuration is valid")
+        if web_config is not None:
+            print(f"{getattr(args, 'web.config.file')}: web configuration is valid")
         return 0
     if args.explain:
         return explain(config, Path(args.explain))
@@ -96,16 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"tradeops-remediator: {error}", file=sys.stderr)
         return 2
-    if config.token() is None and not config.allow_unauthenticated:
+    basic_auth = web_config is not None and bool(web_config.basic_auth_users)
+    if config.token() is None and not config.allow_unauthenticated and not basic_auth:
         print(
             "tradeops-remediator: no webhook token: set TRADEOPS_WEBHOOK_TOKEN or webhook_token(_file), "
-            "or allow_unauthenticated: true",
+            "basic_auth_users in --web.config.file, or allow_unauthenticated: true",
             file=sys.stderr,
         )
         return 1
     setup_logging(log_level, log_format)
     remediator = Remediator(build_engine(config, RemediatorMetrics()), config_path)
-    return run_service("tradeops-remediator", serve(remediator, host, port, getattr(args, "web.enable_lifecycle")))
+    return run_service(
+        "tradeops-remediator", serve(remediator, host, port, getattr(args, "web.enable_lifecycle"), web_config)
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from aiohttp import web
 from common.config import ConfigError
 from common.logs import log_event
 from common.web import healthy, json_error, metrics_response, read_limited
+from common.webconfig import WebConfig, web_config_middlewares, web_user
 from remediator.api.read import ReadAccess, add_read_api
 from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
@@ -101,21 +102,26 @@ def weakened_authentication(
 
 LIFECYCLE = web.AppKey("lifecycle", bool)
 REMEDIATOR = web.AppKey("remediator", Remediator)
+WEB_BASIC_AUTH = web.AppKey("web_basic_auth", bool)  # whether the web config has basic_auth_users
 
 
 def authorized(request: web.Request) -> bool:
-    """Check the bearer token in constant time; no configured token means no check. An empty or blank given
+    """Accept a basic-auth user the web config's middleware authenticated, or the bearer token (constant-time
+    compare); with neither a token nor basic_auth_users configured there is no check. An empty or blank given
     token is never accepted."""
+    if web_user(request) is not None:
+        return True
     token = request.app[REMEDIATOR].token
+    unguarded = token is None and not request.app[WEB_BASIC_AUTH]
     header = request.headers.get("Authorization")
     if header is None:
-        return token is None
+        return unguarded
     scheme, _, given = header.partition(" ")
     bearer = scheme.lower() == "bearer"
     if bearer and not given.strip():
         return False
     if token is None:
-        return True
+        return unguarded
     return bearer and hmac.compare_digest(given.encode(), token.encode())
 
 
@@ -238,13 +244,18 @@ def lifecycles(engine: Engine) -> list[CleanupContext]:
     return [http_session, audit_store, state_backend, outbox, workers]
 
 
-def build_app(remediator: Remediator, enable_lifecycle: bool = False) -> web.Application:
+def build_app(
+    remediator: Remediator, enable_lifecycle: bool = False, web_config: WebConfig | None = None
+) -> web.Application:
     """Build the remediator's aiohttp application; the engine starts and stops with it. POST /-/reload answers
-    403 unless enable_lifecycle (--web.enable-lifecycle)."""
+    403 unless enable_lifecycle (--web.enable-lifecycle). A basic-auth user of web_config is accepted wherever
+    the bearer token is; wrong Basic credentials are 401 on every endpoint but /-/healthy."""
     app = web.Application(
-        client_max_size=remediator.config.limits.max_body_bytes + 1, middlewares=[count_webhook_answers]
+        client_max_size=remediator.config.limits.max_body_bytes + 1,
+        middlewares=[count_webhook_answers, *web_config_middlewares(web_config, required=False)],
     )
     app[REMEDIATOR] = remediator
+    app[WEB_BASIC_AUTH] = web_config is not None and bool(web_config.basic_auth_users)
     app[LIFECYCLE] = enable_lifecycle
 
     app.cleanup_ctx.extend(lifecycles(remediator.engine))
@@ -254,7 +265,7 @@ def build_app(remediator: Remediator, enable_lifecycle: bool = False) -> web.App
         lambda r: r.app[REMEDIATOR].engine,
         authorized,
         lambda r: r.app[REMEDIATOR].token,
-        lambda r: r.app[REMEDIATOR].config.tls is not None,
+        lambda _r: web_config is not None and web_config.tls_server_config.enabled,  # served over TLS
     )
     add_read_api(app, read_access)
     add_console(app)

@@ -226,9 +226,9 @@ async def test_the_listener_serves_https_with_the_configured_certificate(tmp_pat
         capture_output=True,
         timeout=60,
     )
-    config = write(
-        tmp_path, {"audit_path": str(tmp_path / "a.db"), "tls": {"cert_file": str(cert), "key_file": str(key)}}
-    )
+    config = write(tmp_path, {"audit_path": str(tmp_path / "a.db")})
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(yaml.safe_dump({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}}))
     port = free_port()
     argv = [
         sys.executable,
@@ -236,6 +236,8 @@ async def test_the_listener_serves_https_with_the_configured_certificate(tmp_pat
         "remediator.main",
         "--config.file",
         str(config),
+        "--web.config.file",
+        str(web_config),
         "--web.listen-address",
         f"127.0.0.1:{port}",
     ]
