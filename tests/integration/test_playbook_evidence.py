@@ -157,9 +157,8 @@ async def test_gather_runs_probes_in_parallel_and_reports_one_that_hangs_past_th
         HttpGetProbe(kind="http_get", name="elsewhere", url="http://127.0.0.2:1/status"),
         PostgresSessionsProbe(kind="postgres_sessions", name="pg"),
     ]
-    started = time.monotonic()
+    # The hang would answer after 60 s: its Evidence says timed out only if the deadline cancelled it.
     evidence = await gather(probes, {}, backends, deadline_seconds=1.5)
-    elapsed = time.monotonic() - started
     by_name = {item.name: item for item in evidence}
     assert [item.name for item in evidence] == [probe.name for probe in probes]
     assert not by_name["hangs"].ok
@@ -174,9 +173,6 @@ async def test_gather_runs_probes_in_parallel_and_reports_one_that_hangs_past_th
     assert not by_name["elsewhere"].ok
     assert "outside the allowed URL prefixes" in by_name["elsewhere"].text
     assert (by_name["pg"].ok, by_name["pg"].text) == (False, "not configured: no PostgreSQL (backends.postgres_dsn)")
-    # The hanging probe did not hold the others up, and gathering ended at the deadline, not at the hang's 60 s
-    # (a bound on the deadline's own enforcement, not a timing of the probes).
-    assert elapsed < 30
 
 
 async def test_the_postgres_sessions_probe_shows_the_longest_running_and_idle_sessions_by_application(
