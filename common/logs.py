@@ -19,7 +19,7 @@ from typing import Any
 FORMATS = ("logfmt", "json")
 LEVELS = ("debug", "info", "warning", "error")
 REDACTED = "<secret>"
-RESERVED = ("ts", "level", "msg", "logger")
+RESERVED = ("ts", "level", "msg", "logger", "exc")
 _SECRET_KEY = re.compile(r"(?i)(token|password|passwd|secret|authorization|api_?key|cookie|credential)")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*):[^\s/?#@]*@")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:token|access_token|api_key|apikey|password|secret)=)[^&\s#\"']*")

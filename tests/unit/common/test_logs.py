@@ -63,10 +63,10 @@ def parse_logfmt(line: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def record(event: str = "something_happened", exc: bool = False, **context: Any) -> logging.LogRecord:
+def record(event: str = "something_happened", with_exc: bool = False, **context: Any) -> logging.LogRecord:
     """A record as log_event makes it."""
     exc_info = None
-    if exc:
+    if with_exc:
         try:
             raise ValueError("boom\nsecond line of amqp://guest:hunter2@rabbit:5672/")
         except ValueError:
@@ -135,21 +135,22 @@ def test_values_that_are_not_text_are_rendered_plainly() -> None:
 
 
 def test_context_keys_never_replace_the_reserved_fields_and_are_made_safe() -> None:
-    forged: dict[str, Any] = {"msg": "forged", "level": "error", "bad key=x": "v"}
+    forged: dict[str, Any] = {"msg": "forged", "level": "error", "exc": "none", "bad key=x": "v"}
     rec = record("real_event", **forged)
     pairs = parse_logfmt(LogfmtFormatter().format(rec))
     assert pairs[1:3] == [("level", "warning"), ("msg", "real_event")]
     assert ("msg_", "forged") in pairs
     assert ("level_", "error") in pairs
+    assert ("exc_", "none") in pairs
     assert ("bad_key_x", "v") in pairs
     assert [key for key, _ in pairs].count("msg") == 1
 
 
 def test_an_exception_stays_on_the_line_of_its_event() -> None:
-    line = LogfmtFormatter().format(record(exc=True))
+    line = LogfmtFormatter().format(record(with_exc=True))
     assert len(line.splitlines()) == 1
     assert "ValueError: boom\nsecond line" in dict(parse_logfmt(line))["exc"]
-    assert "boom\nsecond line" in json.loads(JsonFormatter().format(record(exc=True)))["exc"]
+    assert "boom\nsecond line" in json.loads(JsonFormatter().format(record(with_exc=True)))["exc"]
 
 
 SECRETS: dict[str, Any] = {
@@ -172,7 +173,7 @@ def lines_of(*records: logging.LogRecord) -> Iterator[str]:
 
 def test_secrets_never_reach_a_line_in_either_format() -> None:
     rec = record("escalation_attempt_failed", **SECRETS)
-    failing = record("amqp://guest:hunter2@rabbit:5672/ unreachable", exc=True)
+    failing = record("amqp://guest:hunter2@rabbit:5672/ unreachable", with_exc=True)
     for line in lines_of(rec, failing):
         assert "hunter2" not in line, line
         assert "s3cr3t-token" not in line, line
