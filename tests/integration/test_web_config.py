@@ -151,7 +151,9 @@ async def test_a_client_certificate_is_required_when_client_auth_type_says_so(tm
 
 
 @contextlib.asynccontextmanager
-async def remediator(tmp_path: Path, web: Path, context: ssl.SSLContext) -> AsyncIterator[str]:
+async def remediator(
+    tmp_path: Path, web: Path, context: ssl.SSLContext, token: str | None = TOKEN
+) -> AsyncIterator[str]:
     """Run tradeops-remediator (webhook token TOKEN, one log rule) with the web config; yield its https URL."""
     config = tmp_path / "remediator.yml"
     config.write_text(
@@ -167,7 +169,7 @@ async def remediator(tmp_path: Path, web: Path, context: ssl.SSLContext) -> Asyn
     argv += ["--web.listen-address", f"127.0.0.1:{port}"]
     url = f"https://127.0.0.1:{port}"
     log = tmp_path / "remediator.log"
-    async with process(argv, log, env=clean_env(TRADEOPS_WEBHOOK_TOKEN=TOKEN)):
+    async with process(argv, log, env=clean_env(**({"TRADEOPS_WEBHOOK_TOKEN": token} if token else {}))):
         await wait_https(f"{url}/-/healthy", context, log)
         yield url
 
@@ -195,3 +197,25 @@ async def test_the_remediator_accepts_a_basic_auth_user_and_still_the_token_on_t
             assert response.status == 401
         async with http.get(f"{url}/api/v1/remediations") as response:
             assert response.status == 401
+
+
+async def test_a_remediator_with_basic_auth_users_and_no_token_starts_and_guards_its_webhook(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    context = client_context(pki)
+    web = web_config(tmp_path, pki)
+    data = yaml.safe_load(web.read_text())
+    data["http_server_config"] = {"headers": {"X-Content-Type-Options": "nosniff"}}
+    web.write_text(yaml.safe_dump(data))
+    async with (
+        remediator(tmp_path, web, context, token=None) as url,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http,
+    ):
+        async with http.post(f"{url}/webhook", json=payload(alert())) as response:
+            assert response.status == 401
+        async with http.post(
+            f"{url}/webhook", json=payload(alert()), headers={"Authorization": "Bearer x"}
+        ) as response:
+            assert response.status == 401
+        async with http.post(f"{url}/webhook", json=payload(alert()), headers=BASIC) as response:
+            assert response.status == 200
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
