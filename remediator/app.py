@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -17,12 +19,15 @@ from remediator.actions.postgres import PostgresCancelQueriesAction, PostgresTer
 from remediator.actions.rabbitmq_purge import RabbitMQPurgeAction
 from remediator.actions.redis_actions import RedisConfigSetAction, RedisDeleteKeysAction, RedisFlushDbAction
 from remediator.actions.silence import AlertmanagerSilenceAction
+from remediator.actions.urls import UrlError, allowed_url_prefix, canonical_url
 from remediator.audit.postgres import PostgresStore
 from remediator.audit.sqlite import SqliteStore
-from remediator.config import RemediatorConfig, RuleConfig, load
+from remediator.config import DiagnoseStep, RemediatorConfig, RuleConfig, load
 from remediator.escalation.outbox import DurableOutbox
 from remediator.metrics import RemediatorMetrics
-from remediator.playbook.prometheus import check_promql, fill_promql
+from remediator.playbook.evidence import EvidenceBackends
+from remediator.playbook.prometheus import PrometheusClient, check_promql, fill_promql
+from remediator.playbook.specs import HttpGetProbe, PromQLProbe
 from remediator.runtime.engine import Engine
 from remediator.state.base import AuditStore, StateBackend
 from remediator.state.memory import MemoryState
@@ -71,17 +76,86 @@ def rule_errors(config: RemediatorConfig, registry: ActionRegistry) -> list[Conf
             where = f"rules[{index}].steps[{number}]"
             if names.count(step.name) > 1:
                 details.append(ConfigErrorDetail(f"{where}.name", f"step name {step.name!r} is used twice"))
+            if isinstance(step, DiagnoseStep):
+                details += diagnose_errors(where, step, rule, config)
+                continue
             details += action_errors(where, step.action, step.params, rule, registry)
             conditions = [("when", step.when), ("verify.query", step.verify.query if step.verify else None)]
-            for field_name, query in conditions:
-                if query is None:
-                    continue
-                if config.prometheus is None:
-                    details.append(ConfigErrorDetail(f"{where}.{field_name}", "a condition needs `prometheus: {url}`"))
-                problem = promql_problem(query, rule)
-                if problem is not None:
-                    details.append(ConfigErrorDetail(f"{where}.{field_name}", problem))
+            details += condition_errors(where, conditions, rule, config)
     return details
+
+
+def condition_errors(
+    where: str, conditions: list[tuple[str, str | None]], rule: RuleConfig, config: RemediatorConfig
+) -> list[ConfigErrorDetail]:
+    """Check a step's PromQL conditions: a Prometheus to ask, filled placeholders, an expression that parses."""
+    details = []
+    for field_name, query in conditions:
+        if query is None:
+            continue
+        if config.prometheus is None:
+            details.append(ConfigErrorDetail(f"{where}.{field_name}", "a condition needs `prometheus: {url}`"))
+        problem = promql_problem(query, rule)
+        if problem is not None:
+            details.append(ConfigErrorDetail(f"{where}.{field_name}", problem))
+    return details
+
+
+def diagnose_errors(
+    where: str, step: DiagnoseStep, rule: RuleConfig, config: RemediatorConfig
+) -> list[ConfigErrorDetail]:
+    """Check a diagnose step: its PromQL probes parse (with a Prometheus to ask), its URLs are allowlisted."""
+    details = []
+    allowed = url_allowlist(config.allowed_url_prefixes)
+    sample = {name: spec.example() for name, spec in rule.label_params.items()}
+    for number, probe in enumerate(step.probes):
+        at = f"{where}.probes[{number}]"
+        if isinstance(probe, PromQLProbe):
+            details += condition_errors(at, [("query", probe.query)], rule, config)
+        elif isinstance(probe, HttpGetProbe) and not allowed(fill_url(probe.url, sample)):
+            problem = "the URL, filled with an allowed label value, is not under allowed_url_prefixes"
+            details.append(ConfigErrorDetail(f"{at}.url", problem))
+    return details
+
+
+def fill_url(template: str, bound: dict[str, str]) -> str:
+    """A URL template filled with (quoted) label values."""
+    for key, value in bound.items():
+        template = template.replace("{" + key + "}", quote(value, safe=""))
+    return template
+
+
+def url_allowlist(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a URL, once normalised, lies under one of the prefixes on a path-segment boundary."""
+    allowed = tuple(allowed_url_prefix(prefix) for prefix in prefixes)
+
+    def check(url: str) -> bool:
+        try:
+            canonical = canonical_url(url)
+        except UrlError:
+            return False
+        return any(canonical.within(prefix) for prefix in allowed)
+
+    return check
+
+
+def playbook_sources(config: RemediatorConfig, http: SharedSession) -> tuple[PrometheusClient | None, EvidenceBackends]:
+    """The Prometheus that playbooks' conditions ask, and the backends their diagnose steps read."""
+    prometheus = None
+    if config.prometheus is not None:
+        p = config.prometheus
+        prometheus = PrometheusClient(str(p.url), http, p.timeout_seconds, p.max_bytes, p.bearer_token())
+    backends = config.backends
+    evidence = EvidenceBackends(
+        http,
+        prometheus=prometheus,
+        url_allowed=url_allowlist(config.allowed_url_prefixes),
+        docker_host=backends.docker_host,
+        postgres_dsn=backends.postgres(),
+        rabbitmq_api_url=backends.rabbitmq_api(),
+        redis_url=backends.redis_url.get_secret_value() if backends.redis_url else None,
+    )
+    return prometheus, evidence
 
 
 def promql_problem(query: str, rule: RuleConfig) -> str | None:
@@ -183,4 +257,7 @@ def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics) -> Engine
     store = build_store(config)
     outbox = DurableOutbox(config.escalation, store, config.replica, metrics, config.audit_retention_days)
     http = SharedSession(USER_AGENT)
-    return Engine(config, build_registry(config, http), store, build_state(config, store), outbox, metrics, http)
+    engine = Engine(config, build_registry(config, http), store, build_state(config, store), outbox, metrics, http)
+    engine.sources = playbook_sources
+    engine.conditions, engine.evidence = playbook_sources(config, http)
+    return engine

@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    HttpUrl,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from common.config import (
     ConfigError,
@@ -25,6 +35,7 @@ from common.config import (
     secret_from_fields,
 )
 from remediator.actions.urls import allowed_url_prefix
+from remediator.playbook.specs import DiagnoseProbe
 from remediator.policy.matchers import Matcher, parse_matcher
 
 Minutes = Annotated[float, Field(gt=0, le=60 * 24 * 31)]
@@ -117,6 +128,26 @@ class ActStep(StrictModel):
     source: str = ""  # the runbook section this step follows
 
 
+class DiagnoseStep(StrictModel):
+    """A read-only step: gather the evidence the runbook's Diagnosis asks for, in parallel under one deadline, for
+    the audit and every page."""
+
+    kind: Literal["diagnose"]
+    name: RuleName
+    probes: Annotated[tuple[DiagnoseProbe, ...], Field(min_length=1, max_length=20)]
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    source: str = ""  # the runbook section this step follows
+
+
+def _step_kind(value: Any) -> str:
+    """A step's kind: `act` unless it says otherwise (the one-action shape needs no kind)."""
+    kind = value.get("kind", "act") if isinstance(value, dict) else getattr(value, "kind", "act")
+    return str(kind)
+
+
+Step = Annotated[Annotated[ActStep, Tag("act")] | Annotated[DiagnoseStep, Tag("diagnose")], Discriminator(_step_kind)]
+
+
 class RuleConfig(StrictModel):
     """One rule: which alerts it matches and the bounded response it runs: one action, or a playbook of steps
     (`steps`), tried in order until one is verified, then a human."""
@@ -125,7 +156,7 @@ class RuleConfig(StrictModel):
     matchers: Annotated[tuple[MatcherText, ...], Field(min_length=1)]
     action: NonEmptyStr
     params: dict[str, Any] = Field(default_factory=dict)
-    steps: tuple[ActStep, ...] = ()
+    steps: tuple[Step, ...] = ()
     label_params: dict[ParamName, LabelParam] = Field(default_factory=dict)
     target: str | None = None
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 1
@@ -146,9 +177,11 @@ class RuleConfig(StrictModel):
         if isinstance(data, dict) and data.get("steps"):
             if "action" in data or "params" in data:
                 raise ValueError("give either action (with params) or steps, not both")
-            first = data["steps"][0] if isinstance(data["steps"], list | tuple) else None
-            if isinstance(first, dict):
-                data = {**data, "action": first.get("action"), "params": first.get("params", {})}
+            steps = data["steps"] if isinstance(data["steps"], list | tuple) else []
+            acts = [s for s in steps if isinstance(s, dict) and s.get("kind", "act") == "act"]
+            if not acts:
+                raise ValueError("a playbook needs at least one act step (the last resort is always a human)")
+            data = {**data, "action": acts[0].get("action"), "params": acts[0].get("params", {})}
         return data
 
     @cached_property
@@ -157,7 +190,7 @@ class RuleConfig(StrictModel):
         return tuple(parse_matcher(text) for text in self.matchers)
 
     @cached_property
-    def playbook(self) -> tuple[ActStep, ...]:
+    def playbook(self) -> tuple[ActStep | DiagnoseStep, ...]:
         """The steps the rule runs in order: its `steps`, or its one action as a one-step playbook."""
         return self.steps or (ActStep(name="act", action=self.action, params=self.params),)
 
@@ -483,6 +516,10 @@ class PrometheusConfig(StrictModel):
 class BackendsConfig(StrictModel):
     """Where the actions' components are; each secret may come from a file."""
 
+    # RabbitMQ's management API for diagnose steps (credentials in the URL's userinfo, or from the file).
+    rabbitmq_api_url: SecretStr | None = None
+    rabbitmq_api_url_file: Path | None = None
+
     docker_host: str | None = None
     postgres_dsn: SecretStr | None = None
     postgres_dsn_file: Path | None = None
@@ -495,12 +532,18 @@ class BackendsConfig(StrictModel):
     def _files_readable(self) -> BackendsConfig:
         secret_from_fields(None, self.postgres_dsn_file, "postgres_dsn")
         secret_from_fields(None, self.amqp_url_file, "amqp_url")
+        secret_from_fields(None, self.rabbitmq_api_url_file, "rabbitmq_api_url")
         return self
 
     def postgres(self) -> str | None:
         """The PostgreSQL DSN, if configured."""
         inline = self.postgres_dsn.get_secret_value() if self.postgres_dsn else None
         return secret_from_fields(inline, self.postgres_dsn_file, "postgres_dsn")
+
+    def rabbitmq_api(self) -> str | None:
+        """RabbitMQ's management API URL (with credentials), if configured."""
+        inline = self.rabbitmq_api_url.get_secret_value() if self.rabbitmq_api_url else None
+        return secret_from_fields(inline, self.rabbitmq_api_url_file, "rabbitmq_api_url")
 
     def amqp(self) -> str | None:
         """The AMQP URL, if configured."""

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from remediator.actions.base import ActionParams, ActionRegistry, substitute
-from remediator.config import RemediatorConfig, RuleConfig
+from remediator.config import ActStep, DiagnoseStep, RemediatorConfig, RuleConfig
 from remediator.intake.payload import WebhookAlert
 from remediator.policy.matchers import matches_all
 from remediator.policy.windows import in_window
@@ -105,17 +105,21 @@ class Plan:
             "reason": self.detail,
             "target": self.target,
             "escalates": self.escalates,
-            "steps": [
-                {
-                    "name": step.name,
-                    "action": step.action,
-                    "when": step.when,
-                    "verify": step.verify.query if step.verify else None,
-                    "approval": step.approval is not None,
-                }
-                for step in (self.rule.playbook if self.rule else ())
-            ],
+            "steps": [step_line(step) for step in (self.rule.playbook if self.rule else ())],
         }
+
+
+def step_line(step: ActStep | DiagnoseStep) -> dict[str, Any]:
+    """One step of a plan as --explain prints it, with the preconditions it would check."""
+    if isinstance(step, DiagnoseStep):
+        return {"name": step.name, "diagnose": [probe.name for probe in step.probes]}
+    return {
+        "name": step.name,
+        "action": step.action,
+        "when": step.when,
+        "verify": step.verify.query if step.verify else None,
+        "approval": step.approval is not None,
+    }
 
 
 def matching_rules(config: RemediatorConfig, labels: Mapping[str, str]) -> list[RuleConfig]:

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 
 from common.http import SharedSession
 from common.logs import log_event
@@ -16,6 +17,7 @@ from remediator.config import RemediatorConfig, RuleConfig
 from remediator.escalation.outbox import Outbox
 from remediator.intake.payload import WebhookAlert
 from remediator.metrics import RemediatorMetrics
+from remediator.playbook.evidence import EvidenceBackends
 from remediator.playbook.prometheus import fill_promql
 from remediator.policy.decide import ESCALATION_REASONS, Plan, Reason, matching_rules, no_rule, precheck
 from remediator.runtime.acting import Actor
@@ -64,8 +66,19 @@ class Engine:
         self.slots = Slots(config.limits.concurrency)
         actor = Actor(self.slots, self.registries, state, metrics)
         self.conditions: Conditions | None = None
+        self.evidence = EvidenceBackends(self.http)
+        # Builds the playbooks' Prometheus and evidence backends from a configuration (set by the assembly).
+        self.sources: Callable[[RemediatorConfig, SharedSession], tuple[Conditions | None, EvidenceBackends]] | None = (
+            None
+        )
         self.playbooks = Playbooks(
-            lambda: self.config, lambda: self.registries.current, state, actor, lambda: self.conditions, fill_promql
+            lambda: self.config,
+            lambda: self.registries.current,
+            state,
+            actor,
+            lambda: self.conditions,
+            fill_promql,
+            lambda: self.evidence,
         )
         self.runner = IncidentRunner(
             lambda: self.config, lambda: self.registries.current, store, state, outbox, actor, self.playbooks, metrics
@@ -133,6 +146,8 @@ class Engine:
         """Apply a reloaded configuration: rules, every bound (concurrency included) and channels change; all
         state is kept, and actions in flight finish with the action objects they started with."""
         self.config = config
+        if self.sources is not None:
+            self.conditions, self.evidence = self.sources(config, self.http)
         self.outbox.reconfigure(config.escalation)
         await self.slots.resize(config.limits.concurrency)
         self._resize_workers()

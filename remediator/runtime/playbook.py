@@ -17,7 +17,8 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from remediator.actions.base import ActionRegistry, substitute
-from remediator.config import ActStep, RemediatorConfig, RuleConfig
+from remediator.config import ActStep, DiagnoseStep, RemediatorConfig, RuleConfig
+from remediator.playbook.evidence import EvidenceBackends, gather
 from remediator.policy.decide import Plan, Reason, breaker_key
 from remediator.runtime.acting import Actor
 from remediator.runtime.journal import Journal
@@ -26,6 +27,7 @@ from remediator.state.incident import Incident, now
 
 HISTORY_LIMIT = 50
 SEEN_LIMIT = 300
+EVIDENCE_LIMIT = 20
 
 
 class Progress(enum.Enum):
@@ -110,6 +112,7 @@ class Playbooks:
     actor: Actor
     conditions: Callable[[], Conditions | None]
     fill: Callable[[str, Mapping[str, str]], str]
+    backends: Callable[[], EvidenceBackends]
 
     async def check(self, query: str, bound: Mapping[str, str]) -> Checked:
         """Ask a condition; a missing client, a failed, empty or ambiguous answer never holds (fail closed)."""
@@ -142,6 +145,10 @@ class Playbooks:
         while index < len(steps):
             step = steps[index]
             incident.step = index
+            if isinstance(step, DiagnoseStep):
+                await self._diagnose(step, incident, rule, journal)
+                index += 1
+                continue
             if step.approval is not None and not approved:
                 self._ask(incident, index, step)
                 journal.add("step", rule.name, "approval_pending", f"{step.name}: waiting for a human's approval")
@@ -165,6 +172,16 @@ class Playbooks:
                 return Progress.DONE  # a step without verify ends the playbook: the still-firing timer checks it
             index += 1
         return Progress.SPENT
+
+    async def _diagnose(self, step: DiagnoseStep, incident: Incident, rule: RuleConfig, journal: Journal) -> None:
+        """Gather the step's evidence (read-only, in parallel, bounded, scrubbed) into the incident and the audit."""
+        found = await gather(step.probes, incident.bound, self.backends(), step.timeout_seconds)
+        for evidence in found:
+            incident.evidence.append({"name": evidence.name, "ok": str(evidence.ok).lower(), "text": evidence.text})
+            journal.add("evidence", rule.name, "ok" if evidence.ok else "failed", f"{evidence.name}: {evidence.text}")
+        del incident.evidence[:-EVIDENCE_LIMIT]
+        answered = sum(1 for evidence in found if evidence.ok)
+        note(incident, step.name, "diagnosed", f"{answered} of {len(found)} probes answered")
 
     def _ask(self, incident: Incident, index: int, step: ActStep) -> None:
         """Open the step's approval: a fresh single-use nonce, expiring after the step's `within_minutes`."""
@@ -224,7 +241,7 @@ class Playbooks:
         passed the next steps' progress."""
         steps = rule.playbook
         step = steps[incident.step] if incident.step < len(steps) else None
-        if step is None or step.verify is None:
+        if not isinstance(step, ActStep) or step.verify is None:
             incident.verify_at = incident.verify_until = None
             return Progress.SPENT
         seen = await self.check(step.verify.query, incident.bound)

@@ -142,3 +142,37 @@ async def test_a_resolve_stops_the_playbook_between_steps(tmp_path: Path) -> Non
             await asyncio.sleep(0.5)
     assert paths(calls) == ["/platform/restart"]
     assert pages(calls) == []
+
+
+async def test_a_diagnose_step_puts_its_evidence_in_the_audit_and_on_the_page(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        rule = ladder(base)
+        rule["steps"] = [
+            {
+                "kind": "diagnose",
+                "name": "look",
+                "probes": [
+                    {"kind": "http_get", "name": "status", "url": f"{base}/platform/status"},
+                    {"kind": "redis_info", "name": "redis"},
+                ],
+                "timeout_seconds": 5,
+            },
+            rule["steps"][0],
+        ]
+        cfg = config(tmp_path, base, rules=[rule], backends={"redis_url": "redis://127.0.0.1:6379/15"})
+        async with remediator_client(cfg) as (client, remediator):
+            remediator.engine.conditions = ScriptedPrometheus()
+            await post(client, payload(alert(name="QueueDepthHigh", queue="orders")))
+            for _ in range(200):
+                if any(path == "/escalations" for path, _ in calls):
+                    break
+                await asyncio.sleep(0.05)
+            await settle(remediator)
+            entries = await remediator.engine.store.recent(100)
+    evidence = {e["detail"].split(":")[0]: e["decision"] for e in entries if e["event"] == "evidence"}
+    assert evidence == {"status": "ok", "redis": "ok"}
+    (page,) = pages(calls)
+    assert "look: diagnosed - 2 of 2 probes answered" in page["detail"]
+    assert "evidence: status:" in page["detail"]
+    assert "redis:" in page["detail"]
+    assert paths(calls)[0] == "/platform/status"  # the read-only GET, before the act step
