@@ -35,6 +35,7 @@ HOSTS = {
     "127.0.0.1:5672": "rabbitmq:5672",
     "127.0.0.1:15672": "rabbitmq:15672",
     "127.0.0.1:9093": "alertmanager:9093",
+    "127.0.0.1:9090": "prometheus:9090",
 }
 SANDBOX_PORT = re.compile(r"127\.0\.0\.1:(80\d\d)")
 

@@ -224,6 +224,7 @@ class Stack:
             "alertmanager_url": self.urls()["alertmanager"],
         }
         config["maintenance_windows"] = []
+        config["prometheus"] = {**config.get("prometheus", {}), "url": self.urls()["prometheus"]}  # when/verify
         config["escalation"]["alertmanager"]["url"] = self.urls()["alertmanager"]
         config["escalation"]["after_minutes"] = dict.fromkeys(("P0", "P1", "P2", "P3"), t.escalate_after_minutes)
         config["escalation"]["check_interval_seconds"] = 1
@@ -232,23 +233,24 @@ class Stack:
             rule["retry_after_minutes"] = t.retry_after_minutes
             rule["cooldown_minutes"] = t.cooldown_minutes
             rule["rate"] = {"per_minute": 60, "burst": 10}
-            params = rule.get("params", {})
-            if rule["action"] in {"postgres_terminate", "postgres_cancel_queries"}:
-                params["database"] = self.options.database
-            if rule["action"] == "postgres_terminate":
-                params["idle_minutes"] = 0
-            if rule["action"] == "postgres_cancel_queries":
-                params["older_than_seconds"] = 1
-            if rule["action"] == "command" and "--backup-now" in params.get("argv", []):
-                params["argv"] = [
-                    sys.executable,
-                    "-m",
-                    "sandbox.main",
-                    "--backup-root",
-                    str(self.backup_root),
-                    "--backup-now",
-                    "{set}",
-                ]
+            for step in rule.get("steps") or [rule]:  # a playbook's steps, or the rule's one action
+                params = step.get("params", {})
+                if step["action"] in {"postgres_terminate", "postgres_cancel_queries"}:
+                    params["database"] = self.options.database
+                if step["action"] == "postgres_terminate":
+                    params["idle_minutes"] = 0
+                if step["action"] == "postgres_cancel_queries":
+                    params["older_than_seconds"] = 1
+                if step["action"] == "command" and "--backup-now" in params.get("argv", []):
+                    params["argv"] = [
+                        sys.executable,
+                        "-m",
+                        "sandbox.main",
+                        "--backup-root",
+                        str(self.backup_root),
+                        "--backup-now",
+                        "{set}",
+                    ]
             container = rule.get("label_params", {}).get("container")
             if container is not None:
                 container["map"] = {service: self.container(service) for service in container["map"]}

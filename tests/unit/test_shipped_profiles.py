@@ -15,7 +15,7 @@ import yaml
 
 from exporter.config import load as load_exporter_config
 from remediator.app import load_checked
-from remediator.config import RemediatorConfig
+from remediator.config import ActStep, RemediatorConfig, RuleConfig
 from remediator.policy.decide import matching_rules
 from remediator.policy.windows import in_window
 from tests.prereqs import require_binary
@@ -112,8 +112,170 @@ def test_the_rule_a_runbook_page_names_exists_and_matches_its_alert(page: Path) 
     section = page.read_text().split("## What the remediator does on its own", 1)[1]
     named = re.findall(r"Rule `([a-z0-9-]+)`", section)
     for profile in profile_of(page.stem):
-        matched = [rule.name for rule in matching_rules(remediator(profile), {"alertname": page.stem})]
+        config = remediator(profile)
+        labels = {"alertname": page.stem}
+        if named:
+            # A rule that also matches on another label (the queue a playbook may touch) is matched with it.
+            first = next((rule for rule in config.rules if rule.name == named[0]), None)
+            assert first is not None, f"{page.name} names {named[0]}, which {profile} does not have"
+            labels |= {m.name: m.value for m in first.parsed_matchers if m.operator == "=" and m.name != "alertname"}
+        matched = [rule.name for rule in matching_rules(config, labels)]
         if named:
             assert matched[:1] == named[:1], f"{page.name} names {named[0]}, {profile} matches {matched}"
         else:
             assert matched == [], f"{page.name} says nothing acts, but {profile} matches {matched}"
+
+
+# The playbooks follow their runbooks' order and cautions (issue 20): one test per runbook procedure.
+
+
+def rule_for(profile: str, **labels: str) -> RuleConfig:
+    """The first rule of the profile that an alert with these labels matches."""
+    matched = matching_rules(remediator(profile), labels)
+    assert matched, f"{profile}: no rule matches {labels}"
+    return matched[0]
+
+
+def acts(rule: RuleConfig) -> list[ActStep]:
+    """The rule's playbook, which in the shipped profiles is act steps only (diagnose steps are not shipped yet)."""
+    steps = [step for step in rule.playbook if isinstance(step, ActStep)]
+    assert len(steps) == len(rule.playbook), f"{rule.name} has a diagnose step"
+    return steps
+
+
+def actions(rule: RuleConfig) -> list[str]:
+    return [step.action for step in acts(rule)]
+
+
+def test_every_playbook_step_cites_its_runbook_section_and_every_condition_has_a_prometheus() -> None:
+    for profile in PROFILES:
+        config = remediator(profile)
+        for rule in config.rules:
+            for step in acts(rule) if rule.steps else []:  # a one-action rule cites its section on the rule
+                assert re.match(r"seed 00[0-4], ", step.source), f"{profile}: {rule.name}/{step.name} cites no seed"
+                if step.when is not None or step.verify is not None:
+                    assert config.prometheus is not None, f"{profile}: {rule.name} has conditions, no prometheus"
+
+
+def test_no_shipped_playbook_ends_in_an_escalate_step_that_would_end_it_without_a_page() -> None:
+    # A later step that runs `escalate` succeeds and so ends the playbook quietly; the page comes from exhaustion.
+    for profile in PROFILES:
+        for rule in remediator(profile).rules:
+            assert "escalate" not in actions(rule)[1:], f"{profile}: {rule.name} escalates as a later step"
+
+
+def test_mastertrade_queue_buildup_restarts_the_consumer_first_verifies_draining_and_purges_only_signals() -> None:
+    signals = rule_for("mastertrade", alertname="QueueDepthCritical", queue="strategy_service.signals")
+    restart, purge = acts(signals)
+    assert (restart.action, purge.action) == ("docker_restart", "rabbitmq_purge")
+    assert restart.when is None
+    assert restart.verify is not None
+    assert "deriv(" in restart.verify.query
+    assert purge.when is not None
+    assert "min_over_time(" in purge.when
+    assert purge.verify is not None
+    assert signals.label_params["queue"].allowed == ("strategy_service.signals",)
+
+
+@pytest.mark.parametrize("queue", ["risk_manager.orders", "order_executor.executions"])
+def test_mastertrade_never_purges_an_order_or_execution_queue_without_a_human(queue: str) -> None:
+    for rule in matching_rules(remediator("mastertrade"), {"alertname": "QueueDepthCritical", "queue": queue}):
+        assert "rabbitmq_purge" not in actions(rule), f"{rule.name} would purge {queue}"
+    rule = rule_for("mastertrade", alertname="QueueDepthCritical", queue=queue)
+    assert actions(rule) == ["docker_restart"]
+    assert acts(rule)[0].verify is not None
+    # and no rule anywhere may name these queues in a purge
+    for other in remediator("mastertrade").rules:
+        if "rabbitmq_purge" in actions(other):
+            assert queue not in other.label_params["queue"].allowed
+
+
+def test_mastertrade_pool_exhausted_terminates_only_sessions_idle_over_10_minutes_then_verifies() -> None:
+    rule = rule_for("mastertrade", alertname="PostgresConnectionPoolExhausted")
+    (step,) = acts(rule)
+    assert step.action == "postgres_terminate"
+    assert step.params["idle_minutes"] == 10
+    assert step.params["states"] == ["idle", "idle in transaction"]
+    assert step.verify is not None
+    assert "server:tradeops_postgres_connections:ratio" in step.verify.query
+
+
+@pytest.mark.parametrize(("alert", "service"), [("CriticalServiceDown", "strategy"), ("ServiceDown", "data_access")])
+def test_mastertrade_service_down_restarts_then_verifies_the_services_health(alert: str, service: str) -> None:
+    rule = rule_for("mastertrade", alertname=alert, service=service)
+    (step,) = acts(rule)
+    assert step.action == "docker_restart"
+    assert step.verify is not None
+    assert step.verify.query.startswith('tradeops_service_up{service="{service}"}')
+    assert rule.label_params["service"].resolve(service) == service
+
+
+def test_trademaster_circuit_breaker_waits_for_half_open_and_never_forces_it_closed() -> None:
+    rule = rule_for("trademaster", alertname="CircuitBreakerOpen", name="brokerService")
+    assert actions(rule) == ["log"]
+    verify = acts(rule)[0].verify
+    assert verify is not None
+    assert "half_open" in verify.query
+    for profile in PROFILES:
+        for other in remediator(profile).rules:
+            for step in acts(other):
+                assert "forceClosed" not in str(step.params)
+                assert "forceOpen" not in str(step.params)
+
+
+def test_trademaster_slow_queries_escalate_and_never_cancel() -> None:
+    rules = matching_rules(remediator("trademaster"), {"alertname": "SlowDatabaseQueries"})
+    assert [actions(rule) for rule in rules] == [["escalate"]]
+
+
+def test_trademaster_pool_exhaustion_cancels_queries_over_30_seconds_then_verifies_the_pool() -> None:
+    rule = rule_for("trademaster", alertname="DatabaseConnectionPoolExhaustion")
+    (step,) = acts(rule)
+    assert step.action == "postgres_cancel_queries"
+    assert step.params["older_than_seconds"] == 30
+    assert step.params["application_names"] == ["trademaster-trading-service"]
+    assert step.verify is not None
+    assert "hikaricp_connections_pending" in step.verify.query
+
+
+def test_v11_rate_gate_is_reset_only_when_that_gate_is_already_blocking_and_then_verified() -> None:
+    rule = rule_for("ai-trading-v1.1", alertname="RateGateBackoffHigh", instance="127.0.0.1:3001")
+    (step,) = acts(rule)
+    assert step.action == "http_request"
+    assert step.params["url"].endswith("/reset")
+    assert step.when is not None
+    assert 'rate_gate_backoff_count{instance="{instance}"}' in step.when
+    assert step.verify is not None
+    assert rule.target == "rate-gate:{instance}"  # one cooldown per gate
+
+
+def test_v11_pm2_restart_rate_restarts_only_the_one_process_then_verifies() -> None:
+    rule = rule_for("ai-trading-v1.1", alertname="Pm2HighRestartRate", item="trading-engine")
+    (step,) = acts(rule)
+    argv = step.params["argv"]
+    assert argv[:2] == ["pm2", "restart"]
+    assert "all" not in argv
+    assert argv[argv.index("--only") + 1] == "{process}"
+    assert step.verify is not None
+    assert 'item="{process}"' in step.verify.query
+    assert rule.label_params["process"].resolve("all") is None
+
+
+def test_v11_negative_sharpe_escalates_and_nothing_disables_auto_trading() -> None:
+    rules = matching_rules(remediator("ai-trading-v1.1"), {"alertname": "NegativeSharpeWithDrawdown"})
+    assert [actions(rule) for rule in rules] == [["escalate"]]
+    assert not any("trading/disable" in p for p in remediator("ai-trading-v1.1").allowed_url_prefixes)
+
+
+def test_ai_trading_large_loss_escalates_and_nothing_halts_trading() -> None:
+    rules = matching_rules(remediator("ai-trading"), {"alertname": "AiTradingLargeLoss"})
+    assert [actions(rule) for rule in rules] == [["escalate"]]
+    assert not any("emergency/halt" in p for p in remediator("ai-trading").allowed_url_prefixes)
+
+
+def test_ai_trading_data_corruption_enters_read_only_maintenance_then_pages_a_human() -> None:
+    rules = matching_rules(remediator("ai-trading"), {"alertname": "AiTradingDataCorruption"})
+    assert [actions(rule) for rule in rules] == [["http_request"], ["escalate"]]
+    step = acts(rules[0])[0]
+    assert step.params["url"].endswith("/maintenance/enter")
+    assert step.params["json_body"]["mode"] == "read_only"
