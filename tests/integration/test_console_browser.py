@@ -8,18 +8,24 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import urllib.parse
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+from common.web import free_port
 from remediator.api.web import Remediator
 from remediator.audit.reads import IncidentQuery
 from remediator.audit.sqlite import SqliteStore
 from tests.prereqs import missing
+from tests.processes import alertmanager, process, wait_http
 from tests.remediator_helpers import TOKEN, alert, config, payload, post, recorder, remediator_client, settle
 
 CHROMIUM = "/usr/bin/chromium"
@@ -244,4 +250,72 @@ async def test_hostile_labels_and_urls_render_as_text_and_never_run(browser: Bro
         assert await page.evaluate("window.__pwned") is None
         assert dialogs == []
         await page.screenshot(path=tmp_path / "hostile.png", full_page=True)
+        await context.close()
+
+
+@asynccontextmanager
+async def remediator_process(tmp_path: Path) -> AsyncIterator[str]:
+    """A real tradeops-remediator process on loopback (SQLite audit, an escalate-only rule); yield its URL."""
+    settings = {
+        "webhook_token": TOKEN,
+        "audit_path": str(tmp_path / "audit.sqlite3"),
+        "escalation": {"webhooks": [{"url": "http://127.0.0.1:9/escalations", "shape": "generic"}]},
+        "rules": [{"name": "judgement", "matchers": ['alertname="ApiLatencyHigh"'], "action": "escalate"}],
+    }
+    path = tmp_path / "remediator.yml"
+    path.write_text(yaml.safe_dump(settings))
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "remediator.main",
+        "--config.file",
+        str(path),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
+    async with process(argv, tmp_path / "remediator.log"):
+        url = f"http://127.0.0.1:{port}"
+        await wait_http(f"{url}/-/healthy")
+        yield url
+
+
+async def test_an_alert_sent_by_a_real_alertmanager_to_a_real_remediator_shows_in_the_console(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with (
+        remediator_process(tmp_path) as base,
+        alertmanager(tmp_path, f"{base}/webhook", TOKEN) as am_url,
+        aiohttp.ClientSession() as http,
+    ):
+        labels = {"alertname": "ApiLatencyHigh", "priority": "P1", "service": "api"}
+        sent = [
+            {
+                "labels": labels,
+                "annotations": {"summary": "p99 over 2 s"},
+                "generatorURL": "http://prometheus:9090/graph",
+            }
+        ]
+        async with http.post(f"{am_url}/api/v2/alerts", json=sent) as answer:
+            assert answer.status == 200
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        incidents: list[dict[str, Any]] = []
+        for _ in range(200):  # Alertmanager's group_wait is 1 s
+            async with http.get(f"{base}/api/v1/incidents", headers=headers) as answer:
+                incidents = (await answer.json())["incidents"]
+            if incidents and incidents[0]["state"] == "escalated":
+                break
+            await asyncio.sleep(0.05)
+        assert [(i["alertname"], i["state"]) for i in incidents] == [("ApiLatencyHigh", "escalated")]
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page = await login(context, base)
+        await page.get_by_role("link", name="ApiLatencyHigh").click()
+        await page.wait_for_load_state()
+        timeline = await page.locator("ol.timeline").inner_text()
+        for seen in ("received", "escalation_only", "escalated", "page to webhook:generic"):
+            assert seen in timeline, seen
+        link = await page.get_by_role("link", name="Alertmanager").get_attribute("href")
+        assert urllib.parse.urlsplit(link or "").port == urllib.parse.urlsplit(am_url).port  # its externalURL
+        assert "p99 over 2 s" in await page.locator("main").inner_text()
+        await page.screenshot(path=tmp_path / "timeline-from-alertmanager.png", full_page=True)
         await context.close()
