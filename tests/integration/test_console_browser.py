@@ -28,6 +28,7 @@ from tests.prereqs import missing
 from tests.processes import alertmanager, process, wait_http
 from tests.remediator_helpers import TOKEN, alert, config, payload, post, recorder, remediator_client, settle
 
+pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",
