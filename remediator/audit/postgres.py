@@ -311,6 +311,8 @@ class PostgresStore:
             where.append(f"at < {param(utc(query.until))}")
         if query.before_id is not None:
             where.append(f"id < {param(query.before_id)}")
+        if query.above_id is not None:
+            where.append(f"id > {param(query.above_id)}")
         sql = (
             "SELECT id, at, replica, incident, alertname, status, event, rule, decision, detail, labels "
             "FROM tradeops_audit"

@@ -63,7 +63,8 @@ class IncidentRow:
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """A filter over audit entries (each None: no filter), newest first, the page of ids below `before_id`.
+    """A filter over audit entries (each None: no filter), newest first, the page of ids below `before_id` (and
+    above `above_id`).
     `incident` is the alert's incident key (fingerprint@startsAt, without the rule)."""
 
     limit: int
@@ -76,6 +77,7 @@ class AuditQuery:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     before_id: int | None = None
+    above_id: int | None = None  # only ids above this: bounds a scan to the newest entries
 
 
 def state_condition(state: IncidentState, escalated: str, attempts: str) -> str:

@@ -288,6 +288,9 @@ class SqliteStore:
         if query.before_id is not None:
             where.append("id < ?")
             values.append(query.before_id)
+        if query.above_id is not None:
+            where.append("id > ?")
+            values.append(query.above_id)
         names = ("id", "at", "incident", "alertname", "status", "event", "rule", "decision", "detail", "labels")
         sql = f"SELECT {', '.join(names)} FROM audit"  # noqa: S608 - constant column list
         if where:

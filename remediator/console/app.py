@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from remediator.api.read import READ_ACCESS
 from remediator.api.views import (
     QueryError,
-    audit_filter,
+    ReadableStore,
     incident_detail,
     incident_filter,
     list_incidents,
@@ -25,7 +25,7 @@ from remediator.api.views import (
     millis,
     readable,
 )
-from remediator.audit.reads import INCIDENT_STATES
+from remediator.audit.reads import INCIDENT_STATES, AuditQuery
 from remediator.console.sessions import Session, Sessions
 from remediator.intake.payload import WebhookAlert, parse_payload
 from remediator.state.base import StateUnavailableError
@@ -33,6 +33,7 @@ from remediator.state.base import StateUnavailableError
 COOKIE = "tradeops_session"
 LOGIN_COOKIE = "tradeops_login"
 PREFIX = "/console"
+IGNORED_SCAN = 10_000  # audit entries the incident list looks through for ignored alerts
 SESSIONS = web.AppKey("console_sessions", Sessions)
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -209,7 +210,7 @@ async def incidents(request: web.Request, session: Session) -> web.Response:
         items, cursor = await list_incidents(store, engine.config, incident_filter(query))
     except QueryError as problem:
         error = str(problem)
-    ignored, _ = await list_remediations(store, audit_filter({"decision": "ignored", "limit": "20"}))
+    ignored = await recently_ignored(store)
     next_query = urllib.parse.urlencode({**query, "cursor": cursor}) if cursor else ""
     return render(
         request,
@@ -225,6 +226,18 @@ async def incidents(request: web.Request, session: Session) -> web.Response:
         next_query=next_query,
         refresh="cursor" not in query,
     )
+
+
+async def recently_ignored(store: ReadableStore) -> list[dict[str, Any]]:
+    """The latest alerts an ignore rule ignored, among the newest audit entries only (a bounded read on every
+    refresh, however long the trail)."""
+    newest = await store.audit_page(AuditQuery(limit=1))
+    if not newest:
+        return []
+    above = int(newest[0]["id"]) - IGNORED_SCAN
+    query = AuditQuery(limit=20, decision="ignored", above_id=above)
+    entries, _ = await list_remediations(store, query)
+    return entries
 
 
 async def incident(request: web.Request, session: Session) -> web.Response:

@@ -205,3 +205,6 @@ async def _audit_pages(store: Any) -> None:
     assert len(await store.audit_page(AuditQuery(limit=10, alertname="A1", priority="P1"))) == 3
     assert len(await store.audit_page(AuditQuery(limit=10, incident=entries[0].alert.incident_key))) == 1
     assert len(await store.audit_page(AuditQuery(limit=10, since=at + dt.timedelta(seconds=4)))) == 2
+    newest = (await store.audit_page(AuditQuery(limit=1)))[0]["id"]
+    bounded = await store.audit_page(AuditQuery(limit=10, above_id=newest - 2))
+    assert [e["id"] for e in bounded] == [newest, newest - 1]
