@@ -13,7 +13,7 @@ from aiohttp import web
 from common.logs import log_event
 from common.service import cancel_and_wait
 from common.web import start_site
-from sandbox import backups, containers, generation, standins
+from sandbox import backups, consumers, containers, generation, standins
 from sandbox.backends import Backends, BackendUnavailableError
 from sandbox.chaos import Chaos, build_chaos_app
 from sandbox.context import SandboxContext
@@ -160,6 +160,8 @@ class Sandbox:
             await self._reconcile_unlocked()
 
     async def _reconcile_unlocked(self) -> None:
+        if self.ctx.state.hung_consumers:
+            await consumers.revive_restarted(self.ctx)
         for spec in self.ctx.profile.services:
             want = await self._desired_listening(spec.name)
             if want and spec.name not in self._runners:
@@ -184,6 +186,7 @@ class Sandbox:
     async def _collector_loop(self) -> None:
         while True:
             self.ctx.state.tick_collectors()
+            self.ctx.state.tick_breakers()
             if self.ctx.profile.kind == "pm2" and self.ctx.state.tick_v11():
                 standins.write_pm2(self.ctx.standin_dir, self.ctx.state.pm2_restarts)
             await asyncio.sleep(1)
@@ -203,6 +206,7 @@ class Sandbox:
             self._control = None
         await self.ctx.held.close()
         await self.ctx.queries.close()
+        await consumers.stop(self.ctx)
         for container in self.ctx.containers.values():
             with contextlib.suppress(BackendUnavailableError):
                 await containers.remove(self.ctx.backends.docker(), container)

@@ -45,6 +45,19 @@ async def is_running(client: DockerClient, name: str) -> bool:
     return await asyncio.to_thread(_running)
 
 
+async def started_at(client: DockerClient, name: str) -> str:
+    """Return when the named container last started (Docker's StartedAt; empty when it does not exist)."""
+
+    def _started() -> str:
+        try:
+            container = client.containers.get(name)
+        except docker.errors.NotFound:
+            return ""
+        return str(container.attrs.get("State", {}).get("StartedAt", ""))
+
+    return await asyncio.to_thread(_started)
+
+
 async def stop(client: DockerClient, name: str) -> None:
     """Stop the named container (a no-op when it is already stopped)."""
     await asyncio.to_thread(lambda: client.containers.get(name).stop(timeout=1))

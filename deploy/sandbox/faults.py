@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import gzip
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
@@ -15,7 +16,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import backups, containers, generation, standins
+from sandbox import backups, consumers, containers, generation, standins
 from sandbox.context import FILL_KEY_PREFIX, SandboxContext
 from sandbox.platform import CollectorStatus
 
@@ -219,9 +220,13 @@ class QueueParams(FaultParams):
 class QueueBuildup(Fault):
     name = "queue_buildup"
     params_model = QueueParams
-    description = "messages are published into a real RabbitMQ queue that has no consumer"
+    description = (
+        "the queue's consumer hangs and messages are published into the real RabbitMQ queue; restarting the"
+        " consumer's container (when the sandbox runs one) revives it and it drains the queue"
+    )
 
     async def inject(self, ctx: SandboxContext, params: QueueParams) -> dict[str, Any]:
+        await consumers.hang(ctx, params.queue)
         channel = await declare_or_reuse(ctx, params.queue)
         try:
             queue = await channel.get_queue(params.queue, ensure=False)
@@ -242,6 +247,7 @@ class QueueBuildup(Fault):
         return await queue_depth(ctx, params.queue) > 0
 
     async def clear(self, ctx: SandboxContext, params: QueueParams) -> None:
+        ctx.state.hung_consumers.pop(params.queue, None)
         channel = await ctx.channel()
         try:
             queue = await channel.declare_queue(params.queue, passive=True)
@@ -486,6 +492,8 @@ class AlertDeliveryFailing(Fault):
 
 class BreakerParams(FaultParams):
     name: str = "brokerService"
+    # resilience4j's waitDurationInOpenState: the breaker half-opens by itself after this long (never if unset)
+    half_open_after_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
 
     def target(self) -> str:
         return self.name
@@ -499,12 +507,15 @@ class CircuitBreakerOpenFault(Fault):
     async def inject(self, ctx: SandboxContext, params: BreakerParams) -> dict[str, Any]:
         _known(params.name, ctx.state.circuit_breakers, "circuit breaker")
         ctx.state.circuit_breakers[params.name] = "open"
+        if params.half_open_after_seconds is not None:
+            ctx.state.half_open_at[params.name] = time.monotonic() + params.half_open_after_seconds
         return {}
 
     async def active(self, ctx: SandboxContext, params: BreakerParams) -> bool:
         return ctx.state.circuit_breakers.get(params.name) in {"open", "forced_open"}
 
     async def clear(self, ctx: SandboxContext, params: BreakerParams) -> None:
+        ctx.state.half_open_at.pop(params.name, None)
         ctx.state.circuit_breakers[params.name] = "closed"
 
 

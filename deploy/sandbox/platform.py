@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class PlatformState:
     # Spring services (seed 003): resilience4j breaker states and the share of requests answered with 5xx.
     circuit_breakers: dict[str, str] = field(default_factory=dict)
     error_ratio: float = 0.0
+    half_open_at: dict[str, float] = field(default_factory=dict)  # breaker -> when it half-opens (monotonic)
     # AI Trading System v1.1 (seed 004): the engine's performance, the rate gate and PM2's processes.
     auto_trading: bool = True
     losing: bool = False
@@ -54,12 +56,23 @@ class PlatformState:
     backoffs: int = 0
     pm2_restarts: dict[str, int] = field(default_factory=dict)
     crash_looping: set[str] = field(default_factory=set)
+    # MasterTrade's queue consumers: hung ones (queue -> their container's start when they hung), draining ones.
+    hung_consumers: dict[str, str] = field(default_factory=dict)
+    draining: dict[str, asyncio.Task[int]] = field(default_factory=dict)
 
     # AI Trading System (seed 002): the maintenance service's view of the platform.
     maintenance_mode: str | None = None
     halted: bool = False
     integrity_errors: int = 0
     daily_pnl_ratio: float = 0.004
+
+    def tick_breakers(self) -> None:
+        """Half-open each open breaker whose wait in the open state is over (resilience4j's automatic transition)."""
+        for name, at in list(self.half_open_at.items()):
+            if time.monotonic() >= at:
+                del self.half_open_at[name]
+                if self.circuit_breakers.get(name) == "open":
+                    self.circuit_breakers[name] = "half_open"
 
     def tick_v11(self) -> bool:
         """Advance the simulated counters by one second; return whether PM2's process list changed."""

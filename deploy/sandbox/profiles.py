@@ -28,6 +28,7 @@ class Profile:
     strategy_service: str = ""
     market_data_service: str = ""
     consumer_queues: tuple[str, ...] = ()
+    queue_consumers: tuple[tuple[str, str], ...] = ()  # (queue, the service that consumes it)
     generation_target: int = 0
     backup_sets: tuple[str, ...] = ()
     kind: Literal["mastertrade", "spring", "pm2", "ai"] = "mastertrade"
@@ -64,6 +65,11 @@ MASTERTRADE = Profile(
     strategy_service="strategy",
     market_data_service="market_data",
     consumer_queues=("strategy_service.signals", "risk_manager.orders", "order_executor.executions"),
+    queue_consumers=(
+        ("strategy_service.signals", "strategy"),
+        ("risk_manager.orders", "risk_manager"),
+        ("order_executor.executions", "order_executor"),
+    ),
     generation_target=500,
     backup_sets=("postgres_daily", "postgres_incremental", "redis"),
     container_service="strategy",

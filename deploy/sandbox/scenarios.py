@@ -38,6 +38,9 @@ class Scenario:
     during: Callable[[Stack, Timeline], Awaitable[None]] | None = None
     during_step: str = "action"
     profile: str = "mastertrade"
+    steps: tuple[tuple[str, str], ...] = ()  # (step, audit decision) the playbook must record, e.g. verified
+    absent_steps: tuple[str, ...] = ()  # steps that must never run (no action and no step event names them)
+    escalation: str | None = None  # the reason the page must carry, when the scenario escalates
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Timeline:
     decisions: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     escalations: list[str] = field(default_factory=list)
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (step name, decision) of step/approval events
+    details: list[str] = field(default_factory=list)  # every audit entry's detail, for what the steps named
 
     def mark(self, step: str) -> bool:
         """Record a step the first time it is seen; return whether it is new."""
@@ -103,6 +108,10 @@ async def observe(stack: Stack, scenario: Scenario, timeline: Timeline, http: ai
     timeline.decisions = [e["decision"] for e in mine if e["event"] == "decision" and e["status"] == "firing"]
     timeline.actions = [e["decision"] for e in mine if e["event"] == "action"]
     timeline.escalations = [e["decision"] for e in mine if e["event"] == "escalated"]
+    timeline.steps = [
+        (str(e.get("detail", "")).partition(":")[0], e["decision"]) for e in mine if e["event"] in {"step", "approval"}
+    ]
+    timeline.details = [str(e.get("detail", "")) for e in mine]
     for step, present in (
         ("webhook", bool(mine)),
         ("decision", bool(timeline.decisions)),
@@ -144,7 +153,7 @@ async def run_scenario(
                 during_done = True
                 report(f"  {time.monotonic() - timeline.started:6.1f}s {scenario.during.__doc__ or 'intervention'}")
                 await scenario.during(stack, timeline)
-            if scenario.outcome in timeline.seen and len(timeline.actions) >= scenario.min_actions:
+            if scenario.outcome in timeline.seen and _complete(scenario, timeline):
                 break
             await asyncio.sleep(0.5)
         await asyncio.sleep(2)  # anything that would wrongly come after the end (a second action) shows up
@@ -199,6 +208,15 @@ def _describe(step: str, timeline: Timeline) -> str:
     return detail.get(step, step)
 
 
+def _complete(scenario: Scenario, timeline: Timeline) -> bool:
+    """Whether everything the scenario waits for was seen: its actions, its steps, its page."""
+    return (
+        len(timeline.actions) >= scenario.min_actions
+        and all(step in timeline.steps for step in scenario.steps)
+        and (scenario.escalation is None or scenario.escalation in timeline.escalations)
+    )
+
+
 def _judge(scenario: Scenario, timeline: Timeline) -> list[str]:
     problems = []
     if scenario.outcome not in timeline.seen:
@@ -212,6 +230,14 @@ def _judge(scenario: Scenario, timeline: Timeline) -> list[str]:
         problems.append(f"{count} action(s) ran, expected {scenario.min_actions} to {scenario.max_actions}")
     if scenario.outcome == "resolved" and scenario.min_actions and successes == 0:
         problems.append("no action succeeded")
+    for step in scenario.steps:
+        if step not in timeline.steps:
+            problems.append(f"step {step[0]} never {step[1]} (steps: {timeline.steps})")
+    for name in scenario.absent_steps:
+        if any(seen == name for seen, _ in timeline.steps) or any(f"step {name}" in d for d in timeline.details):
+            problems.append(f"step {name} must not run (steps: {timeline.steps})")
+    if scenario.escalation is not None and scenario.escalation not in timeline.escalations:
+        problems.append(f"no {scenario.escalation!r} escalation (escalated: {timeline.escalations})")
     return problems
 
 
@@ -259,13 +285,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="queue-buildup",
-        description="12,000 messages pile up in a queue with no consumer -> purged",
+        description="the signals consumer hangs, 12,000 messages pile up -> consumer restarted, the queue drains",
         faults=(("queue_buildup", {"queue": "strategy_service.signals", "messages": 12000}),),
         alerts=("QueueDepthCritical",),
         signal=QUEUE_SIGNAL,
         rule="purge-stale-queue",
         decision="executed",
         outcome="resolved",
+        needs_docker=True,
+        absent_steps=("purge-old-messages",),
     ),
     Scenario(
         name="idle-connections",
@@ -375,9 +403,9 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 TWO_FAULTS = Scenario(
     name="two-faults",
-    description="a queue builds up while generation stalls -> both remediated",
+    description="a queue builds up while generation stalls -> consumer restarted and generation run",
     faults=(
-        ("queue_buildup", {"queue": "order_executor.executions", "messages": 12000}),
+        ("queue_buildup", {"queue": "strategy_service.signals", "messages": 12000}),
         ("generation_stalled", {}),
     ),
     alerts=("QueueDepthCritical", *GENERATION_ALERTS),
@@ -385,6 +413,7 @@ TWO_FAULTS = Scenario(
     rule="purge-stale-queue",
     decision="executed",
     outcome="resolved",
+    needs_docker=True,
     min_actions=2,
     max_actions=2,
 )
@@ -392,25 +421,24 @@ TWO_FAULTS = Scenario(
 TRADEMASTER_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         name="tm-circuit-breaker",
-        description="TradeMaster's broker circuit breaker opens -> forced closed through the actuator",
-        faults=(("circuit_breaker_open", {"name": "brokerService"}),),
+        description="TradeMaster's broker circuit breaker opens -> waited for, it half-opens by itself (never forced)",
+        faults=(("circuit_breaker_open", {"name": "brokerService", "half_open_after_seconds": 15}),),
         alerts=("CircuitBreakerOpen",),
         signal='resilience4j_circuitbreaker_state{name="brokerService",state="open"} == 1',
-        rule="close-circuit-breaker",
+        rule="await-circuit-breaker-recovery",
         decision="executed",
         outcome="resolved",
         profile="trademaster",
     ),
     Scenario(
         name="tm-pool-exhausted",
-        description="10 queries hang and fill TradeMaster's Hikari pool -> long queries cancelled",
+        description="10 queries hang and fill TradeMaster's Hikari pool -> long queries cancelled; slow ones paged",
         faults=(("pg_long_queries", {"count": 10}),),
         alerts=("DatabaseConnectionPoolExhaustion", "SlowDatabaseQueries"),
         signal="hikaricp_connections_active >= 10",
         rule="cancel-long-queries",
         decision="executed",
         outcome="resolved",
-        max_actions=2,
         profile="trademaster",
     ),
     Scenario(
@@ -437,22 +465,22 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
         rule="reset-rate-gate",
         decision="executed",
         outcome="resolved",
-        # The trigger counts backoffs over 1 minute, so the alert outlives the fix by up to a minute; the
-        # demo's 15 s retry then resets the gate once more (harmless), within the rule's 2 attempts.
+        # The trigger counts backoffs over 1 minute, so the alert outlives the fix by up to a minute; a retry
+        # then finds the gate no longer blocking and skips its reset (the `when`), within the rule's 2 attempts.
         max_actions=2,
         profile="ai-trading-v1.1",
     ),
     Scenario(
         name="v11-losing-strategy",
-        description="negative Sharpe with 8% drawdown -> escalated and auto-trading disabled",
+        description="negative Sharpe with 8% drawdown -> escalated to a human; auto-trading stays on (their call)",
         faults=(("losing_strategy", {}),),
         alerts=("NegativeSharpeWithDrawdown",),
         signal="trading_sharpe_ratio < 0",
-        rule="disable-auto-trading",
-        decision="executed",
-        outcome="resolved",
-        min_actions=2,  # the escalation and the switch
-        max_actions=2,
+        rule="escalate-losing-strategy",
+        decision="escalation_only",
+        outcome="escalated",
+        min_actions=0,
+        max_actions=0,
         profile="ai-trading-v1.1",
     ),
     Scenario(
@@ -479,13 +507,15 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="v11-pm2-crash-loop",
-        description="a PM2 process restarts every second -> escalated (another restart would not help)",
+        description="a PM2 process crash-loops -> that one process restarted; restarts persist -> escalated",
         faults=(("pm2_crash_loop", {"process": "trading-engine"}),),
         alerts=("Pm2HighRestartRate",),
         signal='increase(tradeops_command_value{command="pm2_jlist",field="restart_time"}[1m]) > 3',
-        rule="escalate-judgement",
+        rule="restart-pm2-process",
         decision="executed",
         outcome="escalated",
+        steps=(("restart-process", "not_verified"),),
+        escalation="action_failed",
         profile="ai-trading-v1.1",
     ),
 )
@@ -509,23 +539,23 @@ AI_SCENARIOS: tuple[Scenario, ...] = (
         faults=(("data_corruption", {}),),
         alerts=("AiTradingDataCorruption",),
         signal='tradeops_service_value{field="integrity_errors"} > 0',
-        rule="maintenance-on-corruption",
+        rule="maintenance-on-corruption",  # then (continue) escalate-emergency pages a human
         decision="executed",
         outcome="escalated",
-        min_actions=2,  # maintenance mode, then the escalation
-        max_actions=2,
+        escalation="escalation_only",
         profile="ai-trading",
     ),
     Scenario(
         name="ai-large-loss",
-        description="the day's P&L falls to -8% -> a human is called; the halt only says what it would do",
+        description="the day's P&L falls to -8% -> a human is called; nothing halts trading on its own",
         faults=(("large_loss", {}),),
         alerts=("AiTradingLargeLoss",),
         signal='tradeops_service_value{field="daily_pnl_ratio"} < -0.05',
-        rule="emergency-halt",
-        decision="dry_run",
+        rule="escalate-emergency",
+        decision="escalation_only",
         outcome="escalated",
-        max_actions=1,  # the escalation; the halt never runs
+        min_actions=0,
+        max_actions=0,
         profile="ai-trading",
     ),
 )

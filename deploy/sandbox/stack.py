@@ -58,6 +58,10 @@ class Timings:
     retry_after_minutes: float = 0.25
     cooldown_minutes: float = 0.05
     escalate_after_minutes: float = 0.75
+    # A playbook step's verification is polled this often and given up after this long, at most; as in the
+    # shipped profiles, a step's verification ends before the rule's retry is due.
+    verify_every_seconds: float = 2.0
+    verify_within_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -235,12 +239,19 @@ class Stack:
             rule["rate"] = {"per_minute": 60, "burst": 10}
             for step in rule.get("steps") or [rule]:  # a playbook's steps, or the rule's one action
                 params = step.get("params", {})
+                verify = step.get("verify")
+                if verify is not None:
+                    verify["every_seconds"] = min(verify.get("every_seconds", 15), t.verify_every_seconds)
+                    verify["within_seconds"] = min(verify.get("within_seconds", 300), t.verify_within_seconds)
                 if step["action"] in {"postgres_terminate", "postgres_cancel_queries"}:
                     params["database"] = self.options.database
                 if step["action"] == "postgres_terminate":
                     params["idle_minutes"] = 0
                 if step["action"] == "postgres_cancel_queries":
                     params["older_than_seconds"] = 1
+                if step["action"] == "command" and params.get("argv", [])[:2] == ["pm2", "restart"]:
+                    process = params["argv"][params["argv"].index("--only") + 1]
+                    params["argv"] = [*self._standin_argv(["pm2", "jlist"])[:-1], "pm2-restart", process]
                 if step["action"] == "command" and "--backup-now" in params.get("argv", []):
                     params["argv"] = [
                         sys.executable,
@@ -252,13 +263,17 @@ class Stack:
                         "{set}",
                     ]
             container = rule.get("label_params", {}).get("container")
-            if container is not None:
-                container["map"] = {service: self.container(service) for service in container["map"]}
+            if container is not None:  # keyed by service (or by queue: the consumer's service's container)
+                container["map"] = {key: self.container(self._service_of(key)) for key in container["map"]}
             script = rule.get("label_params", {}).get("script")
             if script is not None:
                 script["map"] = {key: self._standin_script(value) for key, value in script["map"].items()}
         config.update(copy.deepcopy(self.options.remediator_overrides))
         return config
+
+    def _service_of(self, key: str) -> str:
+        """The service a container map's key names: itself, or the service that consumes the queue it names."""
+        return dict(self.spec.queue_consumers).get(key, key)
 
     def rules_dir(self) -> Path:
         """The shipped rule files with `for:` shortened and site thresholds overridden for the stack."""

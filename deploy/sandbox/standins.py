@@ -42,19 +42,27 @@ def write_status(state_dir: Path, backup_set: str, code: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`jlist` prints the process list; `backup-status SET` exits with the last run's code; `backup-run SET`
+    """`jlist` prints the process list; `pm2-restart NAME` restarts one known process (a crash loop goes on,
+    as a restart does not fix its cause); `backup-status SET` exits with the last run's code; `backup-run SET`
     runs the backup (it succeeds) and records exit code 0."""
     parser = argparse.ArgumentParser(prog="sandbox-standins")
     parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("command", choices=["jlist", "backup-status", "backup-run"])
-    parser.add_argument("backup_set", nargs="?", choices=BACKUP_SETS)
+    parser.add_argument("command", choices=["jlist", "pm2-restart", "backup-status", "backup-run"])
+    parser.add_argument("backup_set", nargs="?", help="the backup set, or the PM2 process to restart")
     args = parser.parse_args(argv)
     if args.command == "jlist":
         path = pm2_path(args.state_dir)
         print(path.read_text() if path.exists() else "[]")
         return 0
-    if args.backup_set is None:
-        parser.error("a backup set is required")
+    if args.command == "pm2-restart":  # `pm2 restart --only NAME`: PM2 restarts it; a crash loop goes on
+        path = pm2_path(args.state_dir)
+        names = {p["name"] for p in json.loads(path.read_text())} if path.exists() else set()
+        if args.backup_set not in names:
+            parser.error(f"unknown PM2 process {args.backup_set!r}")
+        print(f"[PM2] Applying action restartProcessId on app [{args.backup_set}]")
+        return 0
+    if args.backup_set not in BACKUP_SETS:
+        parser.error(f"a backup set is required: one of {', '.join(BACKUP_SETS)}")
     if args.command == "backup-status":
         path = status_path(args.state_dir, args.backup_set)
         return int(path.read_text().strip()) if path.exists() else 0
