@@ -268,7 +268,7 @@ def build_app(
         lambda _r: web_config is not None and web_config.tls_server_config.enabled,  # served over TLS
     )
     add_read_api(app, read_access)
-    add_console(app)
+    add_console(app, web_config)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

@@ -1,9 +1,11 @@
-"""The console for the people on call, served by the remediator under /console: login, incidents, an incident's
-timeline, rules and explain. Server-rendered (jinja2, autoescaped), read-only: nothing here reaches an action."""
+"""The console for the people on call, served by the remediator under /console: login (the webhook token or a
+web-config basic-auth user), incidents, an incident's timeline, approvals waiting, rules and explain.
+Server-rendered (jinja2, autoescaped). Nothing here reaches an action but approving a pending step."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,6 +16,7 @@ import jinja2
 from aiohttp import web
 from pydantic import ValidationError
 
+from common.webconfig import BasicAuth, WebConfig
 from remediator.api.read import READ_ACCESS
 from remediator.api.views import (
     QueryError,
@@ -26,8 +29,10 @@ from remediator.api.views import (
     readable,
 )
 from remediator.audit.reads import INCIDENT_STATES, AuditQuery
+from remediator.console.approvals import DECISIONS, RESULTS, approver, live_pending, pending_approvals
 from remediator.console.sessions import Session, Sessions
 from remediator.intake.payload import WebhookAlert, parse_payload
+from remediator.runtime.playbook import parse_approval_id
 from remediator.state.base import StateUnavailableError
 
 COOKIE = "tradeops_session"
@@ -36,6 +41,8 @@ PREFIX = "/console"
 IGNORED_SCAN = 10_000  # audit entries the incident list looks through for ignored alerts
 SESSIONS = web.AppKey("console_sessions", Sessions)
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
+USERS = web.AppKey("console_users", BasicAuth)  # the web config's basic-auth users, when it has any
+MAX_USER = 128
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 HEADERS = {
     "Content-Security-Policy": (
@@ -73,6 +80,7 @@ def environment() -> jinja2.Environment:
     env.filters["safe_url"] = safe_url
     env.filters["utc_ms"] = utc_ms
     env.filters["iso_ms"] = millis
+    env.filters["dom_id"] = lambda value: "a" + hashlib.sha256(str(value).encode()).hexdigest()[:16]
     env.filters["quote"] = lambda value: urllib.parse.quote(str(value), safe="")
     return env
 
@@ -130,10 +138,10 @@ def _next(request: web.Request, value: object) -> str:
 
 async def login_form(request: web.Request) -> web.Response:
     """GET /console/login: the form (the webhook token), with a login CSRF token bound to a cookie."""
-    return _login(request, "", 200)
+    return _login(request, "", 200, request.query.get("next"))
 
 
-def _login(request: web.Request, error: str, status: int) -> web.Response:
+def _login(request: web.Request, error: str, status: int, target: object) -> web.Response:
     sessions = request.app[SESSIONS]
     csrf = sessions.login_csrf()
     response = render(
@@ -143,7 +151,7 @@ def _login(request: web.Request, error: str, status: int) -> web.Response:
         status,
         login_csrf=csrf,
         error=error,
-        next=_next(request, request.query.get("next")),
+        next=_next(request, target),
     )
     response.set_cookie(
         LOGIN_COOKIE,
@@ -162,7 +170,8 @@ def _secure(request: web.Request) -> bool:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    """POST /console/login: a session for the webhook token in force (constant-time check), else the form again."""
+    """POST /console/login: a session for the webhook token in force (constant-time check) or for a web-config
+    basic-auth user whose password matches its bcrypt hash (the same check as the API's); else the form again."""
     form = await request.post()
     csrf = str(form.get("csrf", ""))
     sessions = request.app[SESSIONS]
@@ -170,11 +179,21 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not sessions.login_csrf_valid(csrf) or not nonce or not hmac.compare_digest(nonce, csrf.partition(".")[0]):
         return web.Response(status=403, text="Missing or wrong CSRF token: reload the login page.\n", headers=HEADERS)
     given = str(form.get("token", ""))
+    name = str(form.get("user", "")).strip()
     token = _token(request)
-    accepted = bool(given.strip()) and (token is None or hmac.compare_digest(given.encode(), token.encode()))
-    if not accepted:
-        return _login(request, "That token is not the remediator's webhook token.", 401)
-    session = sessions.create(token)
+    users = request.app.get(USERS)
+    if name:
+        printable = len(name) <= MAX_USER and name.isprintable()
+        if users is None or not printable or not given or not await users.check(name, given):
+            return _login(request, "That user name and password are not accepted.", 401, form.get("next"))
+        user = name
+    else:
+        unguarded = token is None and users is None  # no token and no users: the API has no check either
+        matches = token is not None and hmac.compare_digest(given.encode(), token.encode())
+        if not given.strip() or not (matches or unguarded):
+            return _login(request, "That token is not the remediator's webhook token.", 401, form.get("next"))
+        user = "token"
+    session = sessions.create(token, user)
     response = web.HTTPSeeOther(_next(request, form.get("next")))
     response.set_cookie(
         COOKIE,
@@ -211,6 +230,7 @@ async def incidents(request: web.Request, session: Session) -> web.Response:
     except QueryError as problem:
         error = str(problem)
     ignored = await recently_ignored(store)
+    waiting = await pending_approvals(store, engine.config)
     next_query = urllib.parse.urlencode({**query, "cursor": cursor}) if cursor else ""
     return render(
         request,
@@ -219,6 +239,7 @@ async def incidents(request: web.Request, session: Session) -> web.Response:
         status=400 if error else 200,
         incidents=items,
         ignored=ignored,
+        waiting=waiting,
         filters=query,
         states=INCIDENT_STATES,
         rules=[rule.name for rule in engine.config.rules],
@@ -303,6 +324,62 @@ async def explain(request: web.Request, session: Session) -> web.Response:
     return render(request, "explain.html", session, payload=text, plans=plans, errors=[])
 
 
+async def approvals(request: web.Request, session: Session) -> web.Response:
+    """GET /console/approvals: every step waiting for a human: what it would do, why, its evidence, its deadline,
+    and approve and deny buttons."""
+    engine = request.app[READ_ACCESS].engine(request)
+    store, _ = readable(engine.store)
+    waiting = await pending_approvals(store, engine.config)
+    return render(request, "approvals.html", session, waiting=waiting)
+
+
+async def confirm(request: web.Request, session: Session) -> web.Response:
+    """GET /console/approvals/{id}?decision=approve|deny: what would be approved or denied, and the form that
+    confirms it; a forged, used or expired id says so and offers nothing."""
+    decision = request.query.get("decision", "approve")
+    if decision not in DECISIONS:
+        decision = "approve"
+    try:
+        view, why = await live_pending(request, request.match_info["id"])
+    except StateUnavailableError:
+        view, why = None, "state_unavailable"
+    status = 200 if view is not None else 404 if why == "unknown" else 409
+    message = RESULTS.get(why, "The remediator's state cannot be read now: try again.")
+    return render(request, "confirm.html", session, status, item=view, decision=decision, message=message)
+
+
+async def decide(request: web.Request, session: Session) -> web.Response:
+    """POST /console/approvals/{id} (session and CSRF checked by form_action): approve or deny the pending step
+    through the engine, recorded as console:<user>; the page says what came of it."""
+    decision = (await request.post()).get("decision")
+    if decision not in DECISIONS:
+        return render(request, "decided.html", session, 400, result="", message="Choose approve or deny.")
+    engine = request.app[READ_ACCESS].engine(request)
+    public_id = request.match_info["id"]
+    try:
+        result = await engine.decide_approval(public_id, decision == "approve", approver(session))
+    except StateUnavailableError:
+        return render(request, "decided.html", session, 503, result="", message="The state cannot be read now.")
+    status = 200 if result in {"approved", "denied"} else 404 if result == "unknown" else 409
+    key = _incident_of(public_id) if result in {"approved", "denied"} else None
+    return render(request, "decided.html", session, status, result=result, message=RESULTS[result], key=key)
+
+
+def _incident_of(public_id: str) -> str | None:
+    parsed = parse_approval_id(public_id)
+    return parsed[0] if parsed is not None else None
+
+
+async def approval_link(request: web.Request) -> web.Response:
+    """GET /approvals/{id}?decision=…: the link a page carries, sent on to its confirmation page in the console
+    (which asks for a login first); the id is only quoted into the path, the decision only approve or deny."""
+    decision = request.query.get("decision")
+    target = f"{PREFIX}/approvals/{urllib.parse.quote(request.match_info['id'], safe='')}"
+    if decision in DECISIONS:
+        target += f"?decision={decision}"
+    raise web.HTTPSeeOther(target)
+
+
 async def static(request: web.Request) -> web.Response:
     """GET /console/static/{name}: the console's stylesheet and script, from the package."""
     name = request.match_info["name"]
@@ -317,9 +394,12 @@ async def home(_request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"{PREFIX}/incidents")
 
 
-def add_console(app: web.Application) -> None:
-    """Serve the console under /console (the read API's access must be set up first: add_read_api)."""
+def add_console(app: web.Application, web_config: WebConfig | None = None) -> None:
+    """Serve the console under /console (the read API's access must be set up first: add_read_api), and the
+    approval links' /approvals/{id}; the web config's basic-auth users may log in as well as the webhook token."""
     app[SESSIONS] = Sessions()
+    if web_config is not None and web_config.basic_auth_users:
+        app[USERS] = BasicAuth(web_config.basic_auth_users)
     app[TEMPLATES] = environment()
     app.router.add_get(PREFIX, home)
     app.router.add_get(f"{PREFIX}/", home)
@@ -328,6 +408,10 @@ def add_console(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/logout", form_action(logout))
     app.router.add_get(f"{PREFIX}/incidents", page(incidents))
     app.router.add_get(f"{PREFIX}/incidents/{{id}}", page(incident))
+    app.router.add_get(f"{PREFIX}/approvals", page(approvals))
+    app.router.add_get(f"{PREFIX}/approvals/{{id}}", page(confirm))
+    app.router.add_post(f"{PREFIX}/approvals/{{id}}", form_action(decide))
+    app.router.add_get("/approvals/{id}", approval_link)
     app.router.add_get(f"{PREFIX}/rules", page(rules))
     app.router.add_get(f"{PREFIX}/explain", page(explain_form))
     app.router.add_post(f"{PREFIX}/explain", form_action(explain))

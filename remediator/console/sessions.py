@@ -1,5 +1,5 @@
 """The console's sessions: a server-side table of random session ids, each with its expiry and CSRF token, bound to
-the webhook token in force when it was made (a rotated token ends every session)."""
+the webhook token in force when it was made (a rotated token ends every session) and naming who logged in."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ def _digest(token: str | None) -> str:
 
 @dataclass(frozen=True)
 class Session:
-    """One logged-in browser: its CSRF token, when it ends, and which token it logged in with."""
+    """One logged-in browser: its CSRF token, when it ends, which token was in force when it logged in, and who it
+    is (`token` for the webhook token, else the web config's basic-auth user), as approvals record it."""
 
     sid: str
     csrf: str
     expires_at: float
     token_digest: str
+    user: str = "token"
 
 
 @dataclass
@@ -36,14 +38,16 @@ class Sessions:
     _table: dict[str, Session] = field(default_factory=dict)
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
-    def create(self, token: str | None) -> Session:
-        """Start a session for a browser that gave the token in force."""
+    def create(self, token: str | None, user: str = "token") -> Session:
+        """Start a session for a browser that gave the token in force, or a web-config user's password."""
         current = time.time()
         if len(self._table) >= MAX_SESSIONS:
             self._table = {sid: s for sid, s in self._table.items() if s.expires_at > current}
             while len(self._table) >= MAX_SESSIONS:
                 self._table.pop(min(self._table, key=lambda sid: self._table[sid].expires_at))
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), current + self.seconds, _digest(token))
+        session = Session(
+            secrets.token_urlsafe(32), secrets.token_urlsafe(32), current + self.seconds, _digest(token), user
+        )
         self._table[session.sid] = session
         return session
 
