@@ -44,6 +44,11 @@ typecheck: $(STAMP)
 # the report is printed, and pytest fails below fail_under (for a subset of the tests: make test PYTEST_ARGS="--no-cov ...").
 test: $(STAMP) prereqs lint typecheck
 	$(BIN)/pytest --cov $(PYTEST_ARGS)
+	@for package in exporter remediator common; do \
+	  $(BIN)/coverage report --include="$$package/*" --fail-under=90 --format=total >/dev/null \
+	    || { echo "coverage of $$package is below 90 %"; exit 1; }; \
+	  echo "coverage of $$package: $$($(BIN)/coverage report --include="$$package/*" --format=total) %"; \
+	done
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
