@@ -46,14 +46,39 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class Annotation:
+    """A Prometheus annotation query: an event marked on every panel where `expr` returns a sample."""
+
+    name: str
+    expr: str
+    title: str
+    text: str
+    tags: str
+    color: str
+
+
+@dataclass(frozen=True)
+class Link:
+    """A dashboard link; its URL may use the dashboard's variables."""
+
+    title: str
+    url: str
+    tooltip: str
+
+
+@dataclass(frozen=True)
 class Dashboard:
-    """A dashboard and the series its job/instance variables list values from."""
+    """A dashboard and the series its job/instance variables list values from, its annotation queries and links
+    (with `console_url`, a text variable for the remediator's external URL that the links use)."""
 
     uid: str
     title: str
     description: str
     variable_metric: str
     panels: tuple[Panel, ...]
+    annotations: tuple[Annotation, ...] = ()
+    links: tuple[Link, ...] = ()
+    console_url: str | None = None
 
 
 def _variable(name: str, label: str, query: str) -> dict[str, Any]:
@@ -73,6 +98,52 @@ def _variable(name: str, label: str, query: str) -> dict[str, Any]:
         "hide": 0,
         "regex": "",
         "options": [],
+    }
+
+
+CONSOLE_VARIABLE = "remediator_url"
+
+
+def _annotation(annotation: Annotation) -> dict[str, Any]:
+    return {
+        "name": annotation.name,
+        "datasource": DATASOURCE,
+        "enable": True,
+        "hide": False,
+        "iconColor": annotation.color,
+        "expr": annotation.expr,
+        "step": "$__interval",
+        "titleFormat": annotation.title,
+        "textFormat": annotation.text,
+        "tagKeys": annotation.tags,
+        "useValueForTime": False,
+        "target": {"refId": "Anno", "expr": annotation.expr},
+    }
+
+
+def _link(link: Link) -> dict[str, Any]:
+    return {
+        "type": "link",
+        "title": link.title,
+        "tooltip": link.tooltip,
+        "url": link.url,
+        "icon": "external link",
+        "targetBlank": True,
+        "includeVars": False,
+        "keepTime": False,
+    }
+
+
+def _console_variable(default: str) -> dict[str, Any]:
+    return {
+        "name": CONSOLE_VARIABLE,
+        "label": "Remediator URL",
+        "description": "The remediator's external URL (its external_url): the console links go there.",
+        "type": "textbox",
+        "query": default,
+        "current": {"selected": False, "text": default, "value": default},
+        "options": [{"selected": True, "text": default, "value": default}],
+        "hide": 0,
     }
 
 
@@ -131,8 +202,11 @@ def render(dashboard: Dashboard) -> dict[str, Any]:
         "version": 1,
         "refresh": "30s",
         "time": {"from": "now-6h", "to": "now"},
-        "annotations": {"list": []},
-        "links": [{"type": "dashboards", "tags": ["tradeops"], "asDropdown": True, "title": "tradeops"}],
+        "annotations": {"list": [_annotation(a) for a in dashboard.annotations]},
+        "links": [
+            {"type": "dashboards", "tags": ["tradeops"], "asDropdown": True, "title": "tradeops"},
+            *(_link(link) for link in dashboard.links),
+        ],
         "templating": {
             "list": [
                 {
@@ -148,6 +222,7 @@ def render(dashboard: Dashboard) -> dict[str, Any]:
                 },
                 _variable("job", "Job", f"label_values({metric}, job)"),
                 _variable("instance", "Instance", f'label_values({metric}{{job=~"$job"}}, instance)'),
+                *([_console_variable(dashboard.console_url)] if dashboard.console_url is not None else []),
             ]
         },
         "panels": panels,
@@ -479,6 +554,29 @@ REMEDIATION = Dashboard(
             ),
         ),
     ),
+    annotations=(
+        Annotation(
+            "Remediator actions",
+            f"sum by (action, outcome) (increase(tradeops_remediator_actions_total{{{sel()}}}[$__rate_interval])) > 0",
+            "{{action}}: {{outcome}}",
+            "the remediator ran {{action}} ({{outcome}})",
+            "action,outcome",
+            "blue",
+        ),
+        Annotation(
+            "Remediator escalations",
+            f"sum by (reason) (increase(tradeops_remediator_escalations_total{{{sel()}}}[$__rate_interval])) > 0",
+            "escalated: {{reason}}",
+            "the remediator paged a human ({{reason}})",
+            "reason",
+            "red",
+        ),
+    ),
+    links=(
+        Link("Console: incidents", f"${{{CONSOLE_VARIABLE}}}/console/incidents", "The remediator's console"),
+        Link("Console: approvals waiting", f"${{{CONSOLE_VARIABLE}}}/console/approvals", "Steps waiting for a human"),
+    ),
+    console_url="http://localhost:10102",
 )
 
 DASHBOARDS = (OVERVIEW, COLLECTORS, BACKUPS, REMEDIATION)
