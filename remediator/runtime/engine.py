@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -21,23 +19,19 @@ from remediator.playbook.evidence import EvidenceBackends
 from remediator.playbook.prometheus import fill_promql
 from remediator.policy.decide import ESCALATION_REASONS, Plan, Reason, matching_rules, no_rule, precheck
 from remediator.runtime.acting import Actor
-from remediator.runtime.incidents import IncidentRunner, ResolveDeferredError, alert_of, incident_key
+from remediator.runtime.incidents import IncidentRunner, ResolveDeferredError, incident_key
 from remediator.runtime.journal import Journal
 from remediator.runtime.playbook import (
     Conditions,
     Playbooks,
-    approval_matches,
-    history_text,
-    note,
-    parse_approval_id,
 )
 from remediator.runtime.slots import RegistryLeases, Slots
+from remediator.runtime.timers import Timers
 from remediator.runtime.work_queue import WorkQueue
 from remediator.state.base import AuditEntry, AuditStore, Delivery, LockLostError, StateBackend, StateUnavailableError
-from remediator.state.incident import Incident, now
+from remediator.state.incident import now
 
 logger = logging.getLogger("remediator.runtime")
-PRUNE_INTERVAL_SECONDS = 3600
 RESOLVE_RETRY_SECONDS = 1.0
 WORKERS_PER_SLOT = 2  # a worker deciding while the others wait on their actions' slots
 
@@ -86,6 +80,7 @@ class Engine:
         self._workers: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._later: set[asyncio.TimerHandle] = set()
+        self.timers = Timers(self)
 
     @property
     def registry(self) -> ActionRegistry:
@@ -140,7 +135,7 @@ class Engine:
         for delivery, alert in await self.store.pending():
             self.queue.put(delivery, alert)
         self._resize_workers()
-        self._background.append(asyncio.create_task(self._timer_loop()))
+        self._background.append(asyncio.create_task(self.timers.loop()))
 
     async def reconfigure(self, config: RemediatorConfig, registry: ActionRegistry) -> None:
         """Apply a reloaded configuration: rules, every bound (concurrency included) and channels change; all
@@ -246,100 +241,9 @@ class Engine:
             return await self.runner.fire(held, alert, rule, journal)
 
     async def run_due_timers(self) -> int:
-        """Run the incidents' timers that are due: a retry runs the rule again, an expired still-firing deadline
-        escalates; each under the incident's lock and re-read. Return how many ran."""
-        ran = 0
-        for found in await self.state.due_timers(now()):
-            rule = next((r for r in self.config.rules if r.name == found.rule), None)
-            async with self.state.hold(found.key, self.lock_seconds(rule)) as held:
-                incident = held.incident if held.won else None
-                due = incident.due_at() if incident is not None else None
-                if incident is None or due is None or due > now() or held.resolving:
-                    continue
-                alert = alert_of(incident)
-                journal = Journal(alert)
-                held.save_on_release = incident
-                if incident.approval_until is not None and incident.approval_until <= now():
-                    await self._approval_expired(incident, journal)
-                elif incident.verify_at is not None and incident.verify_at <= now() and rule is not None:
-                    progress = await self.playbooks.poll(held, incident, rule, journal)
-                    await self.runner.after(progress, incident, rule, journal)
-                elif incident.retry_at is not None and incident.retry_at <= now():
-                    incident.retry_at = None
-                    journal.add("timer", found.rule, "retry_due", "the rule's retry is due (own timer)")
-                    if rule is not None:
-                        await self.runner.fire(held, alert, rule, journal)
-                elif not incident.escalated:
-                    detail = f"{incident.alertname} still firing after remediation"
-                    await self.runner.escalate_once(incident, "still_firing", detail, journal)
-                await self.store.record(journal.take())
-                ran += 1
-        return ran
-
-    async def _approval_expired(self, incident: Incident, journal: Journal) -> None:
-        incident.approval_until = None
-        if incident.approval.get("state") != "pending":
-            return
-        incident.approval["state"] = "expired"
-        name = incident.approval.get("name", "")
-        note(incident, name, "approval_expired", "nobody approved in time: the step did not run")
-        journal.add("approval", incident.rule, "expired", f"{name}: nobody approved in time")
-        await self.runner.escalate_once(incident, "approval_expired", history_text(incident), journal)
+        """Run the incidents' timers that are due (remediator.runtime.timers); return how many ran."""
+        return await self.timers.run_due()
 
     async def decide_approval(self, public_id: str, approve: bool, user: str) -> str:
-        """Approve or deny a step waiting for a human; return what came of it: approved, denied, or why nothing
-        changed (unknown, not_pending, expired, resolved). Approving re-checks that the alert still fires and the
-        step's `when` still holds, then runs it under every bound; denying escalates. Single use."""
-        parsed = parse_approval_id(public_id)
-        if parsed is None:
-            return "unknown"
-        key, nonce = parsed
-        found = await self.state.incident(key)
-        rule = next((r for r in self.config.rules if found is not None and r.name == found.rule), None)
-        async with self.state.hold(key, self.lock_seconds(rule)) as held:
-            incident = held.incident if held.won else None
-            if incident is None or rule is None or not approval_matches(incident, nonce):
-                return "unknown"
-            if incident.approval.get("state") != "pending":
-                return "not_pending"
-            if incident.closed or held.resolving:
-                return "resolved"
-            if incident.approval_until is not None and incident.approval_until <= now():
-                return "expired"
-            held.save_on_release = incident
-            journal = Journal(alert_of(incident))
-            step_index = int(incident.approval["step"])
-            name = incident.approval.get("name", "")
-            verdict = "approved" if approve else "denied"
-            incident.approval.update({"state": verdict, "by": user[:128], "at": now().isoformat()})
-            incident.approval_until = None
-            note(incident, name, verdict, f"by {user[:128]}")
-            journal.add("approval", rule.name, verdict, f"{name}: by {user[:128]}")
-            if approve:
-                progress = await self.playbooks.run_from(
-                    step_index, held, incident, rule, journal, admitted=False, approved=True
-                )
-                await self.runner.after(progress, incident, rule, journal)
-            else:
-                await self.runner.escalate_once(incident, "approval_denied", history_text(incident), journal)
-            await self.store.record(journal.take())
-            return verdict
-
-    async def _timer_loop(self) -> None:
-        last_prune = 0.0
-        while True:
-            await asyncio.sleep(self.config.escalation.check_interval_seconds)
-            try:
-                await self.run_due_timers()
-                if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
-                    await self._prune()
-                    last_prune = time.monotonic()
-            except Exception as error:  # noqa: BLE001 - the loop is a process boundary; it must keep going
-                log_event(logger, logging.ERROR, "timer_loop_failed", error=repr(error))
-
-    async def _prune(self) -> None:
-        cutoff = now() - dt.timedelta(days=self.config.audit_retention_days)
-        await self.store.prune(cutoff)
-        await self.state.prune(cutoff)
-        with contextlib.suppress(StateUnavailableError):
-            await self.state.forget_closed(now() - dt.timedelta(hours=self.config.resolved_memory_hours))
+        """Approve or deny a step waiting for a human (remediator.runtime.timers.Timers.decide_approval)."""
+        return await self.timers.decide_approval(public_id, approve, user)
