@@ -42,6 +42,7 @@ ensure_pkg curl curl
 ensure_pkg chromium chromium  # the console's browser tests (Playwright drives /usr/bin/chromium; no browser download)
 ensure_pkg openssl openssl
 ensure_pkg docker-compose docker-compose
+ensure_pkg shellcheck shellcheck  # tests/unit/test_artefacts.py on scripts/*.sh and .ci/run
 # The Go peer exporters are only needed by `make bench` (TRADEOPS_BENCH=1).
 if [ "${TRADEOPS_BENCH:-0}" = 1 ]; then
   ensure_pkg prometheus-postgres-exporter prometheus-postgres-exporter
@@ -51,7 +52,9 @@ fi
 # PostgreSQL
 if ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then
   say "starting PostgreSQL"
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | tail -1)" main start >/dev/null 2>&1
+  pg_versions=(/etc/postgresql/*/)  # sorted, as ls would; the newest cluster version last
+  pg_version=$(basename "${pg_versions[-1]}")
+  pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start >/dev/null 2>&1
   wait_for 30 pg_isready -h 127.0.0.1 -q || fail "PostgreSQL on 127.0.0.1:5432"
 fi
 
