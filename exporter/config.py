@@ -16,6 +16,7 @@ from common.config import (
     required_secret,
     secret_from_fields,
 )
+from common.http_auth import HttpAuth
 from common.regex import Regex as CompiledRegex
 from common.regex import RegexError, compile_re2
 
@@ -100,6 +101,7 @@ class ServiceHealthConfig(ProbeConfig):
     """HTTP health endpoint of one service (seed 000, Service Inventory; seed 003, actuator)."""
 
     url: HttpUrl
+    auth: HttpAuth | None = None  # bearer or basic, the secret from a file read at each scrape
     criticality: Literal["critical", "high", "medium", "low"] = "high"
     status_path: str | None = "status"
     healthy_values: tuple[NonEmptyStr, ...] = ("healthy", "UP", "ok", "OK")
@@ -114,6 +116,7 @@ class CollectorsConfig(ProbeConfig):
     """MasterTrade's /health/collectors (seed 000, Daily Operations 3)."""
 
     url: HttpUrl
+    auth: HttpAuth | None = None  # bearer or basic, the secret from a file read at each scrape
     max_series: MaxSeries = 1000
 
 
@@ -164,14 +167,17 @@ class RabbitMQConfig(ProbeConfig):
     exclude: tuple[Regex, ...] = ()
     max_queues: MaxSeries = 2000
     amqp_url: SecretStr | None = None
+    amqp_url_file: Path | None = None
     queues: tuple[NonEmptyStr, ...] = ()
 
     @model_validator(mode="after")
     def _one_source(self) -> RabbitMQConfig:
-        if (self.management_url is None) == (self.amqp_url is None):
-            raise ValueError("give exactly one of management_url or amqp_url")
-        if self.amqp_url is not None and not self.queues:
+        amqp = self.amqp_url is not None or self.amqp_url_file is not None
+        if (self.management_url is None) != amqp:
+            raise ValueError("give exactly one of management_url or amqp_url (or amqp_url_file)")
+        if amqp and not self.queues:
             raise ValueError("amqp_url needs the queues to declare passively")
+        self.resolved_amqp_url()  # both, or an unreadable file, is a config error now
         secret_from_fields(None, self.password_file, "password")
         for patterns in (self.include, self.exclude):
             try:
@@ -179,6 +185,11 @@ class RabbitMQConfig(ProbeConfig):
             except RegexError as error:  # e.g. more than RE2's memory bound for one program
                 raise ValueError(f"patterns {list(patterns)} cannot be combined: {error}") from None
         return self
+
+    def resolved_amqp_url(self) -> str | None:
+        """Return the AMQP URL, read from its file when given as amqp_url_file (None with management_url)."""
+        inline = self.amqp_url.get_secret_value() if self.amqp_url is not None else None
+        return secret_from_fields(inline, self.amqp_url_file, "amqp_url")
 
     def resolved_password(self) -> str:
         """Return the management API password (default guest)."""

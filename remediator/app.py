@@ -41,7 +41,7 @@ def build_registry(config: RemediatorConfig, http: SharedSession | None = None) 
     through the process's shared session (a private, never opened one when only checking a config)."""
     http = http if http is not None else SharedSession(USER_AGENT)
     backends = config.backends
-    redis_url = backends.redis_url.get_secret_value() if backends.redis_url else None
+    redis_url = backends.redis()
     alertmanager = str(backends.alertmanager_url) if backends.alertmanager_url else None
     return ActionRegistry(
         [
@@ -153,7 +153,7 @@ def playbook_sources(config: RemediatorConfig, http: SharedSession) -> tuple[Pro
         docker_host=backends.docker_host,
         postgres_dsn=backends.postgres(),
         rabbitmq_api_url=backends.rabbitmq_api(),
-        redis_url=backends.redis_url.get_secret_value() if backends.redis_url else None,
+        redis_url=backends.redis(),
     )
     return prometheus, evidence
 

@@ -19,6 +19,8 @@ from pydantic import (
     HttpUrl,
     SecretStr,
     Tag,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -41,6 +43,7 @@ from remediator.policy.matchers import Matcher, parse_matcher
 Minutes = Annotated[float, Field(gt=0, le=60 * 24 * 31)]
 RuleName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
 ParamName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)  # a url_file's content is checked as url is
 
 
 def _matcher(text: str) -> str:
@@ -437,19 +440,36 @@ class AlertmanagerEscalation(StrictModel):
 
 
 class WebhookEscalation(StrictModel):
-    """Escalate by posting JSON to a webhook (generic, Slack or PagerDuty Events v2 shape)."""
+    """Escalate by posting JSON to a webhook (generic, Slack or PagerDuty Events v2 shape). A webhook URL that
+    is itself a secret (Slack's) may come from a file (`url_file`)."""
 
-    url: HttpUrl
+    url: HttpUrl | None = None
+    url_file: Path | None = None
     shape: Literal["generic", "slack", "pagerduty"] = "generic"
     routing_key: SecretStr | None = None
     routing_key_file: Path | None = None
 
     @model_validator(mode="after")
     def _routing_key(self) -> WebhookEscalation:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url or url_file")
+        self.resolved_url()  # an unreadable file or a file that holds no http(s) URL is a config error now
         secret_from_fields(None, self.routing_key_file, "routing_key")
         if self.shape == "pagerduty" and self.routing_key is None and self.routing_key_file is None:
             raise ValueError("the pagerduty shape needs routing_key or routing_key_file")
         return self
+
+    def resolved_url(self) -> str:
+        """The webhook URL, read from its file when given as url_file (the file's content is never echoed)."""
+        if self.url is not None:
+            return str(self.url)
+        assert self.url_file is not None
+        url = read_secret_file(self.url_file).strip()
+        try:
+            _HTTP_URL.validate_python(url)
+        except ValidationError:
+            raise ValueError(f"url_file {self.url_file} does not hold an http(s) URL") from None
+        return url
 
     def resolved_routing_key(self) -> str:
         """Return the PagerDuty routing key ('' for other shapes)."""
@@ -524,6 +544,7 @@ class BackendsConfig(StrictModel):
     postgres_dsn: SecretStr | None = None
     postgres_dsn_file: Path | None = None
     redis_url: SecretStr | None = None
+    redis_url_file: Path | None = None
     amqp_url: SecretStr | None = None
     amqp_url_file: Path | None = None
     alertmanager_url: HttpUrl | None = None
@@ -533,7 +554,13 @@ class BackendsConfig(StrictModel):
         secret_from_fields(None, self.postgres_dsn_file, "postgres_dsn")
         secret_from_fields(None, self.amqp_url_file, "amqp_url")
         secret_from_fields(None, self.rabbitmq_api_url_file, "rabbitmq_api_url")
+        self.redis()
         return self
+
+    def redis(self) -> str | None:
+        """The Redis URL of the Redis actions and diagnose steps, if configured."""
+        inline = self.redis_url.get_secret_value() if self.redis_url else None
+        return secret_from_fields(inline, self.redis_url_file, "redis_url")
 
     def postgres(self) -> str | None:
         """The PostgreSQL DSN, if configured."""

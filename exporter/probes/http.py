@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from common.http_auth import HttpAuth, HttpAuthError
 from common.web import read_limited
 from exporter.config import CollectorsConfig, ServiceHealthConfig
 from exporter.probes.base import Probe, ProbeError
@@ -18,10 +19,17 @@ from exporter.sink import MetricSink
 COLLECTOR_STATES = ("healthy", "degraded", "failed")
 
 
-async def fetch_json(session: aiohttp.ClientSession, url: str, max_bytes: int) -> tuple[int, Any]:
-    """GET a URL and parse its JSON body; a body over max_bytes or not JSON raises ProbeError."""
+async def fetch_json(
+    session: aiohttp.ClientSession, url: str, max_bytes: int, auth: HttpAuth | None = None
+) -> tuple[int, Any]:
+    """GET a URL (with the target's Authorization header, if any) and parse its JSON body; a body over max_bytes
+    or not JSON, or an unreadable credentials file, raises ProbeError (whose message never holds the secret)."""
     try:
-        async with session.get(url, allow_redirects=False) as response:
+        headers = auth.headers() if auth is not None else None
+    except HttpAuthError as error:
+        raise ProbeError("auth", str(error)) from None
+    try:
+        async with session.get(url, allow_redirects=False, headers=headers) as response:
             body = await read_limited(response.content, max_bytes)
             status = response.status
     except aiohttp.ClientConnectionError as error:
@@ -72,7 +80,7 @@ class ServiceHealthProbe(Probe):
 
     async def collect(self, sink: MetricSink) -> None:
         started = time.perf_counter()
-        status, document = await fetch_json(self.session, str(self.config.url), self.max_bytes)
+        status, document = await fetch_json(self.session, str(self.config.url), self.max_bytes, self.config.auth)
         elapsed = time.perf_counter() - started
         healthy = 200 <= status < 300
         if healthy and self.config.status_path is not None:
@@ -144,7 +152,7 @@ class CollectorsProbe(Probe):
         self.max_bytes = max_bytes
 
     async def collect(self, sink: MetricSink) -> None:
-        status, document = await fetch_json(self.session, str(self.config.url), self.max_bytes)
+        status, document = await fetch_json(self.session, str(self.config.url), self.max_bytes, self.config.auth)
         if status != 200:
             raise ProbeError("http_status", f"{self.config.url} answered {status}")
         collectors = _collector_entries(document)

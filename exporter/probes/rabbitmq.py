@@ -123,12 +123,11 @@ class RabbitMQProbe(Probe):
     async def _connection(self) -> AbstractConnection:
         async with self._lock:
             if self._amqp is None or self._amqp.is_closed:
-                assert self.config.amqp_url is not None
+                amqp_url = self.config.resolved_amqp_url()
+                assert amqp_url is not None
                 # Plain, not robust: a robust connection keeps reconnecting in the background after a timeout;
                 # here the next scrape reconnects.
-                self._amqp = await aio_pika.connect(
-                    self.config.amqp_url.get_secret_value(), timeout=self.timeout_seconds
-                )
+                self._amqp = await aio_pika.connect(amqp_url, timeout=self.timeout_seconds)
             return self._amqp
 
     async def _collect_amqp(self, sink: MetricSink) -> None:

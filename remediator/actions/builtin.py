@@ -11,6 +11,7 @@ import aiohttp
 from pydantic import Field
 
 from common.http import SharedSession
+from common.http_auth import HttpAuth, HttpAuthError
 from common.logs import log_event
 from remediator.actions.base import (
     Action,
@@ -75,6 +76,8 @@ class HttpRequestParams(ActionParams):
     json_body: dict[str, Any] | None = None
     expect_status: tuple[int, ...] = (200, 201, 202, 204)
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Bearer or basic for this target; the params (and so the audit) hold the file's path, never the secret.
+    auth: HttpAuth | None = None
 
 
 class HttpRequestAction(Action):
@@ -109,9 +112,14 @@ class HttpRequestAction(Action):
     async def run(self, params: HttpRequestParams, bound: Mapping[str, str]) -> ActionResult:
         url = self.resolve_url(params.url, bound)
         try:
+            headers = params.auth.headers() if params.auth is not None else None
+        except HttpAuthError as error:  # names the file and why, never its content
+            raise PermanentActionError(f"{params.method} {url}: {error}") from None
+        try:
             async with self.http.get().request(
                 params.method,
                 url,
+                headers=headers,
                 json=params.json_body,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=params.timeout_seconds),

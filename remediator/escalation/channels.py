@@ -51,7 +51,7 @@ def channels(config: EscalationConfig) -> dict[str, Channel]:
         name = f"webhook:{webhook.shape}"
         if name in found:
             name += f":{sum(1 for other in found if other.startswith(name)) + 1}"
-        found[name] = Channel(name, str(webhook.url), webhook.shape, webhook)
+        found[name] = Channel(name, webhook.resolved_url(), webhook.shape, webhook)
     return found
 
 
