@@ -279,12 +279,16 @@ class ProbesConfig(StrictModel):
         return self
 
 
+DEFAULT_MAX_CONCURRENT_PROBES = 16
+
+
 class ExporterSettings(StrictModel):
     """Settings of the exporter process itself."""
 
     default_scrape_timeout_seconds: PositiveSeconds = 10.0
     scrape_timeout_margin_seconds: Annotated[float, Field(ge=0, le=60)] = 0.5
     max_response_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 1024 * 1024
+    max_concurrent_probes: Annotated[int, Field(ge=1, le=1024)] = DEFAULT_MAX_CONCURRENT_PROBES
 
 
 class ExporterConfig(StrictModel):

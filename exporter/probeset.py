@@ -15,20 +15,28 @@ from exporter.probes.http import CollectorsProbe, ServiceHealthProbe
 from exporter.probes.postgres import PostgresProbe, SqlProbe, StrategyGenerationProbe
 from exporter.probes.rabbitmq import RabbitMQProbe
 from exporter.probes.redis import RedisProbe
+from exporter.scrape import SharedRounds
 
 
 @dataclass
 class ProbeSet:
-    """Every probe of one configuration; in-flight scrapes are counted so that close() waits for them."""
+    """Every probe of one configuration and the rounds that run them (one at a time, shared by overlapping
+    scrapes); in-flight scrapes are counted so that close() waits for them and for the round in progress."""
 
     config: ExporterConfig
     probes: list[Probe]
     session: aiohttp.ClientSession
+    rounds: SharedRounds
     _in_flight: int = field(default=0, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
         self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        """How many scrapes are using this set right now."""
+        return self._in_flight
 
     def enter(self) -> None:
         """Mark one scrape as using this set."""
@@ -42,8 +50,10 @@ class ProbeSet:
             self._idle.set()
 
     async def close(self) -> None:
-        """Wait for in-flight scrapes, then close every probe's clients and the shared HTTP session."""
+        """Wait for in-flight scrapes and the round in progress, then close every probe's clients and the shared HTTP
+        session."""
         await self._idle.wait()
+        await self.rounds.wait_idle()
         await asyncio.gather(*(probe.close() for probe in self.probes), return_exceptions=True)
         await self.session.close()
 
@@ -64,4 +74,4 @@ def build_probe_set(config: ExporterConfig) -> ProbeSet:
     probes += [PostgresProbe(c) for c in probes_config.postgres]
     probes += [SqlProbe(c) for c in probes_config.sql]
     probes += [CommandProbe(c) for c in probes_config.command]
-    return ProbeSet(config, probes, session)
+    return ProbeSet(config, probes, session, SharedRounds(probes, config.exporter.max_concurrent_probes))

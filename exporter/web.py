@@ -21,7 +21,7 @@ from common.web import healthy, json_error, metrics_response
 from common.webconfig import WebConfig, web_config_middlewares
 from exporter.config import ExporterConfig, load
 from exporter.probeset import ProbeSet, build_probe_set
-from exporter.scrape import FailureCounts, ScrapeCollector, scrape
+from exporter.scrape import FailureCounts, ScrapeCollector
 
 logger = logging.getLogger("exporter")
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -106,14 +106,15 @@ LIFECYCLE = web.AppKey("lifecycle", bool)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics: run every probe now, concurrently, within the scrape timeout."""
+    """GET /metrics: every probe's outcome within the scrape timeout, from the round in progress when another scrape
+    started one (single flight), else from a new round; the metrics go into a fresh registry for this request."""
     exporter = request.app[EXPORTER]
     probe_set = exporter.probe_set
     probe_set.enter()
     try:
         started = time.perf_counter()
-        outcomes = await scrape(
-            probe_set.probes, exporter.budget(request.headers.get(SCRAPE_TIMEOUT_HEADER)), exporter.failures
+        outcomes = await probe_set.rounds.outcomes(
+            exporter.budget(request.headers.get(SCRAPE_TIMEOUT_HEADER)), exporter.failures
         )
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ScrapeCollector(outcomes, exporter.failures))
@@ -121,7 +122,8 @@ async def metrics(request: web.Request) -> web.Response:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         duration = GaugeMetricFamily(
-            "tradeops_exporter_scrape_duration_seconds", "Time the exporter spent running probes for this scrape."
+            "tradeops_exporter_scrape_duration_seconds",
+            "Time this scrape waited for probe outcomes (its own round, or the one in progress it joined).",
         )
         duration.add_metric([], time.perf_counter() - started)
         registry.register(_Static([duration]))
