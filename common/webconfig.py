@@ -283,7 +283,7 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else ("", "\0invalid")
 
 
-WEB_USER = "tradeops.web_user"  # request key: the basic-auth user the middleware authenticated
+WEB_USER = web.RequestKey("tradeops.web_user", str)  # the basic-auth user the middleware authenticated
 
 
 def web_user(request: web.Request) -> str | None:

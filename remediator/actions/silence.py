@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -49,12 +50,19 @@ class AlertmanagerSilenceAction(Action):
             async with self.http.get().post(
                 f"{self.url.rstrip('/')}/api/v2/silences", json=body, timeout=aiohttp.ClientTimeout(total=10)
             ) as response:
-                answer = await response.json(content_type=None)
+                text = (await response.content.read(64 * 1024)).decode(errors="replace")
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as error:
             raise TransientActionError(f"Alertmanager: {error!r}") from error
+        try:
+            answer: object = json.loads(text)
+        except json.JSONDecodeError:
+            answer = None  # a proxy's error page, say: judged by its status below
         if status >= 500:
-            raise TransientActionError(f"Alertmanager answered {status}")
+            raise TransientActionError(f"Alertmanager answered {status}: {text[:200]}")
         if status != 200:
-            raise PermanentActionError(f"Alertmanager refused the silence ({status}): {answer}")
-        return ActionResult(f"silence {answer.get('silenceID')} for {params.duration_minutes} min")
+            raise PermanentActionError(f"Alertmanager refused the silence ({status}): {answer or text[:500]}")
+        if answer is None:
+            raise TransientActionError(f"Alertmanager answered 200 with no JSON: {text[:200]}")
+        silence = answer.get("silenceID") if isinstance(answer, dict) else None
+        return ActionResult(f"silence {silence} for {params.duration_minutes} min")

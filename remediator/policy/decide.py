@@ -196,6 +196,9 @@ def precheck(
         params = action.params_model.model_validate(substitute(rule.params, bound))
     except ValidationError as error:
         return Plan(rule, Reason.NOT_ALLOWED, f"parameters invalid: {error.errors(include_url=False)[0]['msg']}")
+    if incident is not None and (incident.verify_at is not None or incident.approval.get("state") == "pending"):
+        detail = "the playbook is still running: a step is being verified or waits for a human"
+        return Plan(rule, Reason.DEDUPLICATED, detail, target=target)
     retry_after = dt.timedelta(minutes=rule.retry_after_minutes)
     if incident is not None and incident.last_attempt_at is not None and at - incident.last_attempt_at < retry_after:
         return Plan(rule, Reason.DEDUPLICATED, "incident already remediated; retry not yet due", target=target)

@@ -77,6 +77,8 @@ class Actor:
                 )
             except (TransientActionError, PermanentActionError) as error:
                 outcome = Outcome(False, f"{type(error).__name__}: {error}")
+            except Exception as error:  # noqa: BLE001 - an action is a boundary: its bug is a failure, never a lost alert
+                outcome = Outcome(False, f"the action failed unexpectedly: {type(error).__name__}: {error}")
             finally:
                 self.metrics.in_flight.dec()
         self.metrics.actions.labels(name, "success" if outcome.ok else "failure").inc()

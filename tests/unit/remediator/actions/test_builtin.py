@@ -45,9 +45,7 @@ def action(*prefixes: str) -> HttpRequestAction:
         (PLATFORM, "http://h.example/platform/x y"),  # whitespace
     ],
 )
-def test_a_url_that_leaves_its_allowed_prefix_after_normalisation_is_refused(
-    prefix: str, url: str
-) -> None:
+def test_a_url_that_leaves_its_allowed_prefix_after_normalisation_is_refused(prefix: str, url: str) -> None:
     with pytest.raises(PermanentActionError):
         action(prefix).resolve_url(url, {})
 
@@ -113,9 +111,7 @@ def test_an_allowlisted_label_value_cannot_move_the_url_out_of_its_prefix(
         ("http://[::1]:8080/p/", "http://[::1]:8080/p/x", "http://[::1]:8080/p/x"),
     ],
 )
-def test_a_url_within_its_prefix_is_called_in_its_normalised_form(
-    prefix: str, url: str, called: str
-) -> None:
+def test_a_url_within_its_prefix_is_called_in_its_normalised_form(prefix: str, url: str, called: str) -> None:
     assert action(prefix).resolve_url(url, {}) == called
 
 
@@ -162,9 +158,7 @@ async def test_an_allowlisted_prefix_followed_by_dot_dot_never_reaches_another_p
         ):
             with contextlib.suppress(PermanentActionError):
                 await request.run(HttpRequestParams(method="POST", url=url), {})
-        result = await request.run(
-            HttpRequestParams(method="POST", url=f"{base}/platform/a/../reset"), {}
-        )
+        result = await request.run(HttpRequestParams(method="POST", url=f"{base}/platform/a/../reset"), {})
     finally:
         await http.close()
     assert seen == ["/platform/reset"]  # the server never saw /admin
@@ -175,10 +169,19 @@ def test_an_allowed_prefix_that_cannot_be_normalised_is_a_located_config_error(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "remediator.yml"
-    path.write_text(
-        'allowed_url_prefixes: ["http://h.example/ok/", "http://allowed@evil.example/"]\n'
-    )
+    path.write_text('allowed_url_prefixes: ["http://h.example/ok/", "http://allowed@evil.example/"]\n')
     with pytest.raises(ConfigError) as refused:
         load(path)
     assert "allowed_url_prefixes[1]" in str(refused.value)
     assert "http://allowed@evil.example/" in str(refused.value)
+
+
+def test_a_host_placeholder_takes_only_an_allowlisted_host_and_port() -> None:
+    from remediator.actions.base import PermanentActionError  # noqa: PLC0415
+    from remediator.actions.builtin import fill_url_template  # noqa: PLC0415
+
+    assert fill_url_template("http://{instance}/reset", {"instance": "127.0.0.1:3001"}) == "http://127.0.0.1:3001/reset"
+    assert fill_url_template("http://h/p/{c}", {"c": "a/../b"}) == "http://h/p/a%2F..%2Fb"
+    for hostile in ("evil.com/x", "a@b", "h:1/..", "", "h h"):
+        with pytest.raises(PermanentActionError):
+            fill_url_template("http://{instance}/reset", {"instance": hostile})

@@ -176,3 +176,26 @@ async def test_a_diagnose_step_puts_its_evidence_in_the_audit_and_on_the_page(tm
     assert "evidence: status:" in page["detail"]
     assert "redis:" in page["detail"]
     assert paths(calls)[0] == "/platform/status"  # the read-only GET, before the act step
+
+
+async def test_a_resend_while_a_step_is_being_verified_neither_reruns_nor_pages_early(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        rule = ladder(base)
+        rule["steps"][0]["verify"]["within_seconds"] = 1.0
+        rule.update({"max_attempts": 1, "retry_after_minutes": 0.001})  # the retry window is long past on resend
+        async with remediator_client(config(tmp_path, base, rules=[rule])) as (client, remediator):
+            remediator.engine.conditions = ScriptedPrometheus()
+            firing = alert(name="QueueDepthHigh", queue="orders")
+            await post(client, payload(firing))
+            await settle(remediator)
+            await asyncio.sleep(0.2)
+            await post(client, payload(firing))  # Alertmanager's resend, mid-verification
+            await settle(remediator)
+            assert pages(calls) == []  # no max_attempts page before the playbook has run its course
+            for _ in range(200):
+                if pages(calls):
+                    break
+                await asyncio.sleep(0.05)
+            entries = await remediator.engine.store.recent(100)
+    assert [p["reason"] for p in pages(calls)] == ["playbook_exhausted"]
+    assert "deduplicated" in [e["decision"] for e in entries if e["event"] == "decision"]
