@@ -19,7 +19,7 @@ from remediator.config import ActStep, DiagnoseStep, RemediatorConfig, RuleConfi
 from remediator.intake.payload import WebhookAlert
 from remediator.policy.matchers import matches_all
 from remediator.policy.windows import in_window
-from remediator.state.base import Denial
+from remediator.state.base import Admission, Denial
 from remediator.state.incident import Incident
 
 IGNORE_ACTION = "ignore"
@@ -158,6 +158,22 @@ def escalation_delay(config: RemediatorConfig, rule: RuleConfig | None, labels: 
 def breaker_key(rule: RuleConfig, target: str) -> str:
     """The circuit breaker an action counts against: one per rule and target."""
     return f"{rule.name}:{target}"
+
+
+def admission(config: RemediatorConfig, rule: RuleConfig, target: str, claimant: str) -> Admission:
+    """A rule's claim on the limits for one action on one target: its breaker (whose half-open trial's lease
+    outlasts the rule's deadline), the target's cooldown, the rule's bucket and the global budget."""
+    return Admission(
+        breaker_key(rule, target),
+        config.circuit_breaker.open_minutes * 60,
+        rule.name,
+        rule.rate,
+        target,
+        rule.cooldown_minutes * 60,
+        config.limits.actions_per_hour,
+        claimant,
+        trial_seconds=rule.timeout_seconds + 60,
+    )
 
 
 def no_rule() -> Plan:

@@ -15,7 +15,7 @@ from remediator.escalation.channels import Escalation
 from remediator.escalation.outbox import Outbox
 from remediator.intake.payload import WebhookAlert
 from remediator.metrics import RemediatorMetrics
-from remediator.policy.decide import Plan, Reason, breaker_key, denied, escalation_delay, no_rule, precheck
+from remediator.policy.decide import Plan, Reason, admission, denied, escalation_delay, no_rule, precheck
 from remediator.runtime.acting import Actor
 from remediator.runtime.journal import Journal
 from remediator.runtime.playbook import Playbooks, Progress, approval_id, history_text
@@ -121,18 +121,7 @@ class IncidentRunner:
 
     def admission(self, rule: RuleConfig, target: str, alert: WebhookAlert) -> Admission:
         """The rule's claim on the limits for one action on one target."""
-        config = self.config()
-        return Admission(
-            breaker_key(rule, target),
-            config.circuit_breaker.open_minutes * 60,
-            rule.name,
-            rule.rate,
-            target,
-            rule.cooldown_minutes * 60,
-            config.limits.actions_per_hour,
-            alert.incident_key,
-            trial_seconds=rule.timeout_seconds + 60,  # the half-open trial's lease outlasts its deadline
-        )
+        return admission(self.config(), rule, target, alert.incident_key)
 
     async def act(self, held: Hold, incident: Incident, rule: RuleConfig, plan: Plan, journal: Journal) -> None:
         """Claim the attempt durably (fenced: only while the lock holds), then run the playbook from its first

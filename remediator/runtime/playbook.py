@@ -19,10 +19,10 @@ from pydantic import ValidationError
 from remediator.actions.base import ActionRegistry, substitute
 from remediator.config import ActStep, DiagnoseStep, RemediatorConfig, RuleConfig
 from remediator.playbook.evidence import EvidenceBackends, gather
-from remediator.policy.decide import Plan, Reason, breaker_key
+from remediator.policy.decide import Plan, Reason, admission
 from remediator.runtime.acting import Actor
 from remediator.runtime.journal import Journal
-from remediator.state.base import Admission, Hold, StateBackend
+from remediator.state.base import Hold, StateBackend
 from remediator.state.incident import Incident, now
 
 HISTORY_LIMIT = 50
@@ -211,7 +211,7 @@ class Playbooks:
             note(incident, step.name, "not_run", f"parameters invalid: {error}")
             return False
         if not admitted:
-            denial = await self.state.admit(self._admission(rule, target, incident), consume=True)
+            denial = await self.state.admit(admission(self.config(), rule, target, incident.key), consume=True)
             if denial is not None:
                 note(incident, step.name, "denied", f"{denial}: the limits refused this step")
                 journal.add("step", rule.name, "denied", f"{step.name}: {denial}")
@@ -221,20 +221,6 @@ class Playbooks:
         outcome = await self.actor.run(rule, plan, journal, self.config().circuit_breaker, step.action)
         note(incident, step.name, "ran" if outcome.ok else "failed", outcome.detail)
         return outcome.ok
-
-    def _admission(self, rule: RuleConfig, target: str, incident: Incident) -> Admission:
-        config = self.config()
-        return Admission(
-            breaker_key(rule, target),
-            config.circuit_breaker.open_minutes * 60,
-            rule.name,
-            rule.rate,
-            target,
-            rule.cooldown_minutes * 60,
-            config.limits.actions_per_hour,
-            incident.key,
-            trial_seconds=rule.timeout_seconds + 60,
-        )
 
     async def poll(self, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal) -> Progress:
         """The verifying step's timer: DONE when verified, WAITING while it may still hold, and once its deadline
