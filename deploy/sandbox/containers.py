@@ -20,7 +20,9 @@ async def ensure_running(client: DockerClient, name: str, service: str, image: s
         except docker.errors.NotFound:
             container = client.containers.create(
                 image,
-                ["sleep", "2147483647"],
+                # A service that exits on SIGTERM, as a real one does (a bare `sleep` as PID 1 ignores it, so each
+                # stop or restart would wait Docker's 10 s before SIGKILL).
+                ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"],
                 name=name,
                 network_mode="host",
                 labels={SANDBOX_LABEL: "1", "com.docker.compose.service": service},

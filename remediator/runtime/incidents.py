@@ -165,8 +165,15 @@ class IncidentRunner:
         await self.escalate(incident.key, incident.labels, "approval_needed", detail, journal, resolved=False)
 
     async def exhausted(self, incident: Incident, rule: RuleConfig, journal: Journal) -> None:
-        """Every step is spent: a human gets the incident, with the step history and the evidence."""
-        reason = "action_failed" if len(rule.playbook) == 1 else "playbook_exhausted"
+        """Every step is spent: a human gets the incident, with the step history and the evidence. A run whose
+        steps ran but were not verified, with a retry still to come, pages only if that retry does not help."""
+        last = incident.history[-1]["outcome"] if incident.history else ""
+        if last == "not_verified" and incident.retry_at is not None:
+            journal.add(
+                "step", rule.name, "retry_pending", f"not verified: the playbook runs again at {incident.retry_at}"
+            )
+            return
+        reason = "action_failed" if len(rule.playbook) == 1 and last != "not_verified" else "playbook_exhausted"
         detail = history_text(incident) or "no step could run"
         if incident.evidence:
             detail += "; evidence: " + "; ".join(f"{e['name']}: {e['text']}" for e in incident.evidence)

@@ -49,6 +49,9 @@ class Timers:
                 elif incident.verify_at is not None and incident.verify_at <= now() and rule is not None:
                     progress = await self.engine.playbooks.poll(held, incident, rule, journal)
                     await self.engine.runner.after(progress, incident, rule, journal)
+                elif incident.retry_at is not None and incident.retry_at <= now() and incident.verify_until is not None:
+                    # The playbook's run is still verifying: the retry (a new run) waits until it has ended.
+                    incident.retry_at = incident.verify_until
                 elif incident.retry_at is not None and incident.retry_at <= now():
                     incident.retry_at = None
                     journal.add("timer", found.rule, "retry_due", "the rule's retry is due (own timer)")
