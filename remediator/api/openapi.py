@@ -7,7 +7,7 @@ from typing import Any
 from remediator.api.views import AUDIT_LIMIT, INCIDENT_LIMIT
 from remediator.audit.reads import INCIDENT_STATES
 
-TEXT = {"type": "string", "maxLength": 4096}
+TEXT = {"type": "string", "maxLength": 4096, "pattern": "^[^\\u0000]*$"}  # the API refuses NUL in a filter
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {**TIME, "nullable": True}
 NULLABLE_TEXT = {"type": "string", "nullable": True}
