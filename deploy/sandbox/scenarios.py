@@ -517,7 +517,7 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
         decision="executed",
         outcome="escalated",
         steps=(("restart-process", "not_verified"),),
-        escalation="action_failed",
+        escalation="playbook_exhausted",  # the restart ran; its verification saw the loop go on
         profile="ai-trading-v1.1",
     ),
 )
