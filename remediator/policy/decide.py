@@ -176,6 +176,11 @@ def admission(config: RemediatorConfig, rule: RuleConfig, target: str, claimant:
     )
 
 
+def already_resolved(rule: RuleConfig | None) -> Plan:
+    """The decision for a late firing copy of an incident that resolved (or is resolving): it never acts."""
+    return Plan(rule, Reason.ALREADY_RESOLVED, "this incident resolved already: a late firing copy never acts")
+
+
 def no_rule() -> Plan:
     """The decision for a firing alert that no rule matches: a human is told."""
     return Plan(None, Reason.NO_RULE, "no rule matches: escalated to a human")
@@ -198,7 +203,7 @@ def precheck(
 ) -> Plan:
     """Decide everything but the limits: EXECUTED here means "due, if the admission lets it run"."""
     if incident is not None and incident.closed:
-        return Plan(rule, Reason.ALREADY_RESOLVED, "this incident resolved already: a late firing copy never acts")
+        return already_resolved(rule)
     if rule.action == IGNORE_ACTION:
         return Plan(rule, Reason.IGNORED, f"ignored by rule {rule.name} (configured)")
     action = registry.get(rule.action)

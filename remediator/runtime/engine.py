@@ -17,7 +17,7 @@ from remediator.intake.payload import WebhookAlert
 from remediator.metrics import RemediatorMetrics
 from remediator.playbook.evidence import EvidenceBackends
 from remediator.playbook.prometheus import fill_promql
-from remediator.policy.decide import ESCALATION_REASONS, Plan, Reason, matching_rules, no_rule, precheck
+from remediator.policy.decide import ESCALATION_REASONS, Plan, Reason, denied, matching_rules, no_rule, precheck
 from remediator.runtime.acting import Actor
 from remediator.runtime.incidents import IncidentRunner, ResolveDeferredError, incident_key
 from remediator.runtime.journal import Journal
@@ -105,18 +105,9 @@ class Engine:
             if plan.reason is Reason.EXECUTED and plan.target is not None:
                 denial = await self.state.admit(self.runner.admission(rule, plan.target, alert), consume=False)
                 if denial is not None:
-                    plan = self.runner_denied(rule, plan.target, denial)
+                    plan = denied(rule, plan.target, denial)
             plans.append(plan)
         return plans
-
-    @staticmethod
-    def runner_denied(rule: RuleConfig, target: str, denial: object) -> Plan:
-        """The plan for a refused admission (a seam for explain)."""
-        from remediator.policy.decide import denied  # noqa: PLC0415 - keeps the import list of this module short
-        from remediator.state.base import Denial  # noqa: PLC0415
-
-        assert isinstance(denial, Denial)
-        return denied(rule, target, denial)
 
     def prepare_metrics(self) -> None:
         """Create the series of every configured rule, action, reason and channel at 0 (also after a reload)."""

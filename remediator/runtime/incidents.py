@@ -15,7 +15,16 @@ from remediator.escalation.channels import Escalation
 from remediator.escalation.outbox import Outbox
 from remediator.intake.payload import WebhookAlert
 from remediator.metrics import RemediatorMetrics
-from remediator.policy.decide import Plan, Reason, admission, denied, escalation_delay, no_rule, precheck
+from remediator.policy.decide import (
+    Plan,
+    Reason,
+    admission,
+    already_resolved,
+    denied,
+    escalation_delay,
+    no_rule,
+    precheck,
+)
 from remediator.runtime.acting import Actor
 from remediator.runtime.journal import Journal
 from remediator.runtime.playbook import Playbooks, Progress, approval_id, history_text
@@ -98,9 +107,9 @@ class IncidentRunner:
         config = self.config()
         at = now()
         if held.resolving and not incident.closed:
-            plan = precheck_closed()
+            plan = already_resolved(rule)
         elif rule is None:
-            plan = no_rule() if not incident.closed else precheck_closed()
+            plan = no_rule() if not incident.closed else already_resolved(None)
         else:
             plan = precheck(config, self.registry(), alert, rule, incident, at)
             if plan.reason is Reason.EXECUTED and plan.target is not None:
@@ -220,8 +229,3 @@ class IncidentRunner:
                 self._unavailable[key] = current
                 await self.escalate(key, alert.labels, "state_unavailable", why, journal, resolved=False)
         return plan
-
-
-def precheck_closed() -> Plan:
-    """The decision for a late firing copy of a resolved incident that no rule matches."""
-    return Plan(None, Reason.ALREADY_RESOLVED, "this incident resolved already: a late firing copy never acts")
