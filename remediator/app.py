@@ -257,7 +257,5 @@ def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics) -> Engine
     store = build_store(config)
     outbox = DurableOutbox(config.escalation, store, config.replica, metrics, config.audit_retention_days)
     http = SharedSession(USER_AGENT)
-    engine = Engine(config, build_registry(config, http), store, build_state(config, store), outbox, metrics, http)
-    engine.sources = playbook_sources
-    engine.conditions, engine.evidence = playbook_sources(config, http)
-    return engine
+    registry = build_registry(config, http)
+    return Engine(config, registry, store, build_state(config, store), outbox, metrics, http, playbook_sources)

@@ -32,6 +32,7 @@ from remediator.state.base import AuditEntry, AuditStore, Delivery, LockLostErro
 from remediator.state.incident import now
 
 logger = logging.getLogger("remediator.runtime")
+Sources = Callable[[RemediatorConfig, SharedSession], tuple[Conditions | None, EvidenceBackends]]
 RESOLVE_RETRY_SECONDS = 1.0
 WORKERS_PER_SLOT = 2  # a worker deciding while the others wait on their actions' slots
 
@@ -48,6 +49,7 @@ class Engine:
         outbox: Outbox,
         metrics: RemediatorMetrics,
         http: SharedSession | None = None,
+        sources: Sources | None = None,
     ) -> None:
         self.config = config
         self.http = http if http is not None else SharedSession("tradeops-remediator")
@@ -59,12 +61,12 @@ class Engine:
         self.queue = WorkQueue()
         self.slots = Slots(config.limits.concurrency)
         actor = Actor(self.slots, self.registries, state, metrics)
+        # The playbooks' Prometheus and evidence backends, built from each configuration in force.
+        self.sources = sources
         self.conditions: Conditions | None = None
         self.evidence = EvidenceBackends(self.http)
-        # Builds the playbooks' Prometheus and evidence backends from a configuration (set by the assembly).
-        self.sources: Callable[[RemediatorConfig, SharedSession], tuple[Conditions | None, EvidenceBackends]] | None = (
-            None
-        )
+        if sources is not None:
+            self.conditions, self.evidence = sources(config, self.http)
         self.playbooks = Playbooks(
             lambda: self.config,
             lambda: self.registries.current,
