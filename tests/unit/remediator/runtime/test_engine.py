@@ -128,3 +128,21 @@ async def test_a_reload_lowering_concurrency_applies_to_the_running_engine(tmp_p
 
         await engine.reconfigure(lower, build_registry(lower))
         assert engine.slots.capacity == 1
+
+
+async def test_a_p0_behind_a_thousand_warnings_in_the_same_payload_is_decided_among_the_first(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        cfg = config(tmp_path, base, limits={"actions_per_hour": 100, "concurrency": 2, "queue_size": 20000})
+        async with remediator_client(cfg) as (client, remediator):
+            warnings = [
+                alert(name="Unmatched", priority="P3", severity="warning", instance=f"i{n}") for n in range(1000)
+            ]
+            urgent = alert(priority="P0", severity="critical")  # trigger-generation: an action
+            status, _ = await post(client, payload(*warnings, urgent))  # one payload: all queued at once, P0 last
+            assert status == 200
+            await settle(remediator)
+            entries = await remediator.engine.store.recent(10_000)
+    order = [e["alertname"] for e in reversed(entries) if e["event"] == "decision"]
+    assert len(order) == 1001
+    assert order.index("StrategyGenerationStalled") < 2 * 2  # taken by one of the first workers, not after 1,000
+    assert actions(calls) == 1
