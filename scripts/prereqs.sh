@@ -36,6 +36,7 @@ ensure_pkg redis-server redis-server
 ensure_pkg rabbitmq-server rabbitmq-server
 ensure_pkg promtool prometheus
 ensure_pkg prometheus-alertmanager prometheus-alertmanager
+ensure_pkg prometheus-node-exporter prometheus-node-exporter  # the e2e and demo stacks' host metrics
 ensure_pkg dockerd docker.io
 ensure_pkg busybox busybox-static
 ensure_pkg curl curl

@@ -1,5 +1,6 @@
-"""The whole product on one machine: sandbox, exporter, remediator, Prometheus, Alertmanager and a Redis with
-maxmemory, configured from the shipped profiles with demo timings (see docs/benchmarks.md and the README)."""
+"""The whole product on one machine: sandbox, exporter, remediator, Prometheus, Alertmanager, node_exporter (the
+host's CPU, memory and disks) and a Redis with maxmemory, configured from the shipped profiles with demo timings
+(see docs/benchmarks.md and the README)."""
 
 from __future__ import annotations
 
@@ -77,18 +78,19 @@ class StackPorts:
     redis: int
     chaos: int
     services: dict[str, int]
+    node_exporter: int = 9100
 
     @classmethod
     def standard(cls, profile: Profile = MASTERTRADE) -> StackPorts:
-        """The usual ports (the demo): 9090, 9093, 10101, 10102, the runbook's service ports."""
-        return cls(9090, 9093, 10101, 10102, 16379, 8099, {s.name: s.port for s in profile.services})
+        """The usual ports (the demo): 9090, 9093, 10101, 10102, 9100, the runbook's service ports."""
+        return cls(9090, 9093, 10101, 10102, 16379, 8099, {s.name: s.port for s in profile.services}, 9100)
 
     @classmethod
     def free(cls, profile: Profile = MASTERTRADE) -> StackPorts:
         """Free loopback ports (tests)."""
-        own = free_ports(6 + len(profile.services))
-        services = {s.name: own[6 + index] for index, s in enumerate(profile.services)}
-        return cls(own[0], own[1], own[2], own[3], own[4], own[5], services)
+        own = free_ports(7 + len(profile.services))
+        services = {s.name: own[7 + index] for index, s in enumerate(profile.services)}
+        return cls(own[0], own[1], own[2], own[3], own[4], own[5], services, own[6])
 
 
 @dataclass
@@ -149,6 +151,7 @@ class Stack:
             "exporter": f"http://127.0.0.1:{p.exporter}/metrics",
             "remediator": f"http://127.0.0.1:{p.remediator}",
             "chaos": f"http://127.0.0.1:{p.chaos}/chaos",
+            "node_exporter": f"http://127.0.0.1:{p.node_exporter}/metrics",
         }
 
     # -- configuration -------------------------------------------------------------------------------------
@@ -324,6 +327,10 @@ class Stack:
                     "metrics_path": self.spec.metrics_path,
                     "static_configs": [{"targets": services}],
                 },
+                {  # the host's CPU, memory and disks, for the resource alerts of every profile
+                    "job_name": "node",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.options.ports.node_exporter}"]}],
+                },
             ],
         }
 
@@ -374,6 +381,7 @@ class Stack:
         prometheus = require("prometheus", "prometheus")
         alertmanager = require("prometheus-alertmanager", "prometheus-alertmanager")
         redis_server = require("redis-server", "redis-server")
+        node_exporter = require("prometheus-node-exporter", "prometheus-node-exporter")
         run = self.options.run_dir
         run.mkdir(parents=True, exist_ok=True)
         ports = self.options.ports
@@ -426,6 +434,17 @@ class Stack:
                 ("alertmanager", self.alertmanager_config()),
             ):
                 (run / f"{name}.yml").write_text(yaml.safe_dump(document, sort_keys=False))
+            await self._spawn(
+                "node_exporter",
+                [  # only what the rules read: CPU, memory, filesystems
+                    node_exporter,
+                    f"--web.listen-address=127.0.0.1:{ports.node_exporter}",
+                    "--collector.disable-defaults",
+                    "--collector.cpu",
+                    "--collector.meminfo",
+                    "--collector.filesystem",
+                ],
+            )
             await self._spawn_service("exporter", ports.exporter)
             await self._spawn_service("remediator", ports.remediator)
             await self._spawn(
@@ -453,6 +472,7 @@ class Stack:
                 f"{urls['prometheus']}/-/ready",
                 f"{urls['alertmanager']}/-/ready",
                 urls["exporter"],
+                urls["node_exporter"],
                 f"{urls['remediator']}/-/ready",
             ):
                 await self.wait_ready(url)

@@ -19,7 +19,10 @@ from tools import deploy
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SECRET_NAMES = ("webhook_token", "postgres_dsn", "mastertrade_dsn", "rabbitmq_password", "amqp_url")
-OFFICIAL_IMAGES = ("postgres:", "redis:", "rabbitmq:", "prom/prometheus:", "prom/alertmanager:", "grafana/grafana:")
+OFFICIAL_IMAGES = (
+    "postgres:", "redis:", "rabbitmq:", "prom/prometheus:", "prom/alertmanager:", "prom/node-exporter:",
+    "grafana/grafana:",
+)  # fmt: skip
 
 
 def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -100,7 +103,7 @@ def test_compose_file_is_valid_with_official_images_health_checks_and_file_secre
     assert result.returncode == 0, result.stdout + result.stderr
     compose = yaml.safe_load(path.read_text())
     services = compose["services"]
-    expected = {"postgres", "redis", "rabbitmq", "prometheus", "alertmanager", "grafana"}
+    expected = {"postgres", "redis", "rabbitmq", "prometheus", "alertmanager", "grafana", "node-exporter"}
     assert expected | {"exporter", "remediator", "sandbox"} <= set(services)
     for name, service in services.items():
         if name in expected:
