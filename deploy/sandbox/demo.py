@@ -18,12 +18,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiohttp
 import docker
 import docker.errors
 
+from sandbox.loop_timing import breakdown, component_stamps
 from sandbox.profiles import PROFILES
 from sandbox.scenarios import ALL_SCENARIOS, ScenarioResult, by_name, run_scenario
-from sandbox.stack import MissingPrerequisiteError, Stack, StackOptions, StackPorts, Timings
+from sandbox.stack import MissingPrerequisiteError, Stack, StackOptions, StackPorts
 
 DOCKER_HOST = os.environ.get("TRADEOPS_DOCKER_HOST", "unix:///run/tradeops-docker/docker.sock")
 
@@ -45,20 +47,6 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def breakdown(result: ScenarioResult, timings: Timings) -> str:
-    """One line: time to each step, and the intervals that bound them."""
-    seen = result.timeline.seen
-    parts = [
-        f"{step} {seen[step]:.1f}s"
-        for step in ("metric", "pending", "firing", "webhook", "action", "resolved", "escalated")
-        if step in seen
-    ]
-    return (
-        " | ".join(parts) + f"  (scrape {timings.scrape_seconds:g}s, eval {timings.evaluation_seconds:g}s,"
-        f" for {timings.alert_for_seconds:g}s, group_wait {timings.group_wait_seconds:g}s)"
-    )
-
-
 async def tour(stack: Stack, names: list[str], has_docker: bool) -> list[ScenarioResult]:
     """Run scenarios one after another, narrating each step."""
     results = []
@@ -71,7 +59,9 @@ async def tour(stack: Stack, names: list[str], has_docker: bool) -> list[Scenari
         result = await run_scenario(stack, scenario, say)
         verdict = "OK" if result.ok else "FAILED: " + "; ".join(result.problems)
         say(f"  => {verdict}")
-        say(f"     {breakdown(result, stack.options.timings)}")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            stamps = await component_stamps(stack, scenario.alerts, scenario.signal, result.timeline.since, http)
+        say(f"     {breakdown(stamps, stack.options.timings)}")
         results.append(result)
     return results
 

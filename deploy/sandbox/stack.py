@@ -248,16 +248,16 @@ class Stack:
                 if verify is not None:
                     verify["every_seconds"] = min(verify.get("every_seconds", 15), t.verify_every_seconds)
                     verify["within_seconds"] = min(verify.get("within_seconds", 300), t.verify_within_seconds)
-                if step["action"] in {"postgres_terminate", "postgres_cancel_queries"}:
+                if step.get("action") in {"postgres_terminate", "postgres_cancel_queries"}:
                     params["database"] = self.options.database
-                if step["action"] == "postgres_terminate":
+                if step.get("action") == "postgres_terminate":
                     params["idle_minutes"] = 0
-                if step["action"] == "postgres_cancel_queries":
+                if step.get("action") == "postgres_cancel_queries":
                     params["older_than_seconds"] = 1
-                if step["action"] == "command" and params.get("argv", [])[:2] == ["pm2", "restart"]:
+                if step.get("action") == "command" and params.get("argv", [])[:2] == ["pm2", "restart"]:
                     process = params["argv"][params["argv"].index("--only") + 1]
                     params["argv"] = [*self._standin_argv(["pm2", "jlist"])[:-1], "pm2-restart", process]
-                if step["action"] == "command" and "--backup-now" in params.get("argv", []):
+                if step.get("action") == "command" and "--backup-now" in params.get("argv", []):
                     params["argv"] = [
                         sys.executable,
                         "-m",

@@ -56,6 +56,7 @@ class Actor:
         started = time.perf_counter()
         async with self.slots.take(), self.registries.lease() as registry:
             action = registry.get(name)
+            journal.add("action_started", rule.name, "started", name)  # after any wait for a slot
             self.metrics.in_flight.inc()
             try:
                 async with asyncio.timeout(rule.timeout_seconds):

@@ -4,9 +4,13 @@ SQLite store and durable outbox delivering to a loopback pager."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from common.web import free_port
 from tests.remediator_helpers import alert, config, decisions, payload, post, recorder, remediator_client, settle
 
 Calls = list[tuple[str, Any]]
@@ -146,3 +150,30 @@ async def test_a_p0_behind_a_thousand_warnings_in_the_same_payload_is_decided_am
     assert len(order) == 1001
     assert order.index("StrategyGenerationStalled") < 2 * 2  # taken by one of the first workers, not after 1,000
     assert actions(calls) == 1
+
+
+async def test_the_audit_stamps_when_an_action_started_apart_from_when_it_ended(tmp_path: Path) -> None:
+    arrived: list[dt.datetime] = []
+
+    async def slow_action(request: web.Request) -> web.Response:
+        arrived.append(dt.datetime.now(dt.UTC))
+        await asyncio.sleep(0.3)  # the action takes a while: its start and its end are apart
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/platform/generate", slow_action)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with remediator_client(config(tmp_path, f"http://127.0.0.1:{port}")) as (client, remediator):
+            await post(client, payload(alert()))
+            await settle(remediator)
+            entries = list(reversed(await remediator.engine.store.recent(50)))
+    finally:
+        await runner.cleanup()
+    at = {e["event"]: dt.datetime.fromisoformat(e["at"]) for e in entries}
+    assert [e["event"] for e in entries][:4] == ["received", "decision", "action_started", "action"]
+    assert at["decision"] <= at["action_started"] <= arrived[0]
+    assert at["action"] - at["action_started"] >= dt.timedelta(seconds=0.3)
