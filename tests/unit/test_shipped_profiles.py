@@ -15,7 +15,7 @@ import yaml
 
 from exporter.config import load as load_exporter_config
 from remediator.app import load_checked
-from remediator.config import ActStep, RemediatorConfig, RuleConfig
+from remediator.config import ActStep, DiagnoseStep, RemediatorConfig, RuleConfig
 from remediator.policy.decide import matching_rules
 from remediator.policy.windows import in_window
 from tests.prereqs import require_binary
@@ -137,10 +137,18 @@ def rule_for(profile: str, **labels: str) -> RuleConfig:
 
 
 def acts(rule: RuleConfig) -> list[ActStep]:
-    """The rule's playbook, which in the shipped profiles is act steps only (diagnose steps are not shipped yet)."""
-    steps = [step for step in rule.playbook if isinstance(step, ActStep)]
-    assert len(steps) == len(rule.playbook), f"{rule.name} has a diagnose step"
-    return steps
+    """The rule's act steps, in order (its diagnose steps left out)."""
+    return [step for step in rule.playbook if isinstance(step, ActStep)]
+
+
+def probes(rule: RuleConfig) -> dict[str, str]:
+    """The rule's diagnose probes: name -> kind."""
+    return {p.name: p.kind for s in rule.playbook if isinstance(s, DiagnoseStep) for p in s.probes}
+
+
+def diagnoses_first(rule: RuleConfig) -> bool:
+    """Whether the rule gathers its evidence before any act step runs (the runbooks' Diagnosis, then Solutions)."""
+    return isinstance(rule.playbook[0], DiagnoseStep)
 
 
 def actions(rule: RuleConfig) -> list[str]:
@@ -151,8 +159,9 @@ def test_every_playbook_step_cites_its_runbook_section_and_every_condition_has_a
     for profile in PROFILES:
         config = remediator(profile)
         for rule in config.rules:
-            for step in acts(rule) if rule.steps else []:  # a one-action rule cites its section on the rule
+            for step in rule.steps:  # a one-action rule cites its section on the rule
                 assert re.match(r"seed 00[0-4], ", step.source), f"{profile}: {rule.name}/{step.name} cites no seed"
+            for step in acts(rule) if rule.steps else []:
                 if step.when is not None or step.verify is not None:
                     assert config.prometheus is not None, f"{profile}: {rule.name} has conditions, no prometheus"
 
@@ -175,19 +184,31 @@ def test_mastertrade_queue_buildup_restarts_the_consumer_first_verifies_draining
     assert "min_over_time(" in purge.when
     assert purge.verify is not None
     assert signals.label_params["queue"].allowed == ("strategy_service.signals",)
+    assert purge.approval is None  # signals are regenerated: no trade is lost
+    # Issue 3 asks for the queue's depth and consumers (/api/queues): gathered before the restart, on every page
+    assert diagnoses_first(signals)
+    assert probes(signals) == {"queue-state": "rabbitmq_queue"}
+    assert remediator("mastertrade").backends.rabbitmq_api() is not None
 
 
 @pytest.mark.parametrize("queue", ["risk_manager.orders", "order_executor.executions"])
-def test_mastertrade_never_purges_an_order_or_execution_queue_without_a_human(queue: str) -> None:
-    for rule in matching_rules(remediator("mastertrade"), {"alertname": "QueueDepthCritical", "queue": queue}):
-        assert "rabbitmq_purge" not in actions(rule), f"{rule.name} would purge {queue}"
+def test_mastertrade_purges_an_order_or_execution_queue_only_with_a_humans_approval(queue: str) -> None:
     rule = rule_for("mastertrade", alertname="QueueDepthCritical", queue=queue)
-    assert actions(rule) == ["docker_restart"]
-    assert acts(rule)[0].verify is not None
-    # and no rule anywhere may name these queues in a purge
-    for other in remediator("mastertrade").rules:
-        if "rabbitmq_purge" in actions(other):
-            assert queue not in other.label_params["queue"].allowed
+    restart, purge = acts(rule)
+    assert (restart.action, purge.action) == ("docker_restart", "rabbitmq_purge")
+    assert restart.approval is None
+    assert restart.verify is not None
+    assert purge.approval is not None  # Playbook 2 step 3 on a trading path: orders a purge drops are trades
+    assert purge.when is not None  # re-checked after the approval: the queue is still over and not draining
+    assert "deriv(" in purge.when
+    assert purge.verify is not None
+    assert diagnoses_first(rule)
+    assert probes(rule) == {"queue-state": "rabbitmq_queue"}  # the approver sees depth, consumers, oldest age
+    # and no rule anywhere purges these queues without an approval
+    for other in matching_rules(remediator("mastertrade"), {"alertname": "QueueDepthCritical", "queue": queue}):
+        for step in acts(other):
+            if step.action == "rabbitmq_purge":
+                assert step.approval is not None, f"{other.name}/{step.name} would purge {queue} unasked"
 
 
 def test_mastertrade_pool_exhausted_terminates_only_sessions_idle_over_10_minutes_then_verifies() -> None:
@@ -198,6 +219,9 @@ def test_mastertrade_pool_exhausted_terminates_only_sessions_idle_over_10_minute
     assert step.params["states"] == ["idle", "idle in transaction"]
     assert step.verify is not None
     assert "server:tradeops_postgres_connections:ratio" in step.verify.query
+    # step 1, "check connections": which application holds them, for step 3 (restart that service) by a human
+    assert diagnoses_first(rule)
+    assert set(probes(rule).values()) == {"postgres_sessions"}
 
 
 @pytest.mark.parametrize(("alert", "service"), [("CriticalServiceDown", "strategy"), ("ServiceDown", "data_access")])
@@ -208,19 +232,30 @@ def test_mastertrade_service_down_restarts_then_verifies_the_services_health(ale
     assert step.verify is not None
     assert step.verify.query.startswith('tradeops_service_up{service="{service}"}')
     assert rule.label_params["service"].resolve(service) == service
+    assert diagnoses_first(rule)  # Issue 1: docker logs mastertrade_<service>
+    assert set(probes(rule).values()) == {"container_logs"}
 
 
-def test_trademaster_circuit_breaker_waits_for_half_open_and_never_forces_it_closed() -> None:
+def test_trademaster_circuit_breaker_waits_for_half_open_and_forces_it_only_with_approval() -> None:
     rule = rule_for("trademaster", alertname="CircuitBreakerOpen", name="brokerService")
-    assert actions(rule) == ["log"]
-    verify = acts(rule)[0].verify
-    assert verify is not None
-    assert "half_open" in verify.query
+    assert actions(rule) == ["log", "http_request"]
+    wait, force = acts(rule)
+    assert wait.verify is not None
+    assert "half_open" in wait.verify.query
+    assert wait.approval is None
+    assert force.params["url"].endswith("/transition/forceClosed")
+    assert force.approval is not None  # Incident 3 step 5, "if needed": after the wait, and only if a human says so
+    assert force.when is not None
+    assert 'state="open"' in force.when  # re-checked after the approval: still open
+    assert force.verify is not None
+    # Incident 3 Diagnosis: the breaker states, failure rate and buffered calls
+    assert diagnoses_first(rule)
+    assert probes(rule) == {"breaker-states": "http_get", "failure-rate": "promql", "buffered-calls": "promql"}
     for profile in PROFILES:
         for other in remediator(profile).rules:
             for step in acts(other):
-                assert "forceClosed" not in str(step.params)
-                assert "forceOpen" not in str(step.params)
+                if "forceClosed" in str(step.params) or "forceOpen" in str(step.params):
+                    assert step.approval is not None, f"{profile}: {other.name}/{step.name} forces a breaker unasked"
 
 
 def test_trademaster_slow_queries_escalate_and_never_cancel() -> None:
@@ -236,6 +271,8 @@ def test_trademaster_pool_exhaustion_cancels_queries_over_30_seconds_then_verifi
     assert step.params["application_names"] == ["trademaster-trading-service"]
     assert step.verify is not None
     assert "hikaricp_connections_pending" in step.verify.query
+    assert diagnoses_first(rule)  # Incident 4 Diagnosis: the pool and the long-running queries
+    assert probes(rule) == {"hikari-pool": "promql", "sessions": "postgres_sessions"}
 
 
 def test_v11_rate_gate_is_reset_only_when_that_gate_is_already_blocking_and_then_verified() -> None:
@@ -247,6 +284,8 @@ def test_v11_rate_gate_is_reset_only_when_that_gate_is_already_blocking_and_then
     assert 'rate_gate_backoff_count{instance="{instance}"}' in step.when
     assert step.verify is not None
     assert rule.target == "rate-gate:{instance}"  # one cooldown per gate
+    assert diagnoses_first(rule)  # "Check rate gate status" first
+    assert probes(rule) == {"gate-status": "http_get"}
 
 
 def test_v11_pm2_restart_rate_restarts_only_the_one_process_then_verifies() -> None:
@@ -261,16 +300,32 @@ def test_v11_pm2_restart_rate_restarts_only_the_one_process_then_verifies() -> N
     assert rule.label_params["process"].resolve("all") is None
 
 
-def test_v11_negative_sharpe_escalates_and_nothing_disables_auto_trading() -> None:
+def test_v11_negative_sharpe_pages_with_evidence_and_disables_auto_trading_only_with_approval() -> None:
     rules = matching_rules(remediator("ai-trading-v1.1"), {"alertname": "NegativeSharpeWithDrawdown"})
-    assert [actions(rule) for rule in rules] == [["escalate"]]
-    assert not any("trading/disable" in p for p in remediator("ai-trading-v1.1").allowed_url_prefixes)
+    assert [actions(rule) for rule in rules] == [["http_request"]]
+    (disable,) = acts(rules[0])
+    assert disable.params["url"].endswith("/api/trading/disable")
+    assert disable.approval is not None  # "consider disabling auto-trading": a human's call
+    assert diagnoses_first(rules[0])
+    assert probes(rules[0]) == {"performance": "http_get", "sharpe-and-drawdown": "promql"}
+    for rule in remediator("ai-trading-v1.1").rules:
+        for step in acts(rule):
+            if "trading/disable" in str(step.params):
+                assert step.approval is not None, f"{rule.name}/{step.name} disables auto-trading unasked"
 
 
-def test_ai_trading_large_loss_escalates_and_nothing_halts_trading() -> None:
+def test_ai_trading_large_loss_pages_at_once_and_halts_only_with_approval() -> None:
     rules = matching_rules(remediator("ai-trading"), {"alertname": "AiTradingLargeLoss"})
-    assert [actions(rule) for rule in rules] == [["escalate"]]
-    assert not any("emergency/halt" in p for p in remediator("ai-trading").allowed_url_prefixes)
+    assert [actions(rule) for rule in rules] == [["http_request"]]
+    (halt,) = acts(rules[0])
+    assert halt.params["url"].endswith("/emergency/halt")
+    assert halt.approval is not None
+    assert diagnoses_first(rules[0])
+    assert set(probes(rules[0]).values()) == {"http_get"}
+    for rule in remediator("ai-trading").rules:
+        for step in acts(rule):
+            if "emergency/halt" in str(step.params):
+                assert step.approval is not None, f"{rule.name}/{step.name} halts trading unasked"
 
 
 def test_ai_trading_data_corruption_enters_read_only_maintenance_then_pages_a_human() -> None:
