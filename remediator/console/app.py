@@ -30,6 +30,7 @@ from remediator.api.views import (
 )
 from remediator.audit.reads import INCIDENT_STATES, AuditQuery
 from remediator.console.approvals import DECISIONS, RESULTS, approver, live_pending, pending_approvals
+from remediator.console.limits import SHOWN, by_rule, limits_left
 from remediator.console.sessions import Session, Sessions
 from remediator.intake.payload import WebhookAlert, parse_payload
 from remediator.runtime.playbook import parse_approval_id
@@ -282,21 +283,21 @@ def timeline(detail: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 async def rules(request: web.Request, session: Session) -> web.Response:
-    """GET /console/rules: each rule's matchers, action and limits, and the hourly budget left."""
+    """GET /console/rules: each rule's matchers, steps and limits, and what is left of them, read from the state
+    backend (cooldowns running, bucket tokens, the hourly budget, breakers); dry run. It changes nothing."""
     engine = request.app[READ_ACCESS].engine(request)
-    limits = engine.config.limits
-    try:
-        budget: int | None = await engine.state.budget_remaining(limits.actions_per_hour)
-    except StateUnavailableError:
-        budget = None
+    left = await limits_left(engine.state, engine.config)
     return render(
         request,
         "rules.html",
         session,
         rules=engine.config.rules,
-        limits=limits,
-        budget=budget,
+        limits=engine.config.limits,
+        dry_run=engine.config.dry_run,
+        left=left,
+        live=by_rule(left),
         breaker=engine.config.circuit_breaker,
+        shown=SHOWN,
     )
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from remediator.config import RateLimit
 from remediator.intake.payload import WebhookAlert
@@ -61,6 +62,87 @@ class BreakerPolicy:
 
     failures: int
     open_seconds: float
+
+
+@dataclass(frozen=True)
+class RuleLimits:
+    """A rule's limits, as a read of what is left of them needs them: its bucket's rate, its cooldown, and the
+    pattern of the targets it claims cooldowns on (its breakers are keyed by its name)."""
+
+    rule: str
+    rate: RateLimit
+    cooldown_seconds: float
+    targets: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class LimitsQuery:
+    """What to read the limits left for: the rules, the global hourly budget and the breakers' open period."""
+
+    rules: tuple[RuleLimits, ...]
+    actions_per_hour: int
+    breaker_open_seconds: float
+
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True)
+class CooldownLeft:
+    """A cooldown running on a target: no action of the rule on it until `until`."""
+
+    target: str
+    until: dt.datetime
+
+
+@dataclass(frozen=True)
+class BreakerLeft:
+    """One breaker (a rule on a target) the backend remembers: closed with failures counted, open until it
+    half-opens, or half-open (`until`: the end of the running trial's lease; None: a trial may start)."""
+
+    target: str
+    state: BreakerState
+    failures: int
+    until: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class RuleLeft:
+    """What is left of one rule's limits: its bucket's tokens, its cooldowns running, its breakers."""
+
+    rule: str
+    tokens: float
+    burst: int
+    cooldowns: tuple[CooldownLeft, ...]
+    breakers: tuple[BreakerLeft, ...]
+
+
+@dataclass(frozen=True)
+class LimitsLeft:
+    """A read of the limits at `at` (the backend's clock): the hourly budget left and each rule's limits left;
+    `truncated` when there were more cooldowns or breakers than one read looks through."""
+
+    at: dt.datetime
+    budget_left: int
+    rules: tuple[RuleLeft, ...]
+    truncated: bool = False
+
+
+def epoch(seconds: float) -> dt.datetime:
+    """Wall-clock seconds as a UTC time."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def breaker_left(
+    target: str, failures: int, opened_at: float | None, trial_until: float | None, at: float, open_seconds: float
+) -> BreakerLeft:
+    """A breaker's state at `at` (seconds), from what a backend keeps of it, as admission reads it."""
+    if opened_at is None:
+        return BreakerLeft(target, "closed", failures, None)
+    if at - opened_at < open_seconds:
+        return BreakerLeft(target, "open", failures, epoch(opened_at + open_seconds))
+    running = epoch(trial_until) if trial_until is not None and at < trial_until else None
+    return BreakerLeft(target, "half_open", failures, running)
 
 
 class Delivery(NamedTuple):
@@ -140,6 +222,9 @@ class StateBackend(IncidentStore, Protocol):
 
     async def budget_remaining(self, actions_per_hour: int) -> int:
         """Actions left in the trailing hour."""
+
+    async def limits_left(self, query: LimitsQuery) -> LimitsLeft:
+        """What is left of the limits (budget, buckets, cooldowns, breakers); a read that changes nothing."""
 
     async def prune(self, older_than: dt.datetime) -> None:
         """Forget closed incidents older than the retention."""

@@ -24,10 +24,16 @@ from remediator.runtime.locks import KeyedLocks
 from remediator.state.base import (
     Admission,
     BreakerPolicy,
+    CooldownLeft,
     Denial,
     Hold,
     IncidentStore,
+    LimitsLeft,
+    LimitsQuery,
+    RuleLeft,
     StateUnavailableError,
+    breaker_left,
+    epoch,
 )
 from remediator.state.incident import Incident
 
@@ -277,6 +283,33 @@ class MemoryState:
         """Actions left in the trailing hour."""
         self._connection()
         return self._remaining(actions_per_hour, self.clock())
+
+    async def limits_left(self, query: LimitsQuery) -> LimitsLeft:
+        """What is left of the limits, from the copy of the state file this process keeps (written through on
+        every claim and outcome); it reads only, as admit() would judge at this moment."""
+        self._connection()
+        at = self.clock()
+        spent = sum(1 for t in self.spent if t >= at - BUDGET_WINDOW_SECONDS)
+        rules = []
+        for wanted in query.rules:
+            bucket = self.buckets.get(wanted.rule)
+            same = bucket is not None and bucket.rate == wanted.rate  # a changed rate starts a full bucket
+            tokens = bucket.level(at) if bucket is not None and same else float(wanted.rate.burst)
+            cooldowns = tuple(
+                CooldownLeft(target, epoch(last + wanted.cooldown_seconds))
+                for target, last in sorted(self.cooldowns.items())
+                if at - last < wanted.cooldown_seconds and wanted.targets.fullmatch(target)
+            )
+            prefix = f"{wanted.rule}:"
+            breakers = tuple(
+                breaker_left(
+                    name.removeprefix(prefix), b.failures, b.opened_at, b.trial_until, at, query.breaker_open_seconds
+                )
+                for name, b in sorted(self.breakers.items())
+                if name.startswith(prefix)
+            )
+            rules.append(RuleLeft(wanted.rule, tokens, wanted.rate.burst, cooldowns, breakers))
+        return LimitsLeft(epoch(at), max(0, query.actions_per_hour - spent), tuple(rules))
 
     async def prune(self, older_than: dt.datetime) -> None:
         """Closed incidents are pruned with the audit store that keeps them."""

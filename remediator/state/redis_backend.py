@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -23,7 +24,21 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixe
 
 from common.batcher import Batcher
 from common.logs import log_event
-from remediator.state.base import Admission, BreakerPolicy, Denial, Hold, LockLostError, StateUnavailableError
+from remediator.state.base import (
+    Admission,
+    BreakerLeft,
+    BreakerPolicy,
+    CooldownLeft,
+    Denial,
+    Hold,
+    LimitsLeft,
+    LimitsQuery,
+    LockLostError,
+    RuleLeft,
+    StateUnavailableError,
+    breaker_left,
+    epoch,
+)
 from remediator.state.incident import Incident
 
 logger = logging.getLogger("remediator.state")
@@ -97,6 +112,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARG
 return 0
 """
 LOCK_POLL_SECONDS = 0.02
+SCAN_COUNT = 1000
+SCAN_ROUNDS = 20  # SCAN calls per kind of key in one limits read: bounded however large the database
 # KEYS: budget. ARGV: per_hour.
 BUDGET = (
     NOW_MS
@@ -318,6 +335,74 @@ class RedisState:
     async def budget_remaining(self, actions_per_hour: int) -> int:
         """Actions left in the trailing hour, across replicas."""
         return int(await self._call(self._budget(keys=[self._key("budget")], args=[actions_per_hour])))
+
+    async def limits_left(self, query: LimitsQuery) -> LimitsLeft:
+        """What is left of the limits across replicas, timed by Redis' clock: read-only commands only (SCAN,
+        PTTL, HMGET, ZCOUNT, TIME), so a read never prunes, claims or extends anything. Not one atomic snapshot:
+        each figure is as Redis had it a moment apart."""
+        seconds, micros = await self._call(self.redis.time())
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        cooldowns, more_cooldowns = await self._scan("cooldown")
+        breakers, more_breakers = await self._scan("breaker")
+        pipe = self.redis.pipeline(transaction=False)
+        for key in cooldowns:
+            pipe.pttl(self._key("cooldown", key))
+        for key in breakers:
+            pipe.hmget(self._key("breaker", key), "failures", "opened_at", "trial_until")
+        for wanted in query.rules:
+            pipe.hmget(self._key("bucket", wanted.rule), "tokens", "updated")
+        pipe.zcount(self._key("budget"), f"({now_ms - 3_600_000}", "+inf")
+        answers: list[Any] = await self._call(pipe.execute())
+        ttls = dict(zip(cooldowns, answers[: len(cooldowns)], strict=True))
+        kept = dict(zip(breakers, answers[len(cooldowns) : len(cooldowns) + len(breakers)], strict=True))
+        buckets = answers[len(cooldowns) + len(breakers) : -1]
+        rules = []
+        for wanted, (tokens, updated) in zip(query.rules, buckets, strict=True):
+            burst = wanted.rate.burst
+            level = float(burst)
+            if tokens is not None and updated is not None:
+                refill = max(0, now_ms - float(updated)) * wanted.rate.per_minute / 60000
+                level = min(float(burst), float(tokens) + refill)
+            running = tuple(
+                CooldownLeft(target, epoch((now_ms + int(ttl)) / 1000))
+                for target, ttl in sorted(ttls.items())
+                if int(ttl) > 0 and wanted.cooldown_seconds > 0 and wanted.targets.fullmatch(target)
+            )
+            rules.append(RuleLeft(wanted.rule, level, burst, running, self._breakers(wanted.rule, kept, now_ms, query)))
+        budget = max(0, query.actions_per_hour - int(answers[-1]))
+        return LimitsLeft(epoch(now_ms / 1000), budget, tuple(rules), more_cooldowns or more_breakers)
+
+    @staticmethod
+    def _breakers(rule: str, kept: dict[str, Any], now_ms: int, query: LimitsQuery) -> tuple[BreakerLeft, ...]:
+        prefix = f"{rule}:"
+        found = []
+        for name, (failures, opened, trial) in sorted(kept.items()):
+            if not name.startswith(prefix) or (failures is None and opened is None):
+                continue  # another rule's, or gone since the scan
+            found.append(
+                breaker_left(
+                    name.removeprefix(prefix),
+                    int(failures or 0),
+                    float(opened) / 1000 if opened is not None else None,
+                    float(trial) / 1000 if trial is not None else None,
+                    now_ms / 1000,
+                    query.breaker_open_seconds,
+                )
+            )
+        return tuple(found)
+
+    async def _scan(self, kind: str) -> tuple[list[str], bool]:
+        """The names under prefix:kind: (bounded: SCAN_ROUNDS calls) and whether more were left unread."""
+        head = self._key(kind, "")
+        match = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*"
+        names: list[str] = []
+        cursor = 0
+        for _ in range(SCAN_ROUNDS):
+            cursor, keys = await self._call(self.redis.scan(cursor, match=match, count=SCAN_COUNT))
+            names += [(k.decode() if isinstance(k, bytes) else str(k))[len(head) :] for k in keys]
+            if cursor == 0:
+                return sorted(set(names)), False
+        return sorted(set(names)), True
 
     async def prune(self, older_than: dt.datetime) -> None:
         """Incidents expire by themselves (TTL = the retention, renewed on every save)."""
