@@ -212,6 +212,8 @@ class QueueParams(FaultParams):
         "strategy_service.signals"
     )
     messages: Annotated[int, Field(ge=1, le=200_000)] = 1500
+    # False: a poison message; the consumer hangs again on it after a restart, and the queue never drains.
+    consumer_revives: bool = True
 
     def target(self) -> str:
         return self.queue
@@ -222,11 +224,13 @@ class QueueBuildup(Fault):
     params_model = QueueParams
     description = (
         "the queue's consumer hangs and messages are published into the real RabbitMQ queue; restarting the"
-        " consumer's container (when the sandbox runs one) revives it and it drains the queue"
+        " consumer's container (when the sandbox runs one) revives it and it drains the queue, unless"
+        " consumer_revives is false (a poison message hangs it again)"
     )
 
     async def inject(self, ctx: SandboxContext, params: QueueParams) -> dict[str, Any]:
-        await consumers.hang(ctx, params.queue)
+        if params.consumer_revives:
+            await consumers.hang(ctx, params.queue)
         channel = await declare_or_reuse(ctx, params.queue)
         try:
             queue = await channel.get_queue(params.queue, ensure=False)

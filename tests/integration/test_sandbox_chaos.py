@@ -408,6 +408,46 @@ async def test_container_down_stops_the_real_container_and_a_restart_brings_the_
         docker_client.containers.get(name)
 
 
+@pytest.mark.parametrize("revives", [True, False], ids=["consumer-revives", "poison-message"])
+async def test_queue_buildup_is_drained_after_a_restart_of_its_consumer_unless_a_poison_message_hangs_it_again(
+    postgres_dsn: str,
+    redis_url: str,
+    amqp_url: str,
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    http: aiohttp.ClientSession,
+    revives: bool,
+) -> None:
+    name = unique("tradeops-test-strategy")
+    queue = "strategy_service.signals"  # the profile's queue of the strategy service, whose container is linked
+    settings = _settings(
+        postgres_dsn,
+        redis_url,
+        amqp_url,
+        tmp_path,
+        docker_host=DOCKER_HOST,
+        containers={"strategy": name},
+        image=TEST_IMAGE,
+    )
+    box = Sandbox(settings)
+    await box.start()
+    try:
+        body = {"queue": queue, "messages": 1200, "consumer_revives": revives}
+        status, answer = await inject(http, box, "queue_buildup", body)
+        assert status == 201, answer
+        assert (queue in box.ctx.state.hung_consumers) is revives
+        docker_client.containers.get(name).restart(timeout=1)  # what docker_restart does
+        await box.reconcile()  # what the sandbox's own loop does after a restart
+        if revives:
+            await eventually(lambda: _is(active_faults(http, box), []))
+        else:
+            assert queue not in box.ctx.state.draining
+            assert await active_faults(http, box) == [f"queue_buildup:{queue}"]
+    finally:
+        await box.chaos.clear_all()
+        await box.stop()
+
+
 async def test_container_down_is_refused_for_a_service_without_container(
     sandbox: Sandbox, http: aiohttp.ClientSession
 ) -> None:
