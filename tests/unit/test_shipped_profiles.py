@@ -334,3 +334,42 @@ def test_ai_trading_data_corruption_enters_read_only_maintenance_then_pages_a_hu
     step = acts(rules[0])[0]
     assert step.params["url"].endswith("/maintenance/enter")
     assert step.params["json_body"]["mode"] == "read_only"
+
+
+@pytest.mark.parametrize(
+    ("alert", "evidence"),
+    [
+        ("PostgresDown", {"datastore-logs": "container_logs", "probe-failures": "promql", "disk-used": "promql"}),
+        ("RabbitmqDown", {"datastore-logs": "container_logs", "probe-failures": "promql", "disk-used": "promql"}),
+        ("RedisDown", {"datastore-logs": "container_logs", "probe-failures": "promql", "disk-used": "promql"}),
+        ("HostCpuHigh", {"sessions": "postgres_sessions"}),
+        ("HostDiskFull", {"disk-used": "promql", "backup-sizes": "promql"}),
+        ("DatabaseSizeNearDiskCapacity", {"database-sizes": "promql", "disk-used": "promql"}),
+        ("RedisEvictionsRising", {"redis": "redis_info"}),
+    ],
+)
+def test_mastertrade_gathers_evidence_then_pages_where_the_runbook_leaves_the_choice_to_a_human(
+    alert: str, evidence: dict[str, str]
+) -> None:
+    # Seed 000 Playbook 3 and Issues 2 and 4: which query to kill, which backups to delete, whether to flush or
+    # restore are choices; the remediator reads, touches nothing (`log`), and pages with what it read.
+    rule = rule_for("mastertrade", alertname=alert)
+    assert diagnoses_first(rule)
+    assert evidence.items() <= probes(rule).items()
+    (step,) = acts(rule)
+    assert step.action == "log"
+    assert step.verify is not None  # the page comes when the alert has not cleared by itself
+    assert rule.max_attempts == 1
+
+
+def test_no_profile_restarts_everything() -> None:
+    # Seed 000 Playbook 3 step 3 (./restart.sh), seed 004 ("Don't run pm2 restart all"): never from a rule.
+    for profile in PROFILES:
+        for rule in remediator(profile).rules:
+            for step in acts(rule):
+                text = " ".join(map(str, step.params.get("argv", [])))
+                assert "restart.sh" not in text, f"{profile}: {rule.name}"
+                assert not re.search(r"\brestart\b.*\ball\b", text), f"{profile}: {rule.name} restarts all"
+                assert "systemctl" not in text, f"{profile}: {rule.name} touches a system service"
+                if step.action == "docker_restart":
+                    assert step.params.get("container"), f"{profile}: {rule.name} restarts no named container"
