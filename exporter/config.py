@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, HttpUrl, SecretStr, model_validator
+from pydantic import AfterValidator, AnyUrl, Field, HttpUrl, SecretStr, UrlConstraints, model_validator
 
 from common.config import (
     NonEmptyStr,
@@ -155,6 +155,14 @@ class BackupConfig(ProbeConfig):
         return self
 
 
+def _combinable(*lists: tuple[str, ...]) -> None:
+    for patterns in lists:
+        try:
+            alternation(patterns)
+        except RegexError as error:  # e.g. more than RE2's memory bound for one program
+            raise ValueError(f"patterns {list(patterns)} cannot be combined: {error}") from None
+
+
 class RabbitMQConfig(ProbeConfig):
     """Queue depth (seed 000, Issue 3): the management API for all queues, or AMQP for named ones."""
 
@@ -179,11 +187,7 @@ class RabbitMQConfig(ProbeConfig):
             raise ValueError("amqp_url needs the queues to declare passively")
         self.resolved_amqp_url()  # both, or an unreadable file, is a config error now
         secret_from_fields(None, self.password_file, "password")
-        for patterns in (self.include, self.exclude):
-            try:
-                alternation(patterns)
-            except RegexError as error:  # e.g. more than RE2's memory bound for one program
-                raise ValueError(f"patterns {list(patterns)} cannot be combined: {error}") from None
+        _combinable(self.include, self.exclude)
         return self
 
     def resolved_amqp_url(self) -> str | None:
@@ -210,9 +214,70 @@ class RedisConfig(ProbeConfig):
 
 
 class PostgresConfig(DsnConfig):
-    """PostgreSQL connections and sizes (seed 000, Playbook 1 and Database Operations)."""
+    """PostgreSQL connections, sizes, locks and slow queries (seed 000, Playbook 1, Database Operations and Issue 2;
+    seed 002, Database Lock Issues)."""
 
     databases: tuple[NonEmptyStr, ...] = ()
+    # Active queries running longer than each threshold are counted (seed 000 Issue 2: 5 s; seed 002: 5 minutes).
+    slow_query_seconds: Annotated[tuple[PositiveSeconds, ...], Field(max_length=10)] = (5.0,)
+
+
+DOCKER_HOST = re.compile(r"^(unix://(/[^\x00]+)|(tcp|http)://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5}))$")
+
+
+def _docker_host(value: str) -> str:
+    if not DOCKER_HOST.match(value):
+        raise ValueError(f"{value!r} is not unix:///absolute/path or tcp://host:port (TLS is not supported)")
+    return value
+
+
+class ContainersConfig(ProbeConfig):
+    """The containers of one Docker engine: restarts, running, last start (seed 000, Morning Checklist 1)."""
+
+    docker_host: Annotated[str, AfterValidator(_docker_host)] = "unix:///var/run/docker.sock"
+    include: tuple[Regex, ...] = ()
+    exclude: tuple[Regex, ...] = ()
+    max_containers: MaxSeries = 200
+
+    @model_validator(mode="after")
+    def _patterns_combine(self) -> ContainersConfig:
+        _combinable(self.include, self.exclude)
+        return self
+
+
+WebSocketUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["ws", "wss"], host_required=True)]
+
+
+class WebSocketConfig(ProbeConfig):
+    """A WebSocket endpoint that must accept a connection, and optionally send a first message (seed 004,
+    WebSocket Connection Issues: `wscat -c ws://localhost:8000/ws/market`)."""
+
+    url: WebSocketUrl
+    auth: HttpAuth | None = None  # bearer or basic, the secret from a file read at each scrape
+    send: Annotated[str, Field(min_length=1, max_length=4096)] | None = None  # e.g. a subscription, once connected
+    expect_message: bool = False
+    max_message_bytes: Annotated[int, Field(ge=1, le=64 * 1024 * 1024)] = 1024 * 1024
+
+
+ActuatorName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class ActuatorMetricConfig(StrictModel):
+    """One Micrometer meter read from /actuator/metrics/{metric}, narrowed by tags, one of its statistics."""
+
+    metric: ActuatorName
+    tags: dict[ActuatorName, Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^,]+$")]] = Field(
+        default_factory=dict
+    )
+    statistic: ActuatorName = "VALUE"
+
+
+class ActuatorConfig(ProbeConfig):
+    """Meters of a Spring Boot actuator, e.g. JVM memory (seed 003, Incident 2 step 3: jvm.memory.used)."""
+
+    base_url: HttpUrl  # the actuator's root: http://host:8080/actuator
+    auth: HttpAuth | None = None
+    metrics: Annotated[tuple[ActuatorMetricConfig, ...], Field(min_length=1, max_length=50)]
 
 
 class SqlMetricConfig(StrictModel):
@@ -268,6 +333,9 @@ class ProbesConfig(StrictModel):
     postgres: tuple[PostgresConfig, ...] = ()
     sql: tuple[SqlConfig, ...] = ()
     command: tuple[CommandConfig, ...] = ()
+    containers: tuple[ContainersConfig, ...] = ()
+    websocket: tuple[WebSocketConfig, ...] = ()
+    actuator: tuple[ActuatorConfig, ...] = ()
 
     @model_validator(mode="after")
     def _unique_targets(self) -> ProbesConfig:

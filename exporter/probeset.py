@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from exporter.config import ExporterConfig
+from exporter.probes.actuator import ActuatorProbe
 from exporter.probes.base import Probe
 from exporter.probes.command import CommandProbe
+from exporter.probes.containers import ContainersProbe
 from exporter.probes.files import BackupProbe
 from exporter.probes.http import CollectorsProbe, ServiceHealthProbe
 from exporter.probes.postgres import PostgresProbe, SqlProbe, StrategyGenerationProbe
 from exporter.probes.rabbitmq import RabbitMQProbe
 from exporter.probes.redis import RedisProbe
+from exporter.probes.websocket import WebSocketProbe
 from exporter.scrape import SharedRounds
 
 
@@ -69,9 +72,12 @@ def build_probe_set(config: ExporterConfig) -> ProbeSet:
     probes += [CollectorsProbe(c, session, max_bytes) for c in probes_config.collectors]
     probes += [StrategyGenerationProbe(c) for c in probes_config.strategy_generation]
     probes += [BackupProbe(c) for c in probes_config.backups]
-    probes += [RabbitMQProbe(c, max_bytes) for c in probes_config.rabbitmq]
+    probes += [RabbitMQProbe(c, session, max_bytes) for c in probes_config.rabbitmq]
     probes += [RedisProbe(c) for c in probes_config.redis]
     probes += [PostgresProbe(c) for c in probes_config.postgres]
     probes += [SqlProbe(c) for c in probes_config.sql]
     probes += [CommandProbe(c) for c in probes_config.command]
+    probes += [ContainersProbe(c, max_bytes) for c in probes_config.containers]
+    probes += [WebSocketProbe(c, session) for c in probes_config.websocket]
+    probes += [ActuatorProbe(c, session, max_bytes) for c in probes_config.actuator]
     return ProbeSet(config, probes, session, SharedRounds(probes, config.exporter.max_concurrent_probes))

@@ -5,7 +5,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from exporter.config import alternation
 from exporter.sink import MetricSink
+
+
+class NameFilter:
+    """Include and exclude patterns (RE2, full match) over names: queues, containers."""
+
+    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+        # One alternation per list: a name is matched once per list, not once per pattern.
+        self.include = alternation(include)
+        self.exclude = alternation(exclude)
+
+    def allows(self, name: str) -> bool:
+        """Return whether a name is reported."""
+        if self.include is not None and not self.include.fullmatch(name):
+            return False
+        return self.exclude is None or not self.exclude.fullmatch(name)
 
 
 class ProbeError(Exception):

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -20,12 +21,17 @@ COLLECTOR_STATES = ("healthy", "degraded", "failed")
 
 
 async def fetch_json(
-    session: aiohttp.ClientSession, url: str, max_bytes: int, auth: HttpAuth | None = None
+    session: aiohttp.ClientSession,
+    url: str,
+    max_bytes: int,
+    auth: HttpAuth | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
-    """GET a URL (with the target's Authorization header, if any) and parse its JSON body; a body over max_bytes
-    or not JSON, or an unreadable credentials file, raises ProbeError (whose message never holds the secret)."""
+    """GET a URL (with the target's Authorization header, if any, and these headers, sent with this request only)
+    and parse its JSON body; a body over max_bytes or not JSON, or an unreadable credentials file, raises
+    ProbeError (whose message never holds the secret)."""
     try:
-        headers = auth.headers() if auth is not None else None
+        headers = {**(headers or {}), **(auth.headers() if auth is not None else {})}
     except HttpAuthError as error:
         raise ProbeError("auth", str(error)) from None
     try:

@@ -75,6 +75,19 @@ SELECT current_setting('max_connections')::int AS max_connections,
            FILTER (WHERE state IN ('idle in transaction', 'idle in transaction (aborted)'))), 0) AS longest_idle_tx
 FROM pg_stat_activity WHERE backend_type = 'client backend'
 """
+# Seed 002, Database Lock Issues: `SELECT * FROM pg_locks WHERE NOT granted`; a blocked session is one waiting for a
+# lock another holds (pg_blocking_pids). Seed 000 Issue 2 and seed 002: active queries older than a threshold.
+LOCKS_QUERY = """
+SELECT (SELECT count(*) FROM pg_locks WHERE NOT granted) AS waiting_locks,
+       (SELECT count(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0) AS blocked,
+       (SELECT array_agg(n ORDER BY o) FROM (
+            SELECT t.o, count(a.pid) AS n
+            FROM unnest($1::float8[]) WITH ORDINALITY AS t(seconds, o)
+            LEFT JOIN pg_stat_activity a
+              ON a.backend_type = 'client backend' AND a.state = 'active' AND a.pid <> pg_backend_pid()
+             AND a.query_start < now() - make_interval(secs => t.seconds)
+            GROUP BY t.o) AS counted) AS slow
+"""
 CONNECTION_STATES = ("active", "idle", "idle in transaction", "idle in transaction (aborted)", "fastpath function call")
 
 
@@ -86,6 +99,7 @@ class PostgresProbe(PoolProbe):
     def __init__(self, config: PostgresConfig) -> None:
         super().__init__(config)
         self.databases = config.databases
+        self.slow_query_seconds = list(config.slow_query_seconds)
 
     async def collect(self, sink: MetricSink) -> None:
         labels = {"server": self.target}
@@ -113,6 +127,7 @@ class PostgresProbe(PoolProbe):
             labels,
             float(server["longest_idle_tx"]),
         )
+        await self._locks_and_slow_queries(sink, labels)
         if self.databases:
             rows = await self.fetch(
                 "SELECT datname, pg_database_size(datname) AS size FROM pg_database WHERE datname = any($1::text[])",
@@ -125,6 +140,28 @@ class PostgresProbe(PoolProbe):
                     {**labels, "database": row["datname"]},
                     row["size"],
                 )
+
+    async def _locks_and_slow_queries(self, sink: MetricSink, labels: dict[str, str]) -> None:
+        row = (await self.fetch(LOCKS_QUERY, self.slow_query_seconds))[0]
+        sink.gauge(
+            "tradeops_postgres_locks_waiting",
+            "Locks requested and not granted (pg_locks).",
+            labels,
+            row["waiting_locks"],
+        )
+        sink.gauge(
+            "tradeops_postgres_blocked_sessions",
+            "Sessions waiting for a lock another session holds (pg_blocking_pids).",
+            labels,
+            row["blocked"],
+        )
+        for seconds, count in zip(self.slow_query_seconds, row["slow"] or [], strict=True):
+            sink.gauge(
+                "tradeops_postgres_slow_queries",
+                "Active queries running for longer than threshold_seconds.",
+                {**labels, "threshold_seconds": f"{seconds:g}"},
+                count,
+            )
 
 
 class StrategyGenerationProbe(PoolProbe):

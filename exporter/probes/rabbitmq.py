@@ -11,8 +11,8 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractConnection
 
-from exporter.config import RabbitMQConfig, alternation
-from exporter.probes.base import Probe, ProbeError
+from exporter.config import RabbitMQConfig
+from exporter.probes.base import NameFilter, Probe, ProbeError
 from exporter.probes.http import fetch_json
 from exporter.sink import Family, MetricSink
 
@@ -27,19 +27,7 @@ QUEUE_METRICS = {
 }
 
 
-class QueueFilter:
-    """Include and exclude patterns (full match) over queue names."""
-
-    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
-        # One alternation per list: a name is matched once per list, not once per pattern.
-        self.include = alternation(include)
-        self.exclude = alternation(exclude)
-
-    def allows(self, name: str) -> bool:
-        """Return whether a queue is reported."""
-        if self.include is not None and not self.include.fullmatch(name):
-            return False
-        return self.exclude is None or not self.exclude.fullmatch(name)
+QueueFilter = NameFilter  # queue names: include and exclude patterns, full match
 
 
 QUEUE_LABELS = ("broker", "queue", "vhost")  # sorted, as MetricSink orders label names
@@ -71,10 +59,10 @@ class RabbitMQProbe(Probe):
 
     kind = "rabbitmq"
 
-    def __init__(self, config: RabbitMQConfig, max_bytes: int) -> None:
+    def __init__(self, config: RabbitMQConfig, session: aiohttp.ClientSession, max_bytes: int) -> None:
         super().__init__(config.name, config.timeout_seconds)
         self.config = config
-        self._session: aiohttp.ClientSession | None = None
+        self.session = session  # the probe set's, closed with it; the credentials go per request
         self.max_bytes = max(max_bytes, 64 * 1024 * 1024)
         self.filter = QueueFilter(config.include, config.exclude)
         self.authorization = aiohttp.encode_basic_auth(config.username, config.resolved_password())
@@ -93,10 +81,12 @@ class RabbitMQProbe(Probe):
         # it has the monitoring tag (both measured; docs/benchmarks.md). A count that is not there is not 0.
         base = str(self.config.management_url).rstrip("/")
         scope = f"/{quote(self.config.vhost, safe='')}" if self.config.vhost else ""
-        if self._session is None:
-            # Its own session: the management API's credentials must not reach other probes' targets.
-            self._session = aiohttp.ClientSession(headers={"Authorization": self.authorization})
-        status, document = await fetch_json(self._session, f"{base}/api/queues{scope}?{QUEUE_QUERY}", self.max_bytes)
+        # The probe set's shared session: the management API's credentials go with this request only, so they
+        # never reach another probe's target.
+        url = f"{base}/api/queues{scope}?{QUEUE_QUERY}"
+        status, document = await fetch_json(
+            self.session, url, self.max_bytes, headers={"Authorization": self.authorization}
+        )
         if status == 401:
             raise ProbeError("auth", "management API refused the credentials")
         if status != 200:
@@ -152,8 +142,6 @@ class RabbitMQProbe(Probe):
             sink.fail("missing_queue")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
         if self._amqp is not None:
             await self._amqp.close()
 
