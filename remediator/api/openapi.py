@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediator.api.views import AUDIT_LIMIT, INCIDENT_LIMIT
-from remediator.audit.reads import INCIDENT_STATES
+from remediator.api.views import AUDIT_LIMIT, INCIDENT_LIMIT, SHOWN_STATES
 
 TEXT = {"type": "string", "maxLength": 4096, "pattern": "^[^\\u0000]*$"}  # the API refuses NUL in a filter
 TIME = {"type": "string", "format": "date-time"}
@@ -55,7 +54,11 @@ SCHEMAS: dict[str, Any] = {
             "alert_key": {"type": "string", "description": "fingerprint@startsAt, the audit entries' incident"},
             "alertname": {"type": "string"},
             "rule": NULLABLE_TEXT,
-            "state": {"type": "string", "enum": list(INCIDENT_STATES)},
+            "state": {
+                "type": "string",
+                "enum": list(SHOWN_STATES),
+                "description": "waiting: open, nothing run yet; waiting_approval: a step waits for a human's approval",
+            },
             "attempts": {"type": "integer", "minimum": 0},
             "escalated": {"type": "boolean"},
             "escalation_reason": NULLABLE_TEXT,
@@ -163,7 +166,11 @@ def document() -> dict[str, Any]:
                     "operationId": "listIncidents",
                     "summary": "incidents, open first, then by last update (newest first)",
                     "parameters": [
-                        _query("state", "the incident's state", {"type": "string", "enum": list(INCIDENT_STATES)}),
+                        _query(
+                            "state",
+                            "the incident's state (open: every open incident, waiting_approval among them)",
+                            {"type": "string", "enum": list(SHOWN_STATES)},
+                        ),
                         _query("target", "the target its rule acts on"),
                         *COMMON,
                         _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": INCIDENT_LIMIT}),

@@ -9,13 +9,12 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from pydantic import ValidationError
 
 from remediator.audit.postgres import PostgresStore
 from remediator.audit.reads import (
-    INCIDENT_STATES,
     AuditQuery,
     IncidentPosition,
     IncidentQuery,
@@ -28,13 +27,30 @@ from remediator.config import RemediatorConfig
 from remediator.intake.payload import parse_payload
 from remediator.policy.decide import bind
 from remediator.state.base import AuditStore
-from remediator.state.incident import Incident
+from remediator.state.incident import Incident, now
 
 INCIDENT_LIMIT = 1000
 AUDIT_LIMIT = 10_000
 TIMELINE_LIMIT = 2000
 TARGET_SCAN_BATCH = 500
-TARGET_SCAN_MAX = 5000  # rows read per page when filtering by target (computed, not stored): then a cursor
+TARGET_SCAN_MAX = 5000  # rows read per page for a computed filter (target, shown state): then a cursor
+
+
+# The states an incident is shown in: the audit store's (INCIDENT_STATES), and waiting_approval, an open
+# incident whose next step waits for a human's approval before its deadline (computed from the record).
+ShownState = IncidentState | Literal["waiting_approval"]
+SHOWN_STATES: tuple[ShownState, ...] = ("open", "acting", "waiting", "waiting_approval", "escalated", "resolved")
+
+
+def awaits_approval(incident: Incident) -> bool:
+    """Whether the incident is open and a step of it waits for a human's approval whose deadline has not passed."""
+    pending = not incident.closed and incident.approval.get("state") == "pending"
+    return pending and (incident.approval_until is None or incident.approval_until > now())
+
+
+def shown_state(incident: Incident) -> ShownState:
+    """The state the incident is shown in: waiting_approval while a step waits for a human, else its store state."""
+    return "waiting_approval" if awaits_approval(incident) else incident_state(incident)
 
 
 class QueryError(ValueError):
@@ -137,20 +153,35 @@ def decode_cursor(text: str | None) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class IncidentFilter:
-    """GET /api/v1/incidents' parameters: the store query and the computed `target` filter."""
+    """GET /api/v1/incidents' parameters: the store query and the computed filters, `target` and the shown
+    `state` where the store's state is wider (waiting_approval is among its open incidents, and acting, waiting
+    and escalated leave out those waiting for approval)."""
 
     query: IncidentQuery
     target: str | None
+    state: ShownState | None = None
+
+    def computed(self) -> bool:
+        """Whether rows must be checked here, beyond the store's query."""
+        return self.target is not None or self.state is not None
+
+    def keeps(self, config: RemediatorConfig, incident: Incident) -> bool:
+        """Whether the incident passes the computed filters."""
+        if self.state is not None and shown_state(incident) != self.state:
+            return False
+        return self.target is None or target_of(config, incident) == self.target
 
 
 def incident_filter(query: Mapping[str, str]) -> IncidentFilter:
     """Parse the incidents' query parameters; raise QueryError."""
     state: IncidentState | None = None
+    shown: ShownState | None = None
     text = _text(query, "state")
     if text is not None:
-        state = next((s for s in INCIDENT_STATES if s == text), None)
-        if state is None:
-            raise QueryError(f"state must be one of {', '.join(INCIDENT_STATES)}")
+        shown = next((s for s in SHOWN_STATES if s == text), None)
+        if shown is None:
+            raise QueryError(f"state must be one of {', '.join(SHOWN_STATES)}")
+        state = "open" if shown == "waiting_approval" else shown
     cursor = decode_cursor(query.get("cursor"))
     after = None
     if cursor is not None:
@@ -170,6 +201,7 @@ def incident_filter(query: Mapping[str, str]) -> IncidentFilter:
             after=after,
         ),
         _text(query, "target"),
+        shown if shown in {"waiting_approval", "acting", "waiting", "escalated"} else None,
     )
 
 
@@ -218,7 +250,7 @@ def incident_json(config: RemediatorConfig, row: IncidentRow) -> dict[str, Any]:
         "alert_key": alert_key(incident.key),
         "alertname": incident.alertname,
         "rule": incident.rule,
-        "state": incident_state(incident),
+        "state": shown_state(incident),
         "attempts": incident.attempts,
         "escalated": incident.escalated,
         "escalation_reason": incident.escalation_reason,
@@ -241,7 +273,7 @@ async def list_incidents(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of incidents and the cursor of the next one (None at the end)."""
     query = wanted.query
-    if wanted.target is None:
+    if not wanted.computed():
         rows = await store.incident_page(replace(query, limit=query.limit + 1))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
@@ -253,7 +285,7 @@ async def list_incidents(
         batch = await store.incident_page(replace(query, limit=TARGET_SCAN_BATCH, after=after))
         for row in batch:
             scanned += 1
-            if target_of(config, row.incident) == wanted.target:
+            if wanted.keeps(config, row.incident):
                 found.append(row)
                 if len(found) > query.limit:
                     page = found[: query.limit]

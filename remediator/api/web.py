@@ -21,6 +21,7 @@ from remediator.api.read import ReadAccess, add_read_api
 from remediator.app import build_registry, load_checked
 from remediator.config import RemediatorConfig
 from remediator.console.app import add_console
+from remediator.console.approvals import RESULTS, precise
 from remediator.intake.accept import accept
 from remediator.runtime.engine import Engine
 from remediator.state.base import StateUnavailableError
@@ -201,7 +202,10 @@ async def approvals(request: web.Request) -> web.Response:
     who = f"token:{user}" if user else "token"
     engine = request.app[REMEDIATOR].engine
     outcome = await engine.decide_approval(request.match_info["id"], body["decision"] == "approve", who)
-    return web.json_response({"result": outcome}, status=APPROVAL_STATUS[outcome])
+    outcome = await precise(engine.state, request.match_info["id"], outcome)
+    status = APPROVAL_STATUS[outcome]
+    answer = {"result": outcome} if status == 200 else {"result": outcome, "error": RESULTS[outcome]}
+    return web.json_response(answer, status=status)
 
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]

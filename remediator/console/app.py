@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from common.webconfig import BasicAuth, WebConfig
 from remediator.api.read import READ_ACCESS
 from remediator.api.views import (
+    SHOWN_STATES,
     QueryError,
     ReadableStore,
     incident_detail,
@@ -28,8 +29,8 @@ from remediator.api.views import (
     millis,
     readable,
 )
-from remediator.audit.reads import INCIDENT_STATES, AuditQuery
-from remediator.console.approvals import DECISIONS, RESULTS, approver, live_pending, pending_approvals
+from remediator.audit.reads import AuditQuery
+from remediator.console.approvals import DECISIONS, RESULTS, approver, live_pending, pending_approvals, precise
 from remediator.console.limits import SHOWN, by_rule, limits_left
 from remediator.console.sessions import Session, Sessions
 from remediator.intake.payload import WebhookAlert, parse_payload
@@ -83,6 +84,7 @@ def environment() -> jinja2.Environment:
     env.filters["iso_ms"] = millis
     env.filters["dom_id"] = lambda value: "a" + hashlib.sha256(str(value).encode()).hexdigest()[:16]
     env.filters["quote"] = lambda value: urllib.parse.quote(str(value), safe="")
+    env.filters["state_label"] = lambda value: str(value).replace("waiting_approval", "waiting for approval")
     return env
 
 
@@ -242,7 +244,7 @@ async def incidents(request: web.Request, session: Session) -> web.Response:
         ignored=ignored,
         waiting=waiting,
         filters=query,
-        states=INCIDENT_STATES,
+        states=SHOWN_STATES,
         rules=[rule.name for rule in engine.config.rules],
         error=error,
         next_query=next_query,
@@ -359,10 +361,11 @@ async def decide(request: web.Request, session: Session) -> web.Response:
     public_id = request.match_info["id"]
     try:
         result = await engine.decide_approval(public_id, decision == "approve", approver(session))
+        result = await precise(engine.state, public_id, result)
     except StateUnavailableError:
         return render(request, "decided.html", session, 503, result="", message="The state cannot be read now.")
     status = 200 if result in {"approved", "denied"} else 404 if result == "unknown" else 409
-    key = _incident_of(public_id) if result in {"approved", "denied"} else None
+    key = _incident_of(public_id) if result in {"approved", "denied", "expired"} else None
     return render(request, "decided.html", session, status, result=result, message=RESULTS[result], key=key)
 
 

@@ -12,11 +12,12 @@ from aiohttp import web
 
 from remediator.actions.base import substitute
 from remediator.api.read import READ_ACCESS
-from remediator.api.views import ReadableStore, incident_json, target_of
+from remediator.api.views import ReadableStore, awaits_approval, incident_json, target_of
 from remediator.audit.reads import IncidentQuery, IncidentRow
 from remediator.config import ActStep, RemediatorConfig
 from remediator.console.sessions import Session
 from remediator.runtime.playbook import approval_id, approval_matches, parse_approval_id
+from remediator.state.base import StateBackend
 from remediator.state.incident import Incident, now
 
 SCAN_BATCH = 500
@@ -52,8 +53,8 @@ def pending_view(config: RemediatorConfig, row: IncidentRow) -> dict[str, Any] |
     action, target and parameters, the incident, its step history and evidence, the deadline and the approval id."""
     incident = row.incident
     approval = incident.approval
-    if approval.get("state") != "pending" or incident.closed or not approval.get("nonce"):
-        return None
+    if not awaits_approval(incident) or not approval.get("nonce"):
+        return None  # none pending, or its deadline passed (the timers expire it and page)
     rule = next((r for r in config.rules if r.name == incident.rule), None)
     step: ActStep | None = None
     if rule is not None:
@@ -103,9 +104,24 @@ async def live_pending(request: web.Request, public_id: str) -> tuple[dict[str, 
         return None, "unknown"
     if incident.closed:
         return None, "resolved"
+    if incident.approval.get("state") == "expired" or (
+        incident.approval.get("state") == "pending" and not awaits_approval(incident)
+    ):
+        return None, "expired"
     if incident.approval.get("state") != "pending":
         return None, "not_pending"
     return pending_view(engine.config, IncidentRow(incident, incident.last_attempt_at or now())), "pending"
+
+
+async def precise(state: StateBackend, public_id: str, result: str) -> str:
+    """Engine.decide_approval's answer made precise for the person who clicked: an approval that is no longer
+    pending because its deadline passed (the timers expired it) is `expired`, not just `not_pending`."""
+    parsed = parse_approval_id(public_id)
+    if result != "not_pending" or parsed is None:
+        return result
+    incident = await state.incident(parsed[0])
+    expired = incident is not None and approval_matches(incident, parsed[1])
+    return "expired" if expired and incident is not None and incident.approval.get("state") == "expired" else result
 
 
 def approver(session: Session) -> str:

@@ -43,6 +43,11 @@ def remediator_url(tmp_path: Path) -> Iterator[str]:
         "rules": [
             {"name": "judgement", "matchers": ['alertname="ApiLatencyHigh"'], "action": "escalate"},
             {"name": "known-noise", "matchers": ['alertname="Noise"'], "action": "ignore"},
+            {
+                "name": "guarded",
+                "matchers": ['alertname="QueueDepthCritical"'],
+                "steps": [{"name": "purge", "action": "log", "approval": {"within_minutes": 60}}],
+            },
         ],
     }
     path = tmp_path / "remediator.yml"
@@ -70,12 +75,15 @@ def remediator_url(tmp_path: Path) -> Iterator[str]:
                     break
                 except OSError:
                     time.sleep(0.05)
-            body = json.dumps(payload(alert("ApiLatencyHigh"), alert("Noise"), alert("Unmatched"))).encode()
-            _request(f"{url}/webhook", body)
-            for _ in range(200):
-                if json.loads(_request(f"{url}/api/v1/incidents"))["incidents"]:
+            sent = (alert("ApiLatencyHigh"), alert("Noise"), alert("Unmatched"), alert("QueueDepthCritical"))
+            _request(f"{url}/webhook", json.dumps(payload(*sent)).encode())
+            for _ in range(200):  # every state the document lists for an incident, waiting_approval among them
+                states = {i["state"] for i in json.loads(_request(f"{url}/api/v1/incidents"))["incidents"]}
+                if {"escalated", "waiting_approval"} <= states:
                     break
                 time.sleep(0.05)
+            else:
+                raise AssertionError(f"the incidents never reached escalated and waiting_approval: {states}")
             yield url
         finally:
             child.terminate()
