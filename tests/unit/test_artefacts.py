@@ -8,6 +8,7 @@ A missing tool skips locally and fails under CI=true (tests.prereqs.require_bina
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import kubernetes_validate.utils  # type: ignore[import-untyped]
+import pytest
 import yaml
 
 from tests.prereqs import require_binary
@@ -24,7 +26,11 @@ from tests.remediator_helpers import alert, config, payload, post, recorder, rem
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-KUSTOMIZATION = DEPLOY / "kubernetes"
+KUBERNETES = DEPLOY / "kubernetes"
+KUSTOMIZATION = KUBERNETES / "base"
+# deploy/docker-compose.yml needs the docker socket's group (a stand-in here) and takes the demo as an overlay.
+COMPOSE_ENV = {"DOCKER_GID": "998"}
+COMPOSE_FILES = [["docker-compose.yml"], ["docker-compose.yml", "compose/sandbox.yml"]]
 # prometheus-operator's custom resources: kubernetes-validate has schemas for Kubernetes' own kinds only.
 OPERATOR_KINDS = {"Alertmanager", "PrometheusRule", "ServiceMonitor", "AlertmanagerConfig", "PodMonitor"}
 SHELL_SCRIPTS = [*sorted((ROOT / "scripts").glob("*.sh")), ROOT / ".ci/run"]
@@ -36,8 +42,13 @@ def tool(name: str) -> str:
     return str(candidate) if candidate.exists() else require_binary(name)
 
 
-def run(argv: list[str], cwd: Path = ROOT, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, cwd=cwd, input=stdin)
+def run(
+    argv: list[str], cwd: Path = ROOT, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = None if env is None else {**os.environ, **env}
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, check=False, cwd=cwd, input=stdin, env=environment
+    )
 
 
 def relative(path: Path) -> str:
@@ -84,41 +95,82 @@ def test_hadolint_accepts_the_dockerfile() -> None:
 # kubectl kustomize + kubernetes-validate --strict
 
 
-def source_documents() -> dict[tuple[str, str], tuple[Path, yaml.Node]]:
-    """Every resource of the kustomization by (kind, name), with its file and YAML node."""
-    kustomization = yaml.safe_load((KUSTOMIZATION / "kustomization.yaml").read_text())
+class ManifestLoader(yaml.SafeLoader):
+    """PyYAML, reading kustomize's output as Go's YAML does: a bare `=` (an AlertmanagerConfig matchType) is a string,
+    not PyYAML's `value` tag."""
+
+
+ManifestLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+def kustomize_sources(directory: Path) -> dict[tuple[str, str], tuple[Path, yaml.Node]]:
+    """Every resource a kustomization (and the bases and components it names) brings, by (kind, name), with its file
+    and YAML node; a patch's documents are not sources (their lines are the patched resource's)."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
     documents: dict[tuple[str, str], tuple[Path, yaml.Node]] = {}
-    for resource in kustomization["resources"]:
-        path = KUSTOMIZATION / resource
+    for resource in [*kustomization.get("resources", []), *kustomization.get("components", [])]:
+        path = (directory / resource).resolve()
+        if path.is_dir():
+            documents |= kustomize_sources(path)
+            continue
         for node in yaml_documents(path):
-            data = yaml.safe_load(yaml.serialize(node))
+            data = yaml.load(yaml.serialize(node), Loader=ManifestLoader)
             documents[(data["kind"], data["metadata"]["name"])] = (path, node)
     return documents
 
 
-def render_kustomization() -> list[dict[str, Any]]:
-    result = run([tool("kubectl"), "kustomize", relative(KUSTOMIZATION)])
-    assert result.returncode == 0, f"kubectl kustomize {relative(KUSTOMIZATION)}: {result.stderr}"
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
+def source_documents() -> dict[tuple[str, str], tuple[Path, yaml.Node]]:
+    """Every resource of the base kustomization by (kind, name), with its file and YAML node."""
+    return kustomize_sources(KUSTOMIZATION)
 
 
-def test_kustomization_renders_and_every_manifest_passes_kubernetes_validate_strict() -> None:
-    rendered = render_kustomization()
-    sources = source_documents()
+def render_kustomization(directory: Path = KUSTOMIZATION) -> list[dict[str, Any]]:
+    result = run([tool("kubectl"), "kustomize", relative(directory)])
+    assert result.returncode == 0, f"kubectl kustomize {relative(directory)}: {result.stderr}"
+    return [d for d in yaml.load_all(result.stdout, Loader=ManifestLoader) if d]
+
+
+def with_alertmanager_component(tmp_path: Path) -> Path:
+    """A kustomization of the base with the components/alertmanager Component, as a user adds it."""
+    directory = tmp_path / "with-alertmanager"
+    directory.mkdir()
+    (directory / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(KUSTOMIZATION, directory)],
+                "components": [os.path.relpath(KUBERNETES / "components/alertmanager", directory)],
+            }
+        )
+    )
+    return directory
+
+
+def kustomizations(tmp_path: Path) -> list[Path]:
+    """Every shipped kustomization: the base, each overlay, and the base with the Alertmanager component."""
+    return [KUSTOMIZATION, *sorted((KUBERNETES / "overlays").iterdir()), with_alertmanager_component(tmp_path)]
+
+
+def test_every_kustomization_renders_and_every_manifest_passes_kubernetes_validate_strict(tmp_path: Path) -> None:
     version = kubernetes_validate.utils.latest_version()
-    failures, unchecked = [], set()
-    for document in rendered:
-        where, node = sources[(document["kind"], document["metadata"]["name"])]
-        try:
-            kubernetes_validate.validate(document, version, strict=True)
-        except kubernetes_validate.utils.SchemaNotFoundError:
-            unchecked.add(document["kind"])
-        except kubernetes_validate.utils.ValidationError as error:
-            line = node_line(node, list(error.path))
-            failures.append(f"{relative(where)}:{line}: {'.'.join(map(str, error.path))}: {error.message}")
+    failures, unchecked, built = [], set(), []
+    for directory in kustomizations(tmp_path):
+        sources = kustomize_sources(directory)
+        for document in render_kustomization(directory):
+            where, node = sources[(document["kind"], document["metadata"]["name"])]
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except kubernetes_validate.utils.SchemaNotFoundError:
+                unchecked.add(document["kind"])
+            except kubernetes_validate.utils.ValidationError as error:
+                line = node_line(node, list(error.path))
+                failures.append(f"{relative(where)}:{line}: {'.'.join(map(str, error.path))}: {error.message}")
+        built.append(relative(directory))
     assert not failures, "\n".join(failures)
     # Only prometheus-operator's kinds go unchecked (no schema ships for them); a misspelt core kind does not.
     assert unchecked <= OPERATOR_KINDS, unchecked - OPERATOR_KINDS
+    assert len(built) == 4, built
 
 
 def test_a_manifest_error_is_reported_with_its_source_file_and_line() -> None:
@@ -162,10 +214,13 @@ def compose_errors(path: Path, output: str) -> list[str]:
     return located
 
 
-def test_compose_v2_config_accepts_the_compose_file() -> None:
-    path = DEPLOY / "docker-compose.yml"
-    result = run([compose_binary(), "-f", path.name, "config", "-q"], cwd=DEPLOY)
-    assert result.returncode == 0, "\n".join(compose_errors(path, result.stderr + result.stdout))
+@pytest.mark.parametrize("files", COMPOSE_FILES, ids=" + ".join)
+def test_compose_v2_config_accepts_the_compose_file_and_the_demo_overlay(files: list[str]) -> None:
+    argv = [compose_binary()]
+    for name in files:
+        argv += ["-f", name]
+    result = run([*argv, "config", "-q"], cwd=DEPLOY, env=COMPOSE_ENV)
+    assert result.returncode == 0, "\n".join(compose_errors(DEPLOY / files[-1], result.stderr + result.stdout))
 
 
 def test_a_compose_error_is_reported_with_its_line(tmp_path: Path) -> None:
@@ -174,7 +229,7 @@ def test_a_compose_error_is_reported_with_its_line(tmp_path: Path) -> None:
     bad = text.replace("\nservices:\n", "\nservices:\n  broken:\n    image: x\n    not_a_key: 1\n", 1)
     assert bad != text
     path.write_text(bad)
-    result = run([compose_binary(), "-f", str(path), "config", "-q"], cwd=tmp_path)
+    result = run([compose_binary(), "-f", str(path), "config", "-q"], cwd=tmp_path, env=COMPOSE_ENV)
     errors = compose_errors(path, result.stderr + result.stdout)
     assert result.returncode != 0
     expected = bad.splitlines().index("    not_a_key: 1") + 1
