@@ -6,6 +6,8 @@ in the test's tmp folder."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -22,8 +24,10 @@ from playwright.async_api import Browser, Page
 from common.webconfig import WebConfig
 from remediator.api.web import Remediator, build_app
 from remediator.app import build_engine
+from remediator.audit.sqlite import SqliteStore
 from remediator.config import RemediatorConfig
 from remediator.metrics import RemediatorMetrics
+from remediator.state.incident import now
 from tests.integration.test_console_browser import browser, check_accessible, login
 from tests.remediator_helpers import alert, config, payload, post, recorder, settle
 
@@ -279,4 +283,85 @@ async def test_a_forged_id_or_a_post_without_the_csrf_token_changes_nothing_and_
         for context in (first, second, anonymous):
             await context.close()
     assert purges(calls) == 0
+    assert not pages(calls, "approval_denied")
+
+
+async def pass_deadlines(remediator: Remediator) -> None:
+    """Move every pending approval's deadline into the past, as if its time had run out (no sleeping)."""
+    store = remediator.engine.store
+    assert isinstance(store, SqliteStore)
+    for (key,) in store._read("SELECT key FROM incident_records"):
+        incident = await store.incident(key)
+        assert incident is not None
+        if incident.approval.get("state") == "pending":
+            incident.approval_until = now() - dt.timedelta(seconds=1)
+            incident.approval["until"] = incident.approval_until.isoformat()
+            await store.save(incident)
+
+
+async def test_an_approval_whose_deadline_passes_leaves_the_page_refuses_its_button_and_pages_the_expiry(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with recorder() as (hook, calls), served(settings(tmp_path, hook)) as (client, remediator, base):
+        await pending(client, remediator)
+        link = approval_link(calls)
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page = await login(context, base)
+        row = page.locator("#incident-list tbody tr")
+        assert "waiting for approval" in await row.first.inner_text()
+        await page.locator("#f-state").select_option("waiting_approval")
+        await page.get_by_role("button", name="Filter").click()
+        await page.wait_for_load_state()
+        assert await page.locator("#incident-list tbody tr").count() == 1
+        await page.goto(f"{base}/console/approvals")
+        assert await page.locator("article.approval").count() == 1
+        # The page stays open, its Approve button with it, while the deadline passes and the timers expire it.
+        await pass_deadlines(remediator)
+        for _ in range(200):
+            if pages(calls, "approval_expired"):
+                break
+            await asyncio.sleep(0.025)
+        await settle(remediator)
+        assert len(pages(calls, "approval_expired")) == 1
+        async with page.expect_response(lambda answer: answer.request.method == "POST") as posted:
+            await page.get_by_role("button", name="Approve").click()
+        assert (await posted.value).status == 409
+        await page.wait_for_load_state()
+        assert "deadline has passed: nothing changed" in await page.get_by_role("status").inner_text()
+        await page.screenshot(path=tmp_path / "approve-after-expiry.png", full_page=True)
+        csrf = await page.locator("form.logout input[name=csrf]").get_attribute("value")
+        assert csrf
+        approval = link.split("/")[2].split("?")[0]
+        for decision in ("approve", "deny", "approve"):  # a replay of either decision is refused the same way
+            answer = await page.request.post(
+                f"{base}/console/approvals/{approval}", form={"decision": decision, "csrf": csrf}, max_redirects=0
+            )
+            assert answer.status == 409, decision
+        await page.goto(base + link)
+        assert "deadline has passed" in await page.get_by_role("alert").inner_text()
+        assert await page.get_by_role("button", name="Confirm: approve").count() == 0
+        await page.goto(f"{base}/console/approvals")
+        assert await page.locator("article.approval").count() == 0
+        assert "Nothing waits for approval" in await page.locator("main").inner_text()
+        await page.goto(f"{base}/console/incidents?state=waiting_approval")
+        assert await page.locator("#incident-list tbody tr").count() == 0
+        hostile = urllib.parse.quote("<script>window.__pwned=1</script>")
+        await page.goto(f"{base}/console/incidents?state={hostile}")
+        assert (
+            "state must be one of open, acting, waiting, waiting_approval"
+            in await page.get_by_role("alert").inner_text()
+        )
+        assert await page.evaluate("window.__pwned") is None
+        await page.goto(f"{base}/console/incidents")
+        assert "escalated" in await page.locator("#incident-list tbody tr").first.inner_text()
+        seen = await timeline(page, base)
+        assert "purge: nobody approved in time" in seen
+        expiry = await page.locator("li.event-page_trigger", has_text="approval_expired").inner_text()
+        assert "delivered" in expiry
+        assert "1 delivery attempt" in expiry
+        await check_accessible(page)
+        await page.screenshot(path=tmp_path / "timeline-expired.png", full_page=True)
+        await context.close()
+    assert purges(calls) == 0
+    assert len(pages(calls, "approval_expired")) == 1
     assert not pages(calls, "approval_denied")
