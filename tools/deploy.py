@@ -111,6 +111,9 @@ def exporter_config(target: Target, production: Template) -> dict[str, Any]:
         probe.pop("password", None)
         probe["username"] = production.rabbitmq_username
         probe["password_file"] = f"{secrets}/rabbitmq_password"
+    # The containers probe reads the Docker engine's API, which is root-equivalent: these stacks give the exporter
+    # no engine socket (only the remediator's docker_restart gets one), so they ship without it.
+    probes.pop("containers", None)
     return config
 
 

@@ -1,9 +1,13 @@
-"""The AI Trading System v1.1 services (seed 004): the trading engine (health, performance gauges, the
-auto-trading switch) and the rate gate (status, backoff count, reset), each with its own /metrics."""
+"""The AI Trading System v1.1 services (seed 004): the trading engine (health on /health and /api/health, the
+market feed WebSocket, performance gauges, the auto-trading switch) and the rate gate (status, backoff count,
+reset), each with its own /metrics."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import contextlib
+import time
+
+from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -52,6 +56,24 @@ async def engine_health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy else 503)
 
 
+async def market_feed(request: web.Request) -> web.StreamResponse:
+    """GET /ws/market: the engine's market feed (seed 004, WebSocket Connection Issues: `wscat -c
+    ws://localhost:8000/ws/market`); a tick at once and every second, none while the engine is unhealthy."""
+    state = request.app[V11_CONTEXT].state
+    if not state.services["trading_engine"].healthy:
+        return web.json_response({"status": "unhealthy"}, status=503)  # no upgrade: the probe's `handshake`
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    while not ws.closed and state.services["trading_engine"].healthy:
+        await ws.send_json({"symbol": "NIFTY", "sharpe_ratio": state.sharpe_ratio, "at": time.time()})
+        with contextlib.suppress(TimeoutError):
+            message = await ws.receive(timeout=1)
+            if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+    await ws.close()
+    return ws
+
+
 async def performance(request: web.Request) -> web.Response:
     """GET /api/metrics/performance: what the glossary's first diagnosis step reads."""
     state = request.app[V11_CONTEXT].state
@@ -89,6 +111,8 @@ def add_pm2_routes(app: web.Application, ctx: SandboxContext, service: str, regi
     if service == "trading_engine":
         registry.register(EngineGauges(ctx.state))
         app.router.add_get("/health", engine_health)
+        app.router.add_get("/api/health", engine_health)  # seed 004's health check: curl :8000/api/health
+        app.router.add_get("/ws/market", market_feed)
         app.router.add_get("/api/metrics/performance", performance)
         app.router.add_post("/api/trading/disable", disable_trading)
     else:

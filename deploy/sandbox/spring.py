@@ -1,6 +1,7 @@
-"""A Spring Boot service as TradeMaster runs it (seed 003): actuator health with components, resilience4j
-circuit breakers with the runbook's transition endpoint, Hikari pool gauges read from the real PostgreSQL,
-and an order API kept busy by a steady trickle of simulated traffic, all on /actuator/prometheus."""
+"""A Spring Boot service as TradeMaster runs it (seed 003): actuator health with components, JVM memory meters on
+/actuator/metrics, resilience4j circuit breakers with the runbook's transition endpoint, Hikari pool gauges read
+from the real PostgreSQL, and an order API kept busy by a steady trickle of simulated traffic, all on
+/actuator/prometheus."""
 
 from __future__ import annotations
 
@@ -83,6 +84,38 @@ async def transition(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "state": states[name].upper()})
 
 
+# Seed 003, Incident 2 step 3: `curl :8080/actuator/metrics/jvm.memory.used`. A JVM with a 1 GiB heap at a steady
+# 40 % and 128 MiB of non-heap (Micrometer: jvm.memory.max is -1 where there is no limit).
+JVM_MEMORY = {
+    "jvm.memory.used": {"heap": 0.4 * 2**30, "nonheap": 96 * 2**20},
+    "jvm.memory.max": {"heap": float(2**30), "nonheap": -1.0},
+    "jvm.memory.committed": {"heap": 0.5 * 2**30, "nonheap": 128 * 2**20},
+}
+
+
+async def actuator_metrics(request: web.Request) -> web.Response:
+    """GET /actuator/metrics: the names of the meters the service has."""
+    return web.json_response({"names": sorted(JVM_MEMORY)})
+
+
+async def actuator_metric(request: web.Request) -> web.Response:
+    """GET /actuator/metrics/{name}?tag=area:heap: one JVM memory meter, summed over the areas the tags leave."""
+    areas = JVM_MEMORY.get(request.match_info["name"])
+    if areas is None:
+        return json_error(404, f"no meter {request.match_info['name']!r}")
+    wanted = [tag.split(":", 1)[1] for tag in request.query.getall("tag", []) if tag.startswith("area:")]
+    values = [value for area, value in areas.items() if not wanted or area in wanted]
+    total = -1.0 if any(value < 0 for value in values) else sum(values)
+    return web.json_response(
+        {
+            "name": request.match_info["name"],
+            "baseUnit": "bytes",
+            "measurements": [{"statistic": "VALUE", "value": total}],
+            "availableTags": [{"tag": "area", "values": sorted(areas)}],
+        }
+    )
+
+
 async def place_order(request: web.Request) -> web.Response:
     """POST /api/v1/orders: placed (201), refused by the open broker breaker (503), or failing (500)."""
     app = request.app
@@ -148,6 +181,8 @@ def add_spring_routes(app: web.Application, ctx: SandboxContext, registry: Colle
     }
     app.router.add_get("/actuator/health", actuator_health)
     app.router.add_get("/actuator/prometheus", prometheus)
+    app.router.add_get("/actuator/metrics", actuator_metrics)
+    app.router.add_get("/actuator/metrics/{name}", actuator_metric)
     app.router.add_get("/actuator/circuitbreakers", circuit_breakers)
     app.router.add_post("/actuator/circuitbreakers/{name}/transition/{state}", transition)
     app.router.add_post("/api/v1/orders", place_order)

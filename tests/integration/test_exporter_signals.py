@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import time
@@ -16,9 +17,14 @@ from pathlib import Path
 import asyncpg
 import docker
 import pytest
+import yaml
 from aiohttp import WSMsgType, web
+from sandbox.app import Sandbox
+from sandbox.faults import ServiceParams
+from sandbox.profiles import PROFILES
+from sandbox.settings import SandboxSettings
 
-from common.web import free_port
+from common.web import free_port, free_ports
 from tests.exporter_helpers import Samples, has, parse, running_exporter, scrape_text, value, write_config
 from tests.prereqs import DOCKER_HOST, TEST_IMAGE, require_binary, unique
 
@@ -476,3 +482,69 @@ async def test_rabbitmq_credentials_go_to_the_management_api_only_on_the_shared_
     assert seen["/health"] is None
     assert getattr(rabbitmq, "session", None) is probe_set.session
     assert probe_set.session.closed  # closed once, with the probe set, when the app stopped
+
+
+# The shipped profiles' new probes against the sandbox's simulated services.
+
+
+@contextlib.asynccontextmanager
+async def sandbox_of(profile: str, postgres_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Sandbox, dict[str, int]]]:
+    """A started sandbox of one profile; yields it and its services' ports."""
+    services = PROFILES[profile].services
+    *ports, control_port = free_ports(len(services) + 1)
+    by_name = {spec.name: port for spec, port in zip(services, ports, strict=True)}
+    box = Sandbox(
+        SandboxSettings(
+            profile=profile,
+            ports=by_name,
+            control_port=control_port,
+            postgres_dsn=postgres_dsn,
+            backup_root=tmp_path / "backups",
+        )
+    )
+    await box.start()
+    try:
+        yield box, by_name
+    finally:
+        await box.chaos.clear_all()
+        await box.stop()
+
+
+def shipped_probes(profile: str, kinds: tuple[str, ...], ports: dict[str, int]) -> dict[str, object]:
+    """The profile's probes of these kinds, their service addresses pointed at the sandbox's ports."""
+    text = (Path(__file__).parents[2] / "deploy/profiles" / profile / "exporter.yml").read_text()
+    for spec in PROFILES[profile].services:
+        text = re.sub(rf"127\.0\.0\.1:{spec.port}\b", f"127.0.0.1:{ports[spec.name]}", text)
+    probes: dict[str, object] = yaml.safe_load(text)["probes"]
+    return {kind: probes[kind] for kind in kinds}
+
+
+async def test_the_trademaster_profile_reads_the_jvm_heap_from_the_sandboxs_actuator(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with sandbox_of("trademaster", postgres_dsn, tmp_path) as (_, ports):
+        config = write_config(tmp_path, shipped_probes("trademaster", ("actuator",), ports))
+        async with running_exporter(config) as (url, _):
+            samples = parse(await scrape_text(url))
+    labels = {"service": "trading_service", "tags": "area:heap"}
+    assert value(samples, "tradeops_probe_success", probe="actuator", target="trading_service") == 1
+    used = value(samples, "tradeops_actuator_metric", metric="jvm.memory.used", **labels)
+    assert 0 < used < value(samples, "tradeops_actuator_metric", metric="jvm.memory.max", **labels)
+
+
+async def test_the_v11_profile_checks_api_health_and_the_market_feed_and_sees_both_go_down(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with sandbox_of("ai-trading-v1.1", postgres_dsn, tmp_path) as (box, ports):
+        probes = shipped_probes("ai-trading-v1.1", ("service_health", "websocket"), ports)
+        config = write_config(tmp_path, probes)
+        async with running_exporter(config) as (url, _):
+            healthy = parse(await scrape_text(url))
+            # the engine's port closes, as a crashed process's
+            await box.chaos.inject("service_down", ServiceParams(service="trading_engine"))
+            down = parse(await scrape_text(url))
+    assert value(healthy, "tradeops_service_up", service="trading_engine", criticality="critical") == 1
+    assert value(healthy, "tradeops_websocket_up", endpoint="market_feed") == 1
+    assert has(healthy, "tradeops_websocket_first_message_seconds", endpoint="market_feed")
+    assert value(down, "tradeops_service_up", service="trading_engine", criticality="critical") == 0
+    assert value(down, "tradeops_websocket_up", endpoint="market_feed") == 0
