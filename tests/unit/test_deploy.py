@@ -36,7 +36,10 @@ SECRET_VALUES = {
     "amqp_url": "amqp://u:p@localhost:5672/",
     "state_redis_url": "redis://localhost:6379/0",
 }
-OFFICIAL_IMAGES = ("postgres:", "redis:", "rabbitmq:", "prom/prometheus:", "prom/alertmanager:", "grafana/grafana:")
+OFFICIAL_IMAGES = (
+    "postgres:", "redis:", "rabbitmq:", "prom/prometheus:", "prom/alertmanager:", "prom/node-exporter:",
+    "grafana/grafana:",
+)  # fmt: skip
 # What a person opens: Grafana (its login) and the remediator's console (the token or a web-config user).
 PUBLISHED = {"grafana", "remediator"}
 SANDBOX_OVERLAY = DEPLOY / "compose/sandbox.yml"
@@ -330,7 +333,7 @@ def test_the_demo_overlay_answers_under_the_platforms_names_on_its_own_network()
 def test_compose_file_uses_official_images_health_checks_and_file_secrets() -> None:
     model = compose_config(DEPLOY / "docker-compose.yml", SANDBOX_OVERLAY)
     services = model["services"]
-    expected = {"postgres", "redis", "rabbitmq", "prometheus", "alertmanager", "grafana"}
+    expected = {"postgres", "redis", "rabbitmq", "prometheus", "alertmanager", "grafana", "node-exporter"}
     assert expected | {"exporter", "remediator", "sandbox"} <= set(services)
     for name, service in services.items():
         if name in expected:
