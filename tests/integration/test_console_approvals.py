@@ -28,7 +28,7 @@ from remediator.audit.sqlite import SqliteStore
 from remediator.config import RemediatorConfig
 from remediator.metrics import RemediatorMetrics
 from remediator.state.incident import now
-from tests.integration.test_console_browser import browser, check_accessible, login
+from tests.integration.test_console_browser import browser, check_accessible, login, publish
 from tests.remediator_helpers import alert, config, payload, post, recorder, settle
 
 pytestmark = pytest.mark.integration
@@ -284,6 +284,54 @@ async def test_a_forged_id_or_a_post_without_the_csrf_token_changes_nothing_and_
             await context.close()
     assert purges(calls) == 0
     assert not pages(calls, "approval_denied")
+
+
+@asynccontextmanager
+async def order_service() -> AsyncIterator[tuple[str, Calls]]:
+    """A loopback stand-in of the order service: its queue status (what a diagnose step reads), its purge, and a
+    pager endpoint; every request recorded."""
+    calls: Calls = []
+    status = {"queue": "orders", "messages": 48210, "consumers": 0, "oldest_message_age_seconds": 912}
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append((request.path, await request.json() if request.can_read_body else None))
+        return web.json_response(status if request.path.endswith("/queues/orders") else {})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/"), calls
+    finally:
+        await server.close()
+
+
+async def test_the_approvals_page_shows_the_evidence_gathered_before_the_step_that_waits(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with order_service() as (hook, calls):
+        rule = guarded(hook)
+        diagnose = {
+            "kind": "diagnose",
+            "name": "queue-status",
+            "probes": [{"kind": "http_get", "name": "orders-queue", "url": f"{hook}/platform/queues/orders"}],
+        }
+        rule["steps"] = [diagnose, *rule["steps"]]
+        cfg = config(tmp_path, hook, rules=[rule], external_url="https://tradeops.example/")
+        async with served(cfg) as (client, remediator, base):
+            await pending(client, remediator)
+            context = await browser.new_context(viewport={"width": 1280, "height": 800})
+            page = await login(context, base)
+            await page.goto(f"{base}/console/approvals")
+            card = await page.locator("article.approval").inner_text()
+            for seen in ("orders-queue", "HTTP 200", '"messages": 48210', '"consumers": 0', "queue-status"):
+                assert seen in card, seen
+            await check_accessible(page)
+            await page.screenshot(path=tmp_path / "approvals-evidence.png", full_page=True)
+            publish(tmp_path / "approvals-evidence.png", "console-approvals.png")
+            await context.close()
+    assert purges(calls) == 0
 
 
 async def pass_deadlines(remediator: Remediator) -> None:

@@ -82,6 +82,13 @@ async def until_escalated(remediator: Remediator, count: int) -> None:
     raise AssertionError(f"fewer than {count} incidents escalated")
 
 
+def publish(screenshot: Path, name: str) -> None:
+    """With TRADEOPS_UPDATE_SCREENSHOTS=1, copy a screenshot to docs/img/ under this name (the README's images)."""
+    if os.environ.get("TRADEOPS_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(exist_ok=True)
+        shutil.copy(screenshot, DOCS_IMG / name)
+
+
 async def check_accessible(page: Page) -> None:
     found: dict[str, Any] = await page.evaluate(A11Y)
     assert found["title"], page.url
@@ -175,10 +182,8 @@ async def test_an_incident_from_a_real_webhook_is_listed_and_shows_its_timeline(
         width = await phone.evaluate("document.documentElement.scrollWidth")
         assert width <= 390
         await phone.screenshot(path=tmp_path / "incidents-phone.png", full_page=True)
-        if os.environ.get("TRADEOPS_UPDATE_SCREENSHOTS") == "1":
-            DOCS_IMG.mkdir(exist_ok=True)
-            shutil.copy(tmp_path / "incidents.png", DOCS_IMG / "console-incidents.png")
-            shutil.copy(tmp_path / "timeline.png", DOCS_IMG / "console-timeline.png")
+        publish(tmp_path / "incidents.png", "console-incidents.png")
+        publish(tmp_path / "timeline.png", "console-timeline.png")
         await context.close()
 
 
