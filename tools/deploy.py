@@ -11,7 +11,8 @@ sandbox of the demos.
 - deploy/kubernetes/overlays/sandbox/configmap.yaml: the base pointed at the simulator's Services;
 - deploy/kubernetes/base/prometheusrule.yaml: the profile's alert_rules/*.yml as a Prometheus Operator PrometheusRule;
 - deploy/kubernetes/base/alertmanagerconfig.yaml: deploy/alertmanager/alertmanager.yml as an AlertmanagerConfig;
-- deploy/kubernetes/base/grafana-dashboards.yaml: grafana_dashboards/*.json for kube-prometheus-stack's sidecar;
+- deploy/kubernetes/base/grafana-dashboards.yaml: grafana_dashboards/*.json, a ConfigMap each, for the Grafana
+  sidecar of kube-prometheus-stack;
 - deploy/kubernetes/components/alertmanager/alertmanager.yaml: an Alertmanager of tradeops' own with that routing.
 
 Run `python -m tools.deploy` after changing a profile, the template, a rule file, the routing or a dashboard; a
@@ -311,22 +312,22 @@ def alertmanager_documents() -> list[dict[str, Any]]:
     return [secret, alertmanager]
 
 
-def grafana_dashboards() -> dict[str, Any]:
-    """grafana_dashboards/*.json in one ConfigMap that kube-prometheus-stack's Grafana sidecar loads."""
-    data = {
-        path.name: json.dumps(json.loads(path.read_text()), indent=1) + "\n"
+def grafana_dashboards() -> list[dict[str, Any]]:
+    """grafana_dashboards/*.json, one ConfigMap each (a ConfigMap stays far below the 256 KiB that a client-side
+    `kubectl apply` can annotate), labelled for kube-prometheus-stack's Grafana sidecar."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"tradeops-dashboard-{path.stem}",
+                "labels": {**LABELS, "grafana_dashboard": "1"},
+                "annotations": {"grafana_folder": "Trading Ops"},  # the sidecar's folderAnnotation (k8s-sidecar)
+            },
+            "data": {path.name: json.dumps(json.loads(path.read_text()), indent=1) + "\n"},
+        }
         for path in sorted(DASHBOARDS.glob("*.json"))
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": "tradeops-grafana-dashboards",
-            "labels": {**LABELS, "grafana_dashboard": "1"},
-            "annotations": {"grafana_folder": "Trading Ops"},  # the sidecar's folderAnnotation (k8s-sidecar)
-        },
-        "data": data,
-    }
+    ]
 
 
 def config_map(exporter: dict[str, Any] | None, remediator: dict[str, Any]) -> dict[str, Any]:
@@ -379,7 +380,7 @@ def outputs() -> dict[Path, str]:
         + _dump(prometheus_rule()),
         KUBERNETES / "base/alertmanagerconfig.yaml": routing + _dump(alertmanager_config_resource()),
         KUBERNETES / "base/grafana-dashboards.yaml": HEADER.format(source="grafana_dashboards/*.json")
-        + _dump_all([grafana_dashboards()]),
+        + _dump_all(grafana_dashboards()),
         KUBERNETES / "components/alertmanager/alertmanager.yaml": routing + _dump_all(alertmanager_documents()),
     }
 

@@ -231,12 +231,15 @@ def test_every_kustomization_renders_complete_non_root_workloads(kustomization: 
             assert document["spec"].get("type", "ClusterIP") == "ClusterIP", document["metadata"]["name"]
 
 
-def test_the_dashboards_config_map_carries_every_dashboard_for_the_grafana_sidecar() -> None:
-    (config_map,) = [d for d in rendered("base") if d["metadata"]["name"] == "tradeops-grafana-dashboards"]
-    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+def test_every_dashboard_is_a_config_map_for_the_grafana_sidecar() -> None:
+    maps = [d for d in rendered("base") if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
     shipped = {p.name: json.loads(p.read_text()) for p in (ROOT / "grafana_dashboards").glob("*.json")}
     assert shipped
-    assert {name: json.loads(text) for name, text in config_map["data"].items()} == shipped
+    loaded = {name: json.loads(text) for config_map in maps for name, text in config_map["data"].items()}
+    assert loaded == shipped
+    for config_map in maps:
+        assert config_map["kind"] == "ConfigMap"
+        assert len(yaml.safe_dump(config_map)) < 256 * 1024, config_map["metadata"]["name"]  # kubectl apply's limit
 
 
 def test_the_alertmanager_config_authenticates_to_the_remediator_with_the_token_secret() -> None:
