@@ -1,4 +1,5 @@
-"""Generates grafana_dashboards/*.json: the four tradeops dashboards, reviewable and linted by the tests.
+"""Generates grafana_dashboards/*.json: one dashboard set per system (MasterTrade's overview, collectors, backups
+and remediation; each other profile's overview, trading panels and remediation), reviewable and linted by the tests.
 
 Run `python -m tools.dashboards` after a change; a test fails when the committed JSON differs from this output.
 """
@@ -6,7 +7,7 @@ Run `python -m tools.dashboards` after a change; a test fails when the committed
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class Dashboard:
     annotations: tuple[Annotation, ...] = ()
     links: tuple[Link, ...] = ()
     console_url: str | None = None
+    system: str = "mastertrade"  # the profile (deploy/profiles/<system>) whose sandbox the e2e test checks it on
 
 
 def _variable(name: str, label: str, query: str) -> dict[str, Any]:
@@ -194,7 +196,7 @@ def render(dashboard: Dashboard) -> dict[str, Any]:
         "uid": dashboard.uid,
         "title": dashboard.title,
         "description": dashboard.description,
-        "tags": ["tradeops"],
+        "tags": ["tradeops", dashboard.system],
         "timezone": "utc",
         "editable": True,
         "graphTooltip": 1,
@@ -204,7 +206,7 @@ def render(dashboard: Dashboard) -> dict[str, Any]:
         "time": {"from": "now-6h", "to": "now"},
         "annotations": {"list": [_annotation(a) for a in dashboard.annotations]},
         "links": [
-            {"type": "dashboards", "tags": ["tradeops"], "asDropdown": True, "title": "tradeops"},
+            {"type": "dashboards", "tags": [dashboard.system], "asDropdown": True, "title": dashboard.system},
             *(_link(link) for link in dashboard.links),
         ],
         "templating": {
@@ -233,6 +235,75 @@ UP_DOWN = {"0": "down", "1": "up"}
 NOT_HEALTHY = sel('status!="healthy"')
 COLLECTOR_PROBE = sel('probe="collectors"')
 BACKUP_PROBE = sel('probe="backup"')
+FILESYSTEMS = sel('fstype!~"tmpfs|overlay|squashfs"')
+IDLE = sel('mode="idle"')
+
+
+def host_panels(
+    cpu: tuple[float, ...], memory: tuple[float, ...], disk: tuple[float, ...], why: str
+) -> tuple[Panel, ...]:
+    """node_exporter's CPU, memory and disk use, with the system's warning (orange) and critical (red) levels."""
+
+    def levels(values: tuple[float, ...]) -> tuple[tuple[float, str], ...]:
+        return tuple(zip(values, ("orange", "red")[2 - len(values) :], strict=True))
+
+    return (
+        Panel(
+            "Host CPU",
+            f"Share of CPU time not idle, per host (node_exporter); {why}",
+            "percentunit",
+            (
+                Query(
+                    f"1 - avg by (job, instance) (rate(node_cpu_seconds_total{{{IDLE}}}[$__rate_interval]))",
+                    "{{instance}}",
+                ),
+            ),
+            width=8,
+            thresholds=levels(cpu),
+        ),
+        Panel(
+            "Host memory",
+            f"Memory in use (1 - MemAvailable / MemTotal), per host; {why}",
+            "percentunit",
+            (
+                Query(
+                    f"1 - node_memory_MemAvailable_bytes{{{sel()}}} / node_memory_MemTotal_bytes{{{sel()}}}",
+                    "{{instance}}",
+                ),
+            ),
+            width=8,
+            thresholds=levels(memory),
+        ),
+        Panel(
+            "Host disk",
+            f"Use of each real filesystem (tmpfs and overlays left out); {why}",
+            "percentunit",
+            (
+                Query(
+                    f"1 - node_filesystem_avail_bytes{{{FILESYSTEMS}}} / node_filesystem_size_bytes{{{FILESYSTEMS}}}",
+                    "{{instance}} {{mountpoint}}",
+                ),
+            ),
+            width=8,
+            thresholds=levels(disk),
+        ),
+    )
+
+
+def datastores_panel(probes: str, why: str) -> Panel:
+    """1 while the exporter reaches each datastore (its probe succeeded in the scrape)."""
+    selector = sel(f'probe=~"{probes}"')
+    return Panel(
+        "Datastores",
+        f"1 when the exporter could query the datastore in the scrape; {why}",
+        "none",
+        (Query(f"tradeops_probe_success{{{selector}}}", "{{probe}} {{target}}"),),
+        kind="state-timeline",
+        width=12,
+        mappings=UP_DOWN,
+    )
+
+
 OVERVIEW = Dashboard(
     uid="tradeops-overview",
     title="Trading Ops Overview",
@@ -338,6 +409,20 @@ OVERVIEW = Dashboard(
                 ),
             ),
             thresholds=((0.8, "red"),),
+        ),
+        *host_panels(
+            (0.8,),
+            (),
+            (0.8, 0.95),
+            "80 % CPU is Issue 2's limit, 95 % disk Playbook 3's, and the database's share of disk 80 %.",
+        ),
+        datastores_panel("postgres|rabbitmq|redis", "all three are critical in the Service Inventory (P0 when down)."),
+        Panel(
+            "Database size",
+            "Size of each database (Morning Checklist 5: monitor the growth; alert above 80 % of the disk).",
+            "bytes",
+            (Query(f"tradeops_postgres_database_size_bytes{{{sel()}}}", "{{database}}"),),
+            width=12,
         ),
     ),
 )
@@ -579,7 +664,395 @@ REMEDIATION = Dashboard(
     console_url="http://localhost:10102",
 )
 
-DASHBOARDS = (OVERVIEW, COLLECTORS, BACKUPS, REMEDIATION)
+# -- the other systems: an overview, the trading panels of the runbook, and the remediation set ---------------
+SERVICE_5XX = 'status=~"5.."'
+PM2_RESTARTS = sel('command="pm2_jlist",field="restart_time"')
+BACKUP_COMMANDS = sel('command=~"backup.*"')
+HEALTH_SCORE = sel('field="health_score"')
+DAILY_PNL = sel('field="daily_pnl_ratio"')
+INTEGRITY = sel('field="integrity_errors"')
+FILLED = sel('status="filled"')
+
+
+def firing_and_services(why: str) -> tuple[Panel, ...]:
+    """Firing alerts (the daily "firing alerts = 0" check), services down, and each service's health."""
+    return (
+        Panel(
+            "Firing alerts",
+            f"Alerts firing now, less the always-firing Watchdog; {why}",
+            "short",
+            (Query('sum(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)', "firing"),),
+            kind="stat",
+            width=6,
+            thresholds=((1, "red"),),
+        ),
+        Panel(
+            "Services down",
+            "Services whose health check fails now.",
+            "short",
+            (Query(f"count(tradeops_service_up{{{sel()}}} == 0) or vector(0)", "down"),),
+            kind="stat",
+            width=6,
+            thresholds=((1, "red"),),
+        ),
+        Panel(
+            "Service health",
+            "1 when the service answers healthy on its health endpoint.",
+            "none",
+            (Query(f"tradeops_service_up{{{sel()}}}", "{{service}}"),),
+            kind="state-timeline",
+            width=12,
+            mappings=UP_DOWN,
+        ),
+    )
+
+
+def postgres_panels(limit: float, why: str) -> tuple[Panel, ...]:
+    """PostgreSQL connections against max_connections, and the databases' sizes."""
+    return (
+        Panel(
+            "PostgreSQL connections",
+            f"Client connections as a share of max_connections; {why}",
+            "percentunit",
+            (
+                Query(
+                    f"sum by (job, instance, server) (tradeops_postgres_connections{{{sel()}}}) "
+                    f"/ on (job, instance, server) tradeops_postgres_max_connections{{{sel()}}}",
+                    "{{server}}",
+                ),
+            ),
+            thresholds=((limit, "red"),),
+        ),
+        Panel(
+            "Database size",
+            "Size of each configured database (growth against the disk).",
+            "bytes",
+            (Query(f"tradeops_postgres_database_size_bytes{{{sel()}}}", "{{database}}"),),
+        ),
+    )
+
+
+def latency_panel(metric: str, quantiles: tuple[tuple[float, float], ...], why: str) -> Panel:
+    """Request duration quantiles per instance from the services' own histogram, with their limits."""
+    return Panel(
+        "API latency",
+        f"Quantiles of the services' request durations ({metric}); {why}",
+        "s",
+        tuple(
+            Query(
+                f"histogram_quantile({q:g}, sum by (job, instance, le) "
+                f"(rate({metric}_bucket{{{sel()}}}[$__rate_interval])))",
+                f"p{round(q * 100)} {{{{instance}}}}",
+            )
+            for q, _ in quantiles
+        ),
+        thresholds=tuple((limit, "red") for _, limit in quantiles[-1:]),
+    )
+
+
+def error_ratio_panel(metric: str, limit: float, why: str) -> Panel:
+    """Share of requests answered 5xx per instance; 0, not empty, while there are none."""
+    total = f"sum by (job, instance) (rate({metric}_count{{{sel()}}}[$__rate_interval]))"
+    errors = f"sum by (job, instance) (rate({metric}_count{{{sel(SERVICE_5XX)}}}[$__rate_interval]))"
+    return Panel(
+        "Error ratio",
+        f"Requests answered 5xx as a share of all ({metric}); {why}",
+        "percentunit",
+        (Query(f"({errors} or 0 * {total}) / {total}", "{{instance}}"),),
+        thresholds=((limit, "red"),),
+    )
+
+
+def remediation_for(system: str, title: str, seed: str) -> Dashboard:
+    """The remediation dashboard of one system: MasterTrade's panels, on that system's remediator."""
+    return replace(
+        REMEDIATION,
+        uid=f"tradeops-{system.replace('.', '')}-remediation",
+        title=f"{title} Remediation",
+        description=f"What the {title} remediator decided and did, what it escalated, and its bounds ({seed}).",
+        system=system,
+    )
+
+
+AI_TRADING_OVERVIEW = Dashboard(
+    uid="tradeops-ai-trading-overview",
+    title="AI Trading System Overview",
+    description="Seed 002 at a glance: services 8001-8007, System Health's resource levels, the datastores.",
+    variable_metric="up",
+    system="ai-trading",
+    panels=(
+        *firing_and_services("Monitoring Issues: alerts not firing is a failure too (the Watchdog)."),
+        *host_panels(
+            (0.7, 0.9),
+            (0.8, 0.95),
+            (0.8, 0.9),
+            "System Health: normal below 70/80/80 %, critical above 90/95/90 % (CPU/memory/disk).",
+        ),
+        datastores_panel("postgres|redis|rabbitmq", "PostgreSQL and Redis are the infrastructure layer."),
+        *postgres_panels(0.8, "Application Metrics: database connections < 80 % of the pool is normal."),
+        Panel(
+            "Backup files",
+            "Files of each backup set (Backup Types: daily at 02:00, 30 days kept locally).",
+            "short",
+            (Query(f"tradeops_backup_files{{{sel()}}}", "{{set}}"),),
+        ),
+    ),
+)
+
+AI_TRADING_TRADING = Dashboard(
+    uid="tradeops-ai-trading-trading",
+    title="AI Trading System Trading",
+    description="Seed 002's Trading and Application Metrics: health score, P&L, integrity, latency, errors, execution.",
+    variable_metric="up",
+    system="ai-trading",
+    panels=(
+        Panel(
+            "Health score",
+            "The maintenance service's health score (Key Metrics: aim for > 95 %).",
+            "short",
+            (Query(f"tradeops_service_value{{{HEALTH_SCORE}}}", "{{service}}"),),
+            kind="stat",
+            width=8,
+        ),
+        Panel(
+            "Daily P&L",
+            "The day's P&L as a share of equity (Level 4: large financial losses; tradeops pages below -5 %).",
+            "percentunit",
+            (Query(f"tradeops_service_value{{{DAILY_PNL}}}", "{{service}}"),),
+            kind="stat",
+            width=8,
+        ),
+        Panel(
+            "Integrity errors",
+            "Data integrity errors the maintenance service reports (Level 4: data corruption).",
+            "short",
+            (Query(f"tradeops_service_value{{{INTEGRITY}}}", "{{service}}"),),
+            kind="stat",
+            width=8,
+            thresholds=((1, "red"),),
+        ),
+        latency_panel(
+            "http_request_duration_seconds", ((0.95, 2.0),), "Application Metrics: < 200 ms normal, > 2 s critical."
+        ),
+        error_ratio_panel("http_request_duration_seconds", 0.05, "Application Metrics: > 5 % is critical."),
+        Panel(
+            "Trade execution p95",
+            "p95 of trade execution time (Trading Metrics: < 1 s normal, > 5 s critical).",
+            "s",
+            (
+                Query(
+                    "histogram_quantile(0.95, sum by (job, instance, le) "
+                    f"(rate(trading_execution_seconds_bucket{{{sel()}}}[$__rate_interval])))",
+                    "{{instance}}",
+                ),
+            ),
+            thresholds=((5, "red"),),
+        ),
+        Panel(
+            "Order fill rate",
+            "Filled orders as a share of all orders (Trading Metrics: > 95 % normal, < 90 % critical).",
+            "percentunit",
+            (
+                Query(
+                    f"sum by (job, instance) (rate(trading_orders_total{{{FILLED}}}[$__rate_interval])) "
+                    f"/ sum by (job, instance) (rate(trading_orders_total{{{sel()}}}[$__rate_interval]))",
+                    "{{instance}}",
+                ),
+            ),
+        ),
+        Panel(
+            "Queue depth",
+            "Messages ready per queue (Application Metrics: < 100 normal, > 1,000 critical).",
+            "short",
+            (Query(f"tradeops_queue_messages_ready{{{sel()}}}", "{{queue}}"),),
+            thresholds=((100, "orange"), (1000, "red")),
+        ),
+    ),
+)
+
+TRADEMASTER_OVERVIEW = Dashboard(
+    uid="tradeops-trademaster-overview",
+    title="TradeMaster Overview",
+    description="Seed 003's Morning Checklist: firing alerts (should be 0), the service, resources, datastores.",
+    variable_metric="up",
+    system="trademaster",
+    panels=(
+        *firing_and_services('the Morning Checklist\'s "Check firing alerts (should be 0)".'),
+        *host_panels(
+            (0.9,),
+            (0.9,),
+            (0.9,),
+            'the Morning Checklist\'s "Validate system resources" names no level; tradeops alerts above 90 %.',
+        ),
+        datastores_panel("postgres|redis", "PostgreSQL and Redis are critical dependencies 1 and 2."),
+        *postgres_panels(0.8, "Incident 4: the pool exhausts before the server does; watch both."),
+    ),
+)
+
+TRADEMASTER_TRADING = Dashboard(
+    uid="tradeops-trademaster-trading",
+    title="TradeMaster Trading",
+    description="Seed 003's alerts on the Spring Boot service: errors, latency, circuit breakers, the pool, orders.",
+    variable_metric="up",
+    system="trademaster",
+    panels=(
+        Panel(
+            "Actuator components",
+            "1 when each component of /actuator/health is UP (Incident 1 step 5: verify external services).",
+            "none",
+            (Query(f"tradeops_service_component_up{{{sel()}}}", "{{component}}"),),
+            kind="state-timeline",
+            width=24,
+            mappings=UP_DOWN,
+        ),
+        error_ratio_panel("http_server_requests_seconds", 0.01, "HighErrorRate: P1 above 1 %."),
+        latency_panel(
+            "http_server_requests_seconds",
+            ((0.95, 0.5), (0.99, 2.0)),
+            "HighAPILatencyP95 above 500 ms, CriticalAPILatencyP99 above 2 s (our numbers).",
+        ),
+        Panel(
+            "Circuit breakers",
+            "Each resilience4j breaker's state (Incident 3: open fails fast, half_open probes recovery).",
+            "none",
+            (Query(f"resilience4j_circuitbreaker_state{{{sel()}}} == 1", "{{name}} {{state}}"),),
+            kind="state-timeline",
+            width=24,
+        ),
+        Panel(
+            "Connection pool",
+            "Hikari pool connections active, pending and the maximum (Incident 4: pool exhausted).",
+            "short",
+            (
+                Query(f"hikaricp_connections_active{{{sel()}}}", "active {{pool}}"),
+                Query(f"hikaricp_connections_pending{{{sel()}}}", "pending {{pool}}"),
+                Query(f"hikaricp_connections_max{{{sel()}}}", "max {{pool}}"),
+            ),
+        ),
+        Panel(
+            "Order placement",
+            "Orders placed per second, and the share that failed (OrderPlacementFailures: above 5 %).",
+            "short",
+            (
+                Query(f"sum by (job, instance) (rate(orders_placed_total{{{sel()}}}[$__rate_interval]))", "placed/s"),
+                Query(
+                    f"(sum by (job, instance) (rate(orders_failed_total{{{sel()}}}[$__rate_interval])) "
+                    f"or 0 * sum by (job, instance) (rate(orders_placed_total{{{sel()}}}[$__rate_interval]))) "
+                    f"/ sum by (job, instance) (rate(orders_placed_total{{{sel()}}}[$__rate_interval]))",
+                    "failed share",
+                ),
+            ),
+        ),
+        Panel(
+            "Longest running query",
+            "Age of the longest active query (SlowDatabaseQueries above 5 s; Incident 4 cancels over 30 s).",
+            "s",
+            (Query(f"tradeops_postgres_longest_query_seconds{{{sel()}}}", "{{server}}"),),
+            thresholds=((5, "orange"), (30, "red")),
+        ),
+    ),
+)
+
+V11_OVERVIEW = Dashboard(
+    uid="tradeops-ai-trading-v11-overview",
+    title="AI Trading v1.1 Overview",
+    description="Seed 004's Quick Health Verification and Performance Baseline at a glance.",
+    variable_metric="up",
+    system="ai-trading-v1.1",
+    panels=(
+        *firing_and_services("P0/P1 page PD-TRADING-PRIMARY."),
+        *host_panels(
+            (0.7, 0.85),
+            (0.85, 0.9),
+            (0.85, 0.9),
+            "Performance Baseline: normal below 70/85/85 %, alert above 85/90/90 % (CPU/memory/disk).",
+        ),
+        datastores_panel("postgres|redis", "the health check's database SELECT 1 and Redis PING."),
+        *postgres_panels(0.9, "Performance Baseline: < 80 % of max normal, > 90 % alert, 100 % P0."),
+    ),
+)
+
+V11_TRADING = Dashboard(
+    uid="tradeops-ai-trading-v11-trading",
+    title="AI Trading v1.1 Trading",
+    description="Seed 004's Alert Glossary: PM2 restarts, the rate gate, strategy performance, latency, backups.",
+    variable_metric="up",
+    system="ai-trading-v1.1",
+    panels=(
+        Panel(
+            "PM2 restarts",
+            "Restarts of each PM2 process in the window (PM2 High Restart Rate: > 3 in 5 minutes is P0).",
+            "short",
+            (Query(f"increase(tradeops_command_value{{{PM2_RESTARTS}}}[$__rate_interval])", "{{item}}"),),
+            thresholds=((3, "red"),),
+        ),
+        Panel(
+            "Rate gate backoffs",
+            "Backoffs per minute of the rate gate (Rate Gate API Exhaustion: > 10 per minute is P0).",
+            "short",
+            (
+                Query(
+                    f"60 * sum by (job, instance) (rate(rate_gate_backoff_count{{{sel()}}}[$__rate_interval]))",
+                    "{{instance}}",
+                ),
+            ),
+            thresholds=((10, "red"),),
+        ),
+        Panel(
+            "Sharpe ratio",
+            "The strategy's rolling Sharpe ratio (P1 when below 0 for 15 minutes with drawdown above 5 %).",
+            "short",
+            (Query(f"trading_sharpe_ratio{{{sel()}}}", "{{instance}}"),),
+        ),
+        Panel(
+            "Drawdown",
+            "The equity curve's distance below its peak (P1 above 5 % with a negative Sharpe ratio).",
+            "percentunit",
+            (Query(f"trading_equity_drawdown_ratio{{{sel()}}}", "{{instance}}"),),
+            thresholds=((0.05, "red"),),
+        ),
+        Panel(
+            "Auto-trading",
+            "1 while auto-trading is on (disabling it needs a human's approval).",
+            "none",
+            (Query(f"trading_auto_enabled{{{sel()}}}", "{{instance}}"),),
+            kind="state-timeline",
+            mappings={"0": "off", "1": "on"},
+        ),
+        latency_panel("http_request_duration_seconds", ((0.95, 2.0),), "High API Latency: p95 above 2 s is P1."),
+        Panel(
+            "Backup scripts",
+            "Exit code of each backup script's last run (Backup Failure: != 0 is P2).",
+            "short",
+            (Query(f"tradeops_command_exit_code{{{BACKUP_COMMANDS}}}", "{{command}}"),),
+            thresholds=((1, "red"),),
+        ),
+        Panel(
+            "Log ingestion lag",
+            "promtail's lag behind the logs it ships to Loki (Loki Ingestion Lag: > 30 s is P0).",
+            "s",
+            (Query(f"max by (job, instance) (promtail_stream_lag_seconds{{{sel()}}})", "{{instance}}"),),
+            thresholds=((30, "red"),),
+        ),
+    ),
+)
+
+DASHBOARDS = (
+    OVERVIEW,
+    COLLECTORS,
+    BACKUPS,
+    REMEDIATION,
+    AI_TRADING_OVERVIEW,
+    AI_TRADING_TRADING,
+    remediation_for("ai-trading", "AI Trading System", "seed 002"),
+    TRADEMASTER_OVERVIEW,
+    TRADEMASTER_TRADING,
+    remediation_for("trademaster", "TradeMaster", "seed 003"),
+    V11_OVERVIEW,
+    V11_TRADING,
+    remediation_for("ai-trading-v1.1", "AI Trading v1.1", "seed 004"),
+)
+"""Every dashboard, by system: what `main` writes and the tests check."""
 
 
 def file_name(dashboard: Dashboard) -> str:

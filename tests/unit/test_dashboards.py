@@ -58,14 +58,30 @@ def recorded_series() -> set[str]:
     return names
 
 
-def test_there_are_the_four_dashboards_the_runbooks_need() -> None:
-    titles = {load(path)["title"] for path in DASHBOARD_FILES}
+def test_there_are_the_four_dashboards_the_mastertrade_runbook_needs() -> None:
+    titles = {load(path)["title"] for path in DASHBOARD_FILES if "mastertrade" in load(path)["tags"]}
     assert titles == {
         "Trading Ops Overview",
         "Trading Ops Data Collectors",
         "Trading Ops Backups",
         "Trading Ops Remediation",
     }
+
+
+def test_every_profile_has_an_overview_a_trading_and_a_remediation_dashboard_of_its_own() -> None:
+    profiles = {p.parent.name for p in (ROOT / "deploy/profiles").glob("*/profile.yml")}
+    by_system: dict[str, set[str]] = {}
+    for path in DASHBOARD_FILES:
+        document = load(path)
+        (system,) = set(document["tags"]) - {"tradeops"}
+        by_system.setdefault(system, set()).add(document["uid"])
+        link = document["links"][0]
+        assert link["type"] == "dashboards"
+        assert link["tags"] == [system], f"{path.name} links another set"
+    assert set(by_system) == profiles
+    for system in profiles - {"mastertrade"}:
+        key = system.replace(".", "")
+        assert by_system[system] == {f"tradeops-{key}-{kind}" for kind in ("overview", "trading", "remediation")}
 
 
 def test_committed_json_is_what_the_generator_writes() -> None:
