@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,10 @@ class Scenario:
     steps: tuple[tuple[str, str], ...] = ()  # (step, audit decision) the playbook must record, e.g. verified
     absent_steps: tuple[str, ...] = ()  # steps that must never run (no action and no step event names them)
     escalation: str | None = None  # the reason the page must carry, when the scenario escalates
+    page_has: tuple[str, ...] = ()  # what that page's detail must carry (evidence, step outcomes)
+    # A human's answer to the first approval page, through POST /api/v1/approvals/{id} with the token; None lets
+    # the approval expire.
+    approval: Literal["approve", "deny"] | None = None
 
 
 @dataclass
@@ -55,6 +60,9 @@ class Timeline:
     escalations: list[str] = field(default_factory=list)
     steps: list[tuple[str, str]] = field(default_factory=list)  # (step name, decision) of step/approval events
     details: list[str] = field(default_factory=list)  # every audit entry's detail, for what the steps named
+    pages: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail) of each escalation
+    delivered: list[str] = field(default_factory=list)  # reasons of the RemediationEscalated alerts in Alertmanager
+    answered: str | None = None  # how the approval API answered the scenario's decision
 
     def mark(self, step: str) -> bool:
         """Record a step the first time it is seen; return whether it is new."""
@@ -112,6 +120,15 @@ async def observe(stack: Stack, scenario: Scenario, timeline: Timeline, http: ai
         (str(e.get("detail", "")).partition(":")[0], e["decision"]) for e in mine if e["event"] in {"step", "approval"}
     ]
     timeline.details = [str(e.get("detail", "")) for e in mine]
+    timeline.pages = [(e["decision"], str(e.get("detail", ""))) for e in mine if e["event"] == "escalated"]
+    if timeline.pages:
+        pages = await _json(http, f"{urls['alertmanager']}/api/v2/alerts", filter='alertname="RemediationEscalated"')
+        timeline.delivered = [
+            a["labels"].get("escalation_reason", "")
+            for a in pages
+            if a["labels"].get("original_alertname") in scenario.alerts
+            and dt.datetime.fromisoformat(a["startsAt"]) >= timeline.since
+        ]
     for step, present in (
         ("webhook", bool(mine)),
         ("decision", bool(timeline.decisions)),
@@ -120,6 +137,12 @@ async def observe(stack: Stack, scenario: Scenario, timeline: Timeline, http: ai
     ):
         if present and timeline.mark(step):
             new.append(step)
+    # Each playbook step's outcome and each page, as they come (the demo shows every step live).
+    for event in [f"step {name}: {decision}" for name, decision in timeline.steps] + [
+        f"page: {reason}" for reason in timeline.escalations
+    ]:
+        if timeline.mark(event):
+            new.append(event)
     if "firing" in timeline.seen and not states:
         chaos = await _json(http, urls["chaos"])
         if not chaos["active"] and timeline.mark("resolved"):
@@ -149,6 +172,8 @@ async def run_scenario(
         while not problems and time.monotonic() < deadline:
             for step in await observe(stack, scenario, timeline, http):
                 report(f"  {timeline.seen[step]:6.1f}s {_describe(step, timeline)}")
+            if scenario.approval is not None and timeline.answered is None:
+                await _answer_approval(stack, scenario.approval, timeline, http, report)
             if scenario.during is not None and not during_done and scenario.during_step in timeline.seen:
                 during_done = True
                 report(f"  {time.monotonic() - timeline.started:6.1f}s {scenario.during.__doc__ or 'intervention'}")
@@ -167,6 +192,25 @@ async def run_scenario(
     if problems and diagnosis:
         problems.append("diagnosis: " + diagnosis)
     return ScenarioResult(scenario, timeline, problems)
+
+
+ANSWERS = {"approve": "approved", "deny": "denied"}  # the approval API's result for each decision
+APPROVAL_ID = re.compile(r"(?:approvals/|approval id )([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
+
+
+async def _answer_approval(
+    stack: Stack, decision: str, timeline: Timeline, http: aiohttp.ClientSession, report: Callable[[str], None]
+) -> None:
+    """Once the approval page is out, answer it as the on-call engineer would: the id from the page, the
+    decision through the authenticated approval API."""
+    found = next((APPROVAL_ID.search(d) for r, d in timeline.pages if r == "approval_needed"), None)
+    if found is None:
+        return
+    url = f"{stack.urls()['remediator']}/api/v1/approvals/{found.group(1)}"
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    async with http.post(url, json={"decision": decision, "user": "e2e-on-call"}, headers=headers) as response:
+        timeline.answered = f"{response.status} {(await response.json()).get('result')}"
+    report(f"  {time.monotonic() - timeline.started:6.1f}s {decision}: {timeline.answered}")
 
 
 async def _diagnose(stack: Stack, http: aiohttp.ClientSession) -> str:
@@ -213,7 +257,8 @@ def _complete(scenario: Scenario, timeline: Timeline) -> bool:
     return (
         len(timeline.actions) >= scenario.min_actions
         and all(step in timeline.steps for step in scenario.steps)
-        and (scenario.escalation is None or scenario.escalation in timeline.escalations)
+        and (scenario.escalation is None or scenario.escalation in timeline.delivered)
+        and (scenario.approval is None or timeline.answered is not None)
     )
 
 
@@ -238,6 +283,20 @@ def _judge(scenario: Scenario, timeline: Timeline) -> list[str]:
             problems.append(f"step {name} must not run (steps: {timeline.steps})")
     if scenario.escalation is not None and scenario.escalation not in timeline.escalations:
         problems.append(f"no {scenario.escalation!r} escalation (escalated: {timeline.escalations})")
+    return problems + _judge_pages(scenario, timeline)
+
+
+def _judge_pages(scenario: Scenario, timeline: Timeline) -> list[str]:
+    """The page reached Alertmanager and carries what the scenario expects; the approval was answered as asked."""
+    problems = []
+    if scenario.escalation is not None and scenario.escalation not in timeline.delivered:
+        problems.append(f"no {scenario.escalation!r} page in Alertmanager (there: {timeline.delivered})")
+    page = next((detail for reason, detail in timeline.pages if reason == scenario.escalation), "")
+    for text in scenario.page_has:
+        if text not in page:
+            problems.append(f"the {scenario.escalation} page does not carry {text!r}: {page[:1500]!r}")
+    if scenario.approval is not None and timeline.answered != f"200 {ANSWERS[scenario.approval]}":
+        problems.append(f"the approval was not {ANSWERS[scenario.approval]} (the API answered {timeline.answered})")
     return problems
 
 
@@ -265,7 +324,41 @@ async def _restart_remediator(stack: Stack, timeline: Timeline) -> None:
     await stack.restart_remediator()
 
 
+async def _signals_queue_seen_below_critical(stack: Stack) -> None:
+    """Wait (bounded) until Prometheus holds a sample of the signals queue below the critical depth, so the
+    backlog the fault piles up is younger than the purge's 10 minutes."""
+    query = 'tradeops_queue_messages_ready{queue="strategy_service.signals"} < 10000'
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for _ in range(120):
+            found = await _json(http, f"{stack.urls()['prometheus']}/api/v1/query", query=query)
+            if found.get("data", {}).get("result"):
+                return
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"Prometheus never saw {query}: the exporter does not report the queue")
+
+
 QUEUE_SIGNAL = "tradeops_queue_messages_ready > 10000"
+ORDERS_SIGNAL = 'tradeops_queue_messages_ready{queue="risk_manager.orders"} > 10000'
+# The order queue's consumer (mastertrade_risk_manager) is a container the sandbox does not link to its service:
+# restarting it revives nothing, so the restart step is not verified and the ladder reaches the purge.
+ORDER_QUEUE_BUILDUP = (("queue_buildup", {"queue": "risk_manager.orders", "messages": 12000}),)
+ORDER_LADDER = (("restart-consumer", "not_verified"), ("purge-old-messages", "approval_pending"))
+
+
+def _order_queue(name: str, description: str, **expected: Any) -> Scenario:
+    """A scenario of the order queue's ladder: the restart does not help, the purge waits for a human."""
+    shared: dict[str, Any] = {
+        "faults": ORDER_QUEUE_BUILDUP,
+        "alerts": ("QueueDepthCritical",),
+        "signal": ORDERS_SIGNAL,
+        "rule": "restart-order-consumer",
+        "decision": "executed",
+        "outcome": "escalated",
+        "needs_docker": True,
+    }
+    return Scenario(name=name, description=description, **(shared | expected))
+
+
 STALLED_SIGNAL = "time() - tradeops_strategy_last_generation_timestamp_seconds > 97200"
 COLLECTOR_ALERTS = ("CollectorFailed", "CollectorCircuitBreakerOpen")  # one fault raises both; one action serves
 # After 06:00 UTC a stalled generation also misses the daily target: both alerts, one generation run.
@@ -380,6 +473,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         rule="restart-critical-service",
         decision="executed",
         escalation="playbook_exhausted",
+        page_has=("why-down: diagnosed - 1 of 1 probes answered", "evidence: container-logs: "),
         outcome="escalated",
         needs_docker=True,
         min_actions=2,
@@ -400,6 +494,62 @@ SCENARIOS: tuple[Scenario, ...] = (
         max_actions=2,
         during=_restart_remediator,
         during_step="action",
+    ),
+    # The playbooks' ladders (issue 20): a step that does not help, a step a human approves, denies or lets expire,
+    # a step whose precondition does not hold, and pages that carry what was tried and seen.
+    Scenario(
+        name="queue-poisoned",
+        description="a poison message hangs the signals consumer again after its restart; the backlog is too young"
+        " to purge -> purge skipped, a human paged with the queue's state",
+        faults=(
+            ("queue_buildup", {"queue": "strategy_service.signals", "messages": 12000, "consumer_revives": False}),
+        ),
+        alerts=("QueueDepthCritical",),
+        signal=QUEUE_SIGNAL,
+        rule="purge-stale-queue",
+        decision="executed",
+        escalation="playbook_exhausted",
+        page_has=(
+            "restart-consumer: not_verified",
+            "purge-old-messages: skipped - precondition not met",
+            "evidence: queue-state: queue strategy_service.signals (vhost /): ",
+        ),
+        outcome="escalated",
+        needs_docker=True,
+        steps=(("restart-consumer", "not_verified"), ("purge-old-messages", "skipped")),
+        setup=_signals_queue_seen_below_critical,
+    ),
+    _order_queue(
+        "order-queue-approved",
+        "the order consumer hangs and its restart does not drain risk_manager.orders -> the on-call engineer approves"
+        " the purge, the queue drains, resolved",
+        outcome="resolved",
+        min_actions=2,
+        max_actions=2,
+        steps=(
+            *ORDER_LADDER,
+            ("purge-old-messages", "approved"),
+            ("purge-old-messages", "when_holds"),
+            ("purge-old-messages", "verified"),
+        ),
+        approval="approve",
+    ),
+    _order_queue(
+        "order-queue-denied",
+        "the restart does not drain risk_manager.orders -> the on-call engineer denies the purge: nothing purged,"
+        " paged approval_denied",
+        escalation="approval_denied",
+        page_has=("purge-old-messages: denied - by token:e2e-on-call",),
+        steps=(*ORDER_LADDER, ("purge-old-messages", "denied")),
+        approval="deny",
+    ),
+    _order_queue(
+        "order-queue-expired",
+        "the restart does not drain risk_manager.orders -> nobody answers the approval page: nothing purged, paged"
+        " approval_expired",
+        escalation="approval_expired",
+        page_has=("purge-old-messages: approval_expired - nobody approved in time",),
+        steps=(*ORDER_LADDER, ("purge-old-messages", "expired")),
     ),
 )
 
@@ -474,15 +624,22 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="v11-losing-strategy",
-        description="negative Sharpe with 8% drawdown -> escalated to a human; auto-trading stays on (their call)",
+        description="negative Sharpe with 8% drawdown -> a human is asked, with the performance, to approve"
+        " disabling auto-trading; approved, it is disabled",
         faults=(("losing_strategy", {}),),
         alerts=("NegativeSharpeWithDrawdown",),
         signal="trading_sharpe_ratio < 0",
         rule="escalate-losing-strategy",
-        decision="escalation_only",
+        decision="executed",
+        escalation="approval_needed",
+        page_has=("disable-auto-trading (http_request) waits for approval", "check-performance: diagnosed - 2 of 2"),
         outcome="escalated",
-        min_actions=0,
-        max_actions=0,
+        steps=(
+            ("disable-auto-trading", "approval_pending"),
+            ("disable-auto-trading", "approved"),
+            ("disable-auto-trading", "when_holds"),
+        ),
+        approval="approve",
         profile="ai-trading-v1.1",
     ),
     Scenario(
@@ -549,15 +706,19 @@ AI_SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="ai-large-loss",
-        description="the day's P&L falls to -8% -> a human is called; nothing halts trading on its own",
+        description="the day's P&L falls to -8% -> a human is asked at once to approve the emergency halt; nobody"
+        " answers: trading is not halted, paged approval_expired",
         faults=(("large_loss", {}),),
         alerts=("AiTradingLargeLoss",),
         signal='tradeops_service_value{field="daily_pnl_ratio"} < -0.05',
-        rule="escalate-emergency",
-        decision="escalation_only",
+        rule="halt-on-large-loss",
+        decision="executed",
+        escalation="approval_expired",
+        page_has=("assess: diagnosed - 1 of 1 probes answered", "emergency-halt: approval_expired"),
         outcome="escalated",
         min_actions=0,
         max_actions=0,
+        steps=(("emergency-halt", "approval_pending"), ("emergency-halt", "expired")),
         profile="ai-trading",
     ),
 )

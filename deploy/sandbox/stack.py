@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
@@ -65,6 +66,9 @@ class Timings:
     # while a step still verifies waits for the verification to end.
     verify_every_seconds: float = 2.0
     verify_within_seconds: float = 25.0
+    # A step waiting for a human's approval expires after this long at most: shorter than a verification plus
+    # the wait, so the expiry comes before the still-firing escalation (escalate_after_minutes) does.
+    approval_within_minutes: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,7 @@ class Stack:
             "postgres_dsn": self.options.postgres_admin_dsn,
             "redis_url": f"redis://127.0.0.1:{ports.redis}",
             "amqp_url": self.options.amqp_url,
+            "rabbitmq_api_url": self._management_url(),  # the queue diagnose steps
             "alertmanager_url": self.urls()["alertmanager"],
         }
         config["maintenance_windows"] = []
@@ -248,6 +253,9 @@ class Stack:
                 if verify is not None:
                     verify["every_seconds"] = min(verify.get("every_seconds", 15), t.verify_every_seconds)
                     verify["within_seconds"] = min(verify.get("within_seconds", 300), t.verify_within_seconds)
+                approval = step.get("approval")
+                if approval is not None:
+                    approval["within_minutes"] = min(approval.get("within_minutes", 30), t.approval_within_minutes)
                 if step.get("action") in {"postgres_terminate", "postgres_cancel_queries"}:
                     params["database"] = self.options.database
                 if step.get("action") == "postgres_terminate":
@@ -275,6 +283,12 @@ class Stack:
                 script["map"] = {key: self._standin_script(value) for key, value in script["map"].items()}
         config.update(copy.deepcopy(self.options.remediator_overrides))
         return config
+
+    def _management_url(self) -> str:
+        """RabbitMQ's management API with the AMQP URL's credentials (guest:guest on the test broker)."""
+        credentials = urlsplit(self.options.amqp_url).netloc.rpartition("@")[0]
+        scheme, _, rest = self.options.rabbitmq_api.partition("://")
+        return f"{scheme}://{credentials}@{rest}" if credentials else self.options.rabbitmq_api
 
     def _service_of(self, key: str) -> str:
         """The service a container map's key names: itself, or the service that consumes the queue it names."""
