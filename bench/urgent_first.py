@@ -381,7 +381,9 @@ async def storm(bench: Bench, run: int) -> dict[str, Any]:
     decided_at = audited_at = None
     audit_path = bench.work / "audit.sqlite3"
     deadline = started + 120
+    largest_log = log_bytes(audit_path)
     while (decided_at is None or audited_at is None) and time.monotonic() < deadline:
+        largest_log = max(largest_log, log_bytes(audit_path))
         samples = await bench.metrics()
         if decided_at is None and total(samples, "tradeops_remediator_decisions_total", rule="storm-warnings") >= (
             STORM_ALERTS
@@ -409,7 +411,16 @@ async def storm(bench: Bench, run: int) -> dict[str, Any]:
         "reasons": reasons,
         "pages": pages - pages_before,
         "before_p0": decided_before(audit_path, p0_id),
+        "largest_log_mib": max(largest_log, log_bytes(audit_path)) / 2**20,
     }
+
+
+def log_bytes(audit_path: Path) -> int:
+    """The size of the audit's write-ahead log now (0 when there is none)."""
+    try:
+        return audit_path.with_name(audit_path.name + "-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 async def steady(
@@ -487,7 +498,7 @@ async def run_storms(http: aiohttp.ClientSession, processes: Processes, recorder
             f"{figures['accept_seconds']:.2f} s ({rate:.0f} alerts/s, answers {figures['statuses']}); "
             f"last storm alert decided {decided}, audited {done} after the storm began; "
             f"storm decisions {figures['reasons']}, {figures['before_p0']} of them audited before the P0's; "
-            f"pages received {figures['pages']}"
+            f"pages received {figures['pages']}; largest audit log (WAL) seen {figures['largest_log_mib']:.1f} MiB"
         )
         await stop_remediator(processes)
 
@@ -539,6 +550,8 @@ async def run_steady(http: aiohttp.ClientSession, processes: Processes, recorder
             f"  run {run + 1}: {THROUGHPUT_ALERTS / seconds:.0f} alerts/s accepted, answers {statuses} "
             f"(queue_size 20000; queue depth {depth:.0f} right after)"
         )
+    await drained(bench)
+    print(f"  audit log (WAL) after steady and throughput: {log_bytes(bench.work / 'audit.sqlite3') / 2**20:.1f} MiB")
 
 
 async def drained(bench: Bench) -> None:

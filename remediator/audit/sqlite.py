@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import functools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -22,8 +20,8 @@ from remediator.state.incident import Incident, now
 SCHEMA = """
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;  -- WAL: every commit (inbox, attempt claims) is on disk before the 2xx or the action
-PRAGMA wal_autocheckpoint = 0;  -- checkpoints (the fsyncs) run on a thread: see remediator/audit/group_commit.py
-PRAGMA journal_size_limit = 67108864;  -- a log file grown past 64 MiB is cut back when the log starts over
+PRAGMA wal_autocheckpoint = 1000;  -- the default, said: a commit finding the log over 1,000 pages copies it back
+PRAGMA journal_size_limit = 67108864;  -- a log file grown past 64 MiB (one huge batch) is cut back when it restarts
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -74,13 +72,11 @@ class SqliteStore:
     (between batches no transaction is open, so they see every committed write)."""
 
     def __init__(self, path: Path) -> None:
-        checkpoint = None
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
-            checkpoint = functools.partial(_checkpoint, path)
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.executescript(SCHEMA)
-        self._writer = GroupCommitWriter(self._db, checkpoint)
+        self._writer = GroupCommitWriter(self._db)
 
     async def _run(self, function: Any, *args: Any) -> Any:
         try:
@@ -312,9 +308,3 @@ class SqliteStore:
     async def close(self) -> None:
         """Close the database once every queued call has finished."""
         await self._writer.close()
-
-
-def _checkpoint(path: Path) -> None:
-    """Copy the WAL into the database file (PASSIVE: never waits for, or blocks, the writer)."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
-from remediator.audit.group_commit import CHECKPOINT_EVERY_COMMITS, ClosedError, GroupCommitWriter
+from remediator.audit.group_commit import ClosedError, GroupCommitWriter
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -76,56 +74,3 @@ async def test_a_cancelled_caller_does_not_undo_its_write_and_close_drains_the_q
     check = sqlite3.connect(path)
     assert check.execute("SELECT count(*) FROM t").fetchone()[0] == 199
     check.close()
-
-
-async def test_no_commit_runs_beside_a_checkpoint_so_each_one_starts_the_log_over(tmp_path: Path) -> None:
-    path = tmp_path / "wal.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    db.executescript(
-        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v INTEGER NOT NULL, pad TEXT)"
-    )
-    passes: list[tuple[int, int, int]] = []  # (busy, frames in the log, frames copied), in call order
-
-    def checkpoint() -> None:
-        time.sleep(0.02)  # a slow disk: without the pause, commits land beside it and the log never restarts
-        with contextlib.closing(sqlite3.connect(path)) as own:
-            passes.append(own.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
-
-    writer = GroupCommitWriter(db, checkpoint)
-
-    def insert(value: int) -> None:
-        db.execute("INSERT INTO t (v, pad) VALUES (?, ?)", (value, "x" * 2000))
-
-    commits = CHECKPOINT_EVERY_COMMITS * 6
-    for value in range(commits):  # a steady load: one commit after another
-        await writer.run(insert, value)
-    await writer.close()
-    assert len(passes) % 2 == 0  # every checkpoint ran its second pass
-    held = passes[1::2]  # the first pass runs beside commits and may leave frames; the held one may not
-    assert all(busy == 0 and log == copied for busy, log, copied in held)
-    logs = [log for _, log, _ in held]
-    assert len(logs) >= 5
-    assert max(logs) <= 2 * min(logs)  # each checkpoint saw one interval's log, not everything since the start
-    with contextlib.closing(sqlite3.connect(path)) as check:
-        assert check.execute("SELECT count(*) FROM t").fetchone()[0] == commits
-
-
-async def test_a_failing_checkpoint_is_logged_and_the_held_commits_still_go_through(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    db = connect(tmp_path / "c.db")
-
-    def broken() -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
-    writer = GroupCommitWriter(db, broken)
-
-    def insert(value: int) -> None:
-        db.execute("INSERT INTO t (v) VALUES (?)", (value,))
-
-    for value in range(CHECKPOINT_EVERY_COMMITS * 2 + 1):
-        await asyncio.wait_for(writer.run(insert, value), 5)  # never held for ever by the failed checkpoint
-    await writer.close()
-    assert "checkpoint_failed" in caplog.text
-    with contextlib.closing(sqlite3.connect(tmp_path / "c.db")) as check:
-        assert check.execute("SELECT count(*) FROM t").fetchone()[0] == CHECKPOINT_EVERY_COMMITS * 2 + 1
