@@ -120,8 +120,9 @@ async def precise(state: StateBackend, public_id: str, result: str) -> str:
     if result != "not_pending" or parsed is None:
         return result
     incident = await state.incident(parsed[0])
-    expired = incident is not None and approval_matches(incident, parsed[1])
-    return "expired" if expired and incident is not None and incident.approval.get("state") == "expired" else result
+    if incident is not None and approval_matches(incident, parsed[1]) and incident.approval.get("state") == "expired":
+        return "expired"
+    return result
 
 
 def approver(session: Session) -> str:

@@ -4,7 +4,9 @@ deadline passes or it is decided it is shown in its store state again. The OpenA
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -108,3 +110,29 @@ async def test_a_waiting_approval_page_is_short_and_its_cursor_goes_on_past_othe
                     await store.save(found)
             _, body = await get(client, "/api/v1/incidents", state="waiting_approval")
             assert body["incidents"] == []
+
+
+async def test_an_approval_posted_after_its_expiry_answers_expired_with_a_reason_and_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    async with recorder() as (base, calls):
+        cfg = config(tmp_path, base, rules=[guarded(base, within_minutes=0.005)])  # 0.3 s
+        async with remediator_client(cfg) as (client, remediator):
+            await post(client, payload(alert(name="QueueDepthCritical", queue="orders")))
+            await settle(remediator)
+            for _ in range(100):
+                if any(body and body.get("reason") == "approval_expired" for _, body in calls):
+                    break
+                await asyncio.sleep(0.05)
+            [page] = [body for path, body in calls if path == "/escalations" and body["reason"] == "approval_needed"]
+            approval = re.search(r"approval id (\S+)", page["detail"])
+            assert approval is not None
+            for decision in ("approve", "deny"):
+                status, body = await decide(client, approval.group(1), decision)
+                assert (status, body["result"]) == (409, "expired"), decision
+                assert "deadline has passed" in body["error"]
+            _, listed = await get(client, "/api/v1/incidents")
+            assert [(i["state"], i["escalation_reason"]) for i in listed["incidents"]] == [
+                ("escalated", "approval_expired")
+            ]
+    assert not any(path == "/platform/purge" for path, _ in calls)
