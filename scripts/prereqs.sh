@@ -42,8 +42,8 @@ ensure_pkg busybox busybox-static
 ensure_pkg curl curl
 ensure_pkg chromium chromium  # the console's browser tests (Playwright drives /usr/bin/chromium; no browser download)
 ensure_pkg openssl openssl
-ensure_pkg docker-compose docker-compose
 ensure_pkg shellcheck shellcheck  # tests/unit/test_artefacts.py on scripts/*.sh and .ci/run
+ensure_pkg jsonnet jsonnet  # tests/unit/test_mixin.py renders mixin/mixin.libsonnet
 # The Go peer exporters are only needed by `make bench` (TRADEOPS_BENCH=1).
 if [ "${TRADEOPS_BENCH:-0}" = 1 ]; then
   ensure_pkg prometheus-postgres-exporter prometheus-postgres-exporter

@@ -13,7 +13,9 @@ sandbox of the demos.
 - deploy/kubernetes/base/alertmanagerconfig.yaml: deploy/alertmanager/alertmanager.yml as an AlertmanagerConfig;
 - deploy/kubernetes/base/grafana-dashboards.yaml: grafana_dashboards/*.json, a ConfigMap each, for the Grafana
   sidecar of kube-prometheus-stack;
-- deploy/kubernetes/components/alertmanager/alertmanager.yaml: an Alertmanager of tradeops' own with that routing.
+- deploy/kubernetes/components/alertmanager/alertmanager.yaml: an Alertmanager of tradeops' own with that routing;
+- mixin/sources.libsonnet: every alert_rules/*.yml (as JSON: Debian's jsonnet 0.18 misreads YAML block scalars) and
+  an import of every grafana_dashboards/*.json, for mixin/mixin.libsonnet.
 
 Run `python -m tools.deploy` after changing a profile, the template, a rule file, the routing or a dashboard; a
 test fails when the files differ.
@@ -330,6 +332,17 @@ def grafana_dashboards() -> list[dict[str, Any]]:
     ]
 
 
+def mixin_sources() -> str:
+    """mixin/sources.libsonnet: each rule file's groups by file name, and each dashboard imported by file name."""
+    rules = {path.name: yaml.safe_load(path.read_text()) for path in sorted(RULES.glob("*.yml"))}
+    imports = "".join(
+        f"    {json.dumps(path.name)}: import {json.dumps('../grafana_dashboards/' + path.name)},\n"
+        for path in sorted(DASHBOARDS.glob("*.json"))
+    )
+    body = json.dumps(rules, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+    return f"{{\n  ruleFiles: {body},\n  dashboards: {{\n{imports}  }},\n}}\n"
+
+
 def config_map(exporter: dict[str, Any] | None, remediator: dict[str, Any]) -> dict[str, Any]:
     """The exporter's and remediator's configs as the ConfigMap tradeops-config (secrets stay in the Secret)."""
     data = {"exporter.yml": _dump(exporter)} if exporter is not None else {}
@@ -382,6 +395,10 @@ def outputs() -> dict[Path, str]:
         KUBERNETES / "base/grafana-dashboards.yaml": HEADER.format(source="grafana_dashboards/*.json")
         + _dump_all(grafana_dashboards()),
         KUBERNETES / "components/alertmanager/alertmanager.yaml": routing + _dump_all(alertmanager_documents()),
+        ROOT / "mixin/sources.libsonnet": HEADER.replace("#", "//", 1).format(
+            source="alert_rules/*.yml and grafana_dashboards/*.json"
+        )
+        + mixin_sources(),
     }
 
 
