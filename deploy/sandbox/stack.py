@@ -276,7 +276,7 @@ class Stack:
                         "{set}",
                     ]
             container = rule.get("label_params", {}).get("container")
-            if container is not None:  # keyed by service (or by queue: the consumer's service's container)
+            if container is not None and "map" in container:  # keyed by service (or by queue: its consumer's)
                 container["map"] = {key: self.container(self._service_of(key)) for key in container["map"]}
             script = rule.get("label_params", {}).get("script")
             if script is not None:
