@@ -1,5 +1,6 @@
 """tradeops-exporter at scale (issue 23): the shipped MasterTrade profile against real PostgreSQL, Redis, RabbitMQ
-(10,000 extra queues, each with a consumer), the Docker engine and a sandbox with 200 collectors. Prints, from one
+(10,000 extra queues, each with a consumer, on a RabbitMQ node of the bench's own, so that nobody else's management
+API lists them meanwhile), the Docker engine and a sandbox with 200 collectors. Prints, from one
 run: the median full scrape beside the slowest single backend's round trip (interleaved, shuffled rounds), the
 exporter's RSS over 1,000 scrapes, that `max_queues` bounds the queue series and the scrape says how many it cut,
 and where a scrape's time goes (cProfile of the running exporter). Asserts nothing; stops by itself and deletes
@@ -8,6 +9,7 @@ its queues. Sizes: TRADEOPS_BENCH_QUEUES, TRADEOPS_BENCH_COLLECTORS, TRADEOPS_BE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import pstats
@@ -18,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +39,13 @@ from exporter.probes.rabbitmq import QUEUE_QUERY
 SEED = 20261201  # the rounds' order: the same in every run
 QUEUES = int(os.environ.get("TRADEOPS_BENCH_QUEUES", "10000"))
 COLLECTORS = int(os.environ.get("TRADEOPS_BENCH_COLLECTORS", "200"))
-ROUNDS = int(os.environ.get("TRADEOPS_BENCH_ROUNDS", "100"))  # interleaved timing rounds
+ROUNDS = int(os.environ.get("TRADEOPS_BENCH_ROUNDS", "40"))  # interleaved timing rounds
 SCRAPES = int(os.environ.get("TRADEOPS_BENCH_SCRAPES", "1000"))  # scrapes over which RSS is watched
 PROFILED_SCRAPES = 30
 CAP = QUEUES // 10  # max_queues in the bound check
 TARGET = 1.25
 POSTGRES = os.environ.get("TRADEOPS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
-RABBITMQ_API = "http://127.0.0.1:15672"
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's, without its su wrapper
 DOCKER_HOST = os.environ.get("TRADEOPS_DOCKER_HOST", "unix:///run/tradeops-docker/docker.sock")
 QUEUE_PREFIX = "tradeops.bench."
 CONTAINER = "mastertrade_strategy_bench"
@@ -153,7 +154,49 @@ async def delete_queues(connection: aio_pika.abc.AbstractConnection, names: list
     await channel.close()
 
 
-def exporter_config(work: Path, ports: dict[str, int], dsn: str, max_queues: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def private_broker(work: Path) -> AsyncIterator[tuple[str, str]]:
+    """A RabbitMQ node of the bench's own (AMQP and management API on free ports, its own data directory);
+    yields its AMQP URL and management API, and stops it."""
+    amqp_port, api_port, dist_port = free_ports(3)
+    base = work / "rabbitmq"
+    base.mkdir()
+    (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    (base / "rabbitmq.conf").write_text(
+        f"listeners.tcp.default = {amqp_port}\nmanagement.tcp.port = {api_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+    )
+    env = {
+        **os.environ,
+        "HOME": str(base),  # its own Erlang cookie
+        "RABBITMQ_NODENAME": f"tradeops-bench-{os.getpid()}@localhost",
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(base / "pid"),
+    }
+    log = (base / "server.log").open("wb")
+    process = await asyncio.create_subprocess_exec(RABBITMQ_SERVER, env=env, cwd=base, stdout=log, stderr=log)
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            for _ in range(120):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(f"{api}/api/overview", headers=GUEST) as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.5)
+            else:
+                raise RuntimeError(f"the bench's RabbitMQ never answered (log: {base / 'server.log'})")
+        yield f"amqp://guest:guest@127.0.0.1:{amqp_port}/", api
+    finally:
+        process.terminate()
+        await process.wait()
+        log.close()
+
+
+def exporter_config(work: Path, ports: dict[str, int], dsn: str, api: str, max_queues: int) -> dict[str, Any]:
     """The shipped MasterTrade exporter profile pointed at this run's sandbox, queues and container."""
     profile: dict[str, Any] = yaml.safe_load(Path("deploy/profiles/mastertrade/exporter.yml").read_text())
     probes = profile["probes"]
@@ -164,6 +207,7 @@ def exporter_config(work: Path, ports: dict[str, int], dsn: str, max_queues: int
     for probe in probes["backups"]:
         probe["path_glob"] = probe["path_glob"].replace("/var/lib/tradeops-sandbox/backups", str(work / "backups"))
     probes["rabbitmq"][0]["include"] = ["tradeops\\.bench\\..*", "strategy_service\\..*"]
+    probes["rabbitmq"][0]["management_url"] = api
     probes["rabbitmq"][0]["max_queues"] = max_queues
     probes["postgres"][0]["databases"] = ["tradeops_bench"]
     for probe in probes.get("containers", []):
@@ -215,6 +259,12 @@ def print_profile(path: Path, scrapes: int) -> None:
 async def main() -> None:
     """Run the bench end to end and print its figures."""
     work = Path(tempfile.mkdtemp(prefix="tradeops-bench-"))
+    async with private_broker(work) as (amqp, api):
+        await run(work, amqp, api)
+
+
+async def run(work: Path, amqp: str, api: str) -> None:
+    """The bench against the broker at amqp and api."""
     *service_ports, control_port, exporter_port, profiled_port = free_ports(len(MASTERTRADE.services) + 3)
     ports = {s.name: port for s, port in zip(MASTERTRADE.services, service_ports, strict=True)}
     dsn = POSTGRES.rsplit("/", 1)[0] + "/tradeops_bench"
@@ -225,6 +275,7 @@ async def main() -> None:
             postgres_dsn=dsn,
             backup_root=work / "backups",
             collectors=COLLECTORS,
+            amqp_url=amqp,
             docker_host=DOCKER_HOST,
             containers={"strategy": CONTAINER},
         )
@@ -232,14 +283,14 @@ async def main() -> None:
     names = [f"{QUEUE_PREFIX}{n:05d}" for n in range(QUEUES)]
     processes: list[Any] = []
     await sandbox.start()
-    connection = await aio_pika.connect(AMQP)
+    connection = await aio_pika.connect(amqp)
     channels: list[Any] = []
     try:
         started = time.perf_counter()
         channels = await create_queues(connection, names)
         print(f"{QUEUES} queues with a consumer each declared in {time.perf_counter() - started:.1f} s")
         config = work / "exporter.yml"
-        config.write_text(yaml.safe_dump(exporter_config(work, ports, dsn, QUEUES + 1000)))
+        config.write_text(yaml.safe_dump(exporter_config(work, ports, dsn, api, QUEUES + 1000)))
         tradeops = await start_exporter(work, config, exporter_port)
         processes.append(tradeops)
         metrics_url = f"http://127.0.0.1:{exporter_port}/metrics"
@@ -256,10 +307,10 @@ async def main() -> None:
                 f"{count_lines(first, 'tradeops_queue_consumers{', QUEUE_PREFIX)} bench queues reported, "
                 f"failed probes: {re.findall(rb'probe_success{(.*)} 0', first)}"
             )
-            await timing(http, scrape, ports, dsn)
+            await timing(http, scrape, ports, api)
             await rss_over_scrapes(scrape, tradeops.pid)
-            await bound(http, scrape, config, work, ports, dsn, exporter_port)
-            config.write_text(yaml.safe_dump(exporter_config(work, ports, dsn, QUEUES + 1000)))
+            await bound(http, scrape, config, work, ports, dsn, api, exporter_port)
+            config.write_text(yaml.safe_dump(exporter_config(work, ports, dsn, api, QUEUES + 1000)))
             profiled = work / "exporter.prof"
             profiled_process = await start_exporter(work, config, profiled_port, profile_to=profiled)
             processes.append(profiled_process)
@@ -283,7 +334,7 @@ async def main() -> None:
         await sandbox.stop()
 
 
-async def timing(http: aiohttp.ClientSession, scrape: Callable[[], Any], ports: dict[str, int], dsn: str) -> None:
+async def timing(http: aiohttp.ClientSession, scrape: Callable[[], Any], ports: dict[str, int], api: str) -> None:
     """The full scrape beside each backend's single round trip, interleaved in shuffled rounds."""
     bodies: list[bytes] = []
 
@@ -305,7 +356,7 @@ async def timing(http: aiohttp.ClientSession, scrape: Callable[[], Any], ports: 
             "PostgreSQL pg_stat_activity": pg_round_trip,
             "Redis INFO": redis_round_trip,
             "RabbitMQ /api/queues?columns=... (as tradeops asks)": call_of(
-                http, f"{RABBITMQ_API}/api/queues?{QUEUE_QUERY}", headers=GUEST
+                http, f"{api}/api/queues?{QUEUE_QUERY}", headers=GUEST
             ),
             "collectors endpoint": call_of(http, f"http://127.0.0.1:{ports['market_data']}/health/collectors"),
             "Docker /containers/json": call_of(engine, "http://docker/containers/json?all=1"),
@@ -344,6 +395,7 @@ async def rss_over_scrapes(scrape: Callable[[], Any], pid: int) -> None:
         await scrape()
         if index == 50 or index % 100 == 0:
             readings.append((index, rss_bytes(pid)))
+            print(f"  ... {index} scrapes, RSS {readings[-1][1] / 2**20:.1f} MiB", flush=True)
     baseline = readings[0][1]
     top = max(rss for _, rss in readings)
     print(f"RSS over {SCRAPES} scrapes ({time.perf_counter() - started:.0f} s):")
@@ -361,10 +413,11 @@ async def bound(
     work: Path,
     ports: dict[str, int],
     dsn: str,
+    api: str,
     port: int,
 ) -> None:
     """Reload with max_queues = CAP: the queue series stop at CAP and the scrape says how many were cut."""
-    config.write_text(yaml.safe_dump(exporter_config(work, ports, dsn, CAP)))
+    config.write_text(yaml.safe_dump(exporter_config(work, ports, dsn, api, CAP)))
     async with http.post(f"http://127.0.0.1:{port}/-/reload") as response:
         if response.status != 200:
             raise RuntimeError(f"reload answered {response.status}: {await response.text()}")
@@ -379,4 +432,5 @@ async def bound(
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows as it happens
     asyncio.run(main())
