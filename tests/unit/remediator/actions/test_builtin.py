@@ -109,6 +109,11 @@ def test_an_allowlisted_label_value_cannot_move_the_url_out_of_its_prefix(
             "http://h.example/api/generate?now=1",
         ),
         ("http://[::1]:8080/p/", "http://[::1]:8080/p/x", "http://[::1]:8080/p/x"),
+        (  # a Docker container name on a compose network: underscores, as Docker names its containers
+            "http://mastertrade_strategy:8006/api/",
+            "http://MasterTrade_Strategy:8006/api/generate",
+            "http://mastertrade_strategy:8006/api/generate",
+        ),
     ],
 )
 def test_a_url_within_its_prefix_is_called_in_its_normalised_form(prefix: str, url: str, called: str) -> None:
@@ -122,6 +127,8 @@ def test_a_url_within_its_prefix_is_called_in_its_normalised_form(prefix: str, u
         "http://h.example/a%2fb/",
         "ftp://h.example/",
         "http://h.example:x/",
+        "http://_strategy:8006/",  # a name may not begin or end with an underscore or a hyphen
+        "http://strategy_:8006/",
     ],
 )
 def test_an_allowed_prefix_that_cannot_be_normalised_is_refused(prefix: str) -> None:
