@@ -48,8 +48,8 @@ MAX_USER = 128
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -248,7 +248,7 @@ async def incidents(request: web.Request, session: Session) -> web.Response:
         rules=[rule.name for rule in engine.config.rules],
         error=error,
         next_query=next_query,
-        refresh="cursor" not in query,
+        refresh="incident-list" if "cursor" not in query else "",
     )
 
 
@@ -329,11 +329,12 @@ async def explain(request: web.Request, session: Session) -> web.Response:
 
 async def approvals(request: web.Request, session: Session) -> web.Response:
     """GET /console/approvals: every step waiting for a human: what it would do, why, its evidence, its deadline,
-    and approve and deny buttons."""
+    and approve and deny buttons; the list refreshes itself (with the script), so a step decided elsewhere or past
+    its deadline leaves it."""
     engine = request.app[READ_ACCESS].engine(request)
     store, _ = readable(engine.store)
     waiting = await pending_approvals(store, engine.config)
-    return render(request, "approvals.html", session, waiting=waiting)
+    return render(request, "approvals.html", session, waiting=waiting, refresh="approval-list")
 
 
 async def confirm(request: web.Request, session: Session) -> web.Response:

@@ -19,7 +19,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, expect
 
 from common.webconfig import WebConfig
 from remediator.api.web import Remediator, build_app
@@ -361,9 +361,15 @@ async def test_an_approval_whose_deadline_passes_leaves_the_page_refuses_its_but
         await page.get_by_role("button", name="Filter").click()
         await page.wait_for_load_state()
         assert await page.locator("#incident-list tbody tr").count() == 1
+        listing = await context.new_page()
+        await listing.goto(f"{base}/console/incidents")
         await page.goto(f"{base}/console/approvals")
         assert await page.locator("article.approval").count() == 1
-        # The page stays open, its Approve button with it, while the deadline passes and the timers expire it.
+        # A browser without JavaScript keeps its copy of the page, and the Approve button on it, as it was.
+        frozen = await browser.new_context(java_script_enabled=False)
+        stale = await login(frozen, base)
+        await stale.goto(f"{base}/console/approvals")
+        assert await stale.locator("article.approval").count() == 1
         await pass_deadlines(remediator)
         for _ in range(200):
             if pages(calls, "approval_expired"):
@@ -371,12 +377,18 @@ async def test_an_approval_whose_deadline_passes_leaves_the_page_refuses_its_but
             await asyncio.sleep(0.025)
         await settle(remediator)
         assert len(pages(calls, "approval_expired")) == 1
-        async with page.expect_response(lambda answer: answer.request.method == "POST") as posted:
-            await page.get_by_role("button", name="Approve").click()
+        # With the script, the open approvals page drops the card by itself (it refreshes its list).
+        await expect(page.locator("article.approval")).to_have_count(0, timeout=30_000)
+        assert "Nothing waits for approval" in await page.locator("#approval-list").inner_text()
+        await expect(listing.locator("#incident-list tbody tr").first).to_contain_text("escalated", timeout=30_000)
+        await listing.close()
+        async with stale.expect_response(lambda answer: answer.request.method == "POST") as posted:
+            await stale.get_by_role("button", name="Approve").click()
         assert (await posted.value).status == 409
-        await page.wait_for_load_state()
-        assert "deadline has passed: nothing changed" in await page.get_by_role("status").inner_text()
-        await page.screenshot(path=tmp_path / "approve-after-expiry.png", full_page=True)
+        await stale.wait_for_load_state()
+        assert "deadline has passed: nothing changed" in await stale.get_by_role("status").inner_text()
+        await stale.screenshot(path=tmp_path / "approve-after-expiry.png", full_page=True)
+        await frozen.close()
         csrf = await page.locator("form.logout input[name=csrf]").get_attribute("value")
         assert csrf
         approval = link.split("/")[2].split("?")[0]

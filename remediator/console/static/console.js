@@ -1,5 +1,6 @@
-// The console works without this script. With it: local-time hints beside UTC times, and the incident list
-// refreshes itself every data-refresh seconds (fetched from the server, already escaped, same origin).
+// The console works without this script. With it: local-time hints beside UTC times, and the part of the page
+// named by data-refresh-part (the incident list, the approvals waiting) refreshes itself every data-refresh
+// seconds (fetched from the server, already escaped, same origin).
 "use strict";
 function localHints(root) {
   for (const node of root.querySelectorAll("time[datetime]")) {
@@ -21,8 +22,9 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       const response = await fetch(location.href, { credentials: "same-origin" });
       if (!response.ok) return;
-      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("incident-list");
-      const current = document.getElementById("incident-list");
+      const part = document.body.dataset.refreshPart;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById(part);
+      const current = document.getElementById(part);
       if (fresh && current) { current.replaceWith(fresh); localHints(fresh); }
     } catch (error) { /* the next turn tries again */ }
   }, seconds * 1000);
