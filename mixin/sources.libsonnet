@@ -48,6 +48,18 @@
               "expr": "vector(0.8)"
             },
             {
+              "record": "tradeops:ai_trading_latency_warning_seconds:threshold",
+              "expr": "vector(1)"
+            },
+            {
+              "record": "tradeops:ai_trading_latency_critical_seconds:threshold",
+              "expr": "vector(2)"
+            },
+            {
+              "record": "tradeops:ai_trading_connections_ratio:threshold",
+              "expr": "vector(0.8)"
+            },
+            {
               "record": "tradeops:ai_trading_queue_depth_warning:threshold",
               "expr": "vector(100)"
             },
@@ -136,6 +148,53 @@
                 "summary": "Error rate of {{ $labels.instance }} is above 5%",
                 "description": "{{ $value | humanizePercentage }} of requests to {{ $labels.job }}/{{ $labels.instance }} failed over 5 minutes.",
                 "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingErrorRateHigh.md"
+              }
+            }
+          ]
+        },
+        {
+          "name": "ai-trading-latency-connections",
+          "rules": [
+            {
+              "alert": "AiTradingApiLatencyWarning",
+              "expr": "histogram_quantile(0.95, sum by (job, instance, le) (rate(http_request_duration_seconds_bucket[5m])))\n  > scalar(tradeops:ai_trading_latency_warning_seconds:threshold)\n",
+              "for": "5m",
+              "labels": {
+                "severity": "warning",
+                "priority": "P2"
+              },
+              "annotations": {
+                "summary": "API p95 latency of {{ $labels.instance }} is above 1s",
+                "description": "p95 request duration of {{ $labels.job }}/{{ $labels.instance }} is {{ $value | humanizeDuration }} (Level 2 warning above 1s).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingApiLatencyWarning.md"
+              }
+            },
+            {
+              "alert": "AiTradingApiLatencyHigh",
+              "expr": "histogram_quantile(0.95, sum by (job, instance, le) (rate(http_request_duration_seconds_bucket[5m])))\n  > scalar(tradeops:ai_trading_latency_critical_seconds:threshold)\n",
+              "for": "5m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P1"
+              },
+              "annotations": {
+                "summary": "API p95 latency of {{ $labels.instance }} is above 2s",
+                "description": "p95 request duration of {{ $labels.job }}/{{ $labels.instance }} is {{ $value | humanizeDuration }} (critical above 2s).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingApiLatencyHigh.md"
+              }
+            },
+            {
+              "alert": "AiTradingDatabaseConnectionsHigh",
+              "expr": "sum by (server) (tradeops_postgres_connections) / on (server) tradeops_postgres_max_connections\n  > scalar(tradeops:ai_trading_connections_ratio:threshold)\n",
+              "for": "5m",
+              "labels": {
+                "severity": "warning",
+                "priority": "P2"
+              },
+              "annotations": {
+                "summary": "PostgreSQL {{ $labels.server }} uses over 80% of max_connections",
+                "description": "{{ $labels.server }} is at {{ $value | humanizePercentage }} of max_connections (normal is below 80%).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingDatabaseConnectionsHigh.md"
               }
             }
           ]
@@ -310,6 +369,39 @@
                 "summary": "Backup set {{ $labels.set }} is stale",
                 "description": "The newest {{ $labels.set }} backup is {{ $value | humanizeDuration }} old; the daily 02:00 backup did not land.",
                 "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingBackupStale.md"
+              }
+            }
+          ]
+        },
+        {
+          "name": "ai-trading-database",
+          "rules": [
+            {
+              "alert": "AiTradingDatabaseLocks",
+              "expr": "max by (server) (tradeops_postgres_blocked_sessions) > 0",
+              "for": "5m",
+              "labels": {
+                "severity": "warning",
+                "priority": "P2"
+              },
+              "annotations": {
+                "summary": "Sessions on {{ $labels.server }} are blocked by locks",
+                "description": "{{ $value }} sessions on {{ $labels.server }} have waited for another session's lock for 5 minutes (Database Lock Issues).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingDatabaseLocks.md"
+              }
+            },
+            {
+              "alert": "AiTradingLongQueries",
+              "expr": "max by (server) (tradeops_postgres_slow_queries{threshold_seconds=\"300\"}) > 0",
+              "for": "1m",
+              "labels": {
+                "severity": "warning",
+                "priority": "P2"
+              },
+              "annotations": {
+                "summary": "Queries on {{ $labels.server }} have run for over 5 minutes",
+                "description": "{{ $value }} active queries on {{ $labels.server }} have run for over 5 minutes (Connection Pool Exhausted).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingLongQueries.md"
               }
             }
           ]
@@ -537,6 +629,43 @@
                 "summary": "Backup script {{ $labels.command }} failed",
                 "description": "{{ $labels.command }} exited with code {{ $value }}; disaster recovery is weakened until it succeeds.",
                 "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/BackupScriptFailed.md"
+              }
+            }
+          ]
+        },
+        {
+          "name": "ai-trading-v11-dependencies",
+          "rules": [
+            {
+              "record": "tradeops:probe_down_paged:info",
+              "expr": "label_replace(vector(1), \"probe\", \"redis\", \"\", \"\") or label_replace(vector(1), \"probe\", \"websocket\", \"\", \"\")"
+            },
+            {
+              "alert": "RedisPingFailed",
+              "expr": "tradeops_probe_success{probe=\"redis\"} == 0",
+              "for": "1m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P1"
+              },
+              "annotations": {
+                "summary": "Redis {{ $labels.target }} does not answer",
+                "description": "The exporter could not read Redis {{ $labels.target }} for over 1 minute (value {{ $value }}).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/RedisPingFailed.md"
+              }
+            },
+            {
+              "alert": "WebSocketFeedDown",
+              "expr": "tradeops_websocket_up == 0",
+              "for": "2m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P1"
+              },
+              "annotations": {
+                "summary": "WebSocket {{ $labels.endpoint }} is down",
+                "description": "{{ $labels.endpoint }} has not accepted a connection or sent a message for 2 minutes (value {{ $value }}).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/WebSocketFeedDown.md"
               }
             }
           ]
@@ -969,6 +1098,55 @@
               }
             }
           ]
+        },
+        {
+          "name": "mastertrade-containers-and-queries",
+          "rules": [
+            {
+              "record": "tradeops:container_restart_loop_starts:threshold",
+              "expr": "vector(3)"
+            },
+            {
+              "alert": "ContainerRestarted",
+              "expr": "changes(tradeops_container_started_at_timestamp_seconds[24h]) > 0",
+              "labels": {
+                "severity": "info",
+                "priority": "P3"
+              },
+              "annotations": {
+                "summary": "Container {{ $labels.container }} restarted in the last 24 hours",
+                "description": "{{ $labels.container }} on {{ $labels.engine }} started {{ $value }} time(s) in the last 24 hours (Morning Checklist 1: review restart events).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/ContainerRestarted.md"
+              }
+            },
+            {
+              "alert": "ContainerRestartLoop",
+              "expr": "changes(tradeops_container_started_at_timestamp_seconds[10m])\n  >= scalar(tradeops:container_restart_loop_starts:threshold)\n",
+              "labels": {
+                "severity": "critical",
+                "priority": "P1"
+              },
+              "annotations": {
+                "summary": "Container {{ $labels.container }} is restarting in a loop",
+                "description": "{{ $labels.container }} on {{ $labels.engine }} started {{ $value }} times in 10 minutes (Common Issues 1: restarts continuously).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/ContainerRestartLoop.md"
+              }
+            },
+            {
+              "alert": "PostgresSlowQueries",
+              "expr": "max by (server) (tradeops_postgres_slow_queries{threshold_seconds=\"5\"}) > 0",
+              "for": "5m",
+              "labels": {
+                "severity": "warning",
+                "priority": "P2"
+              },
+              "annotations": {
+                "summary": "Queries on {{ $labels.server }} run longer than 5 seconds",
+                "description": "{{ $value }} active queries on {{ $labels.server }} have run for over 5 s, for 5 minutes (Issue 2 diagnosis).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/PostgresSlowQueries.md"
+              }
+            }
+          ]
         }
       ]
     },
@@ -1154,6 +1332,20 @@
               }
             },
             {
+              "alert": "PaymentGatewayDown",
+              "expr": "resilience4j_circuitbreaker_state{name=\"paymentGateway\",state=~\"open|forced_open\"} == 1",
+              "for": "1m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P0"
+              },
+              "annotations": {
+                "summary": "Payment gateway breaker of {{ $labels.instance }} is {{ $labels.state }}",
+                "description": "The paymentGateway circuit breaker has been {{ $labels.state }} for over 1 minute (value {{ $value }}): payments fail fast.",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/PaymentGatewayDown.md"
+              }
+            },
+            {
               "alert": "CircuitBreakerOpen",
               "expr": "resilience4j_circuitbreaker_state{state=~\"open|forced_open\"} == 1",
               "for": "1m",
@@ -1259,6 +1451,29 @@
                 "summary": "Disk {{ $labels.mountpoint }} of {{ $labels.instance }} is above 90%",
                 "description": "{{ $labels.mountpoint }} on {{ $labels.instance }} is {{ $value | humanizePercentage }} full.",
                 "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/TradeMasterDiskFull.md"
+              }
+            }
+          ]
+        },
+        {
+          "name": "trademaster-jvm",
+          "rules": [
+            {
+              "record": "tradeops:trademaster_heap_ratio:threshold",
+              "expr": "vector(0.9)"
+            },
+            {
+              "alert": "JvmMemoryPressure",
+              "expr": "tradeops_actuator_metric{metric=\"jvm.memory.used\", tags=\"area:heap\"}\n  / ignoring (metric) (tradeops_actuator_metric{metric=\"jvm.memory.max\", tags=\"area:heap\"} > 0)\n  > scalar(tradeops:trademaster_heap_ratio:threshold)\n",
+              "for": "10m",
+              "labels": {
+                "severity": "warning",
+                "priority": "P2"
+              },
+              "annotations": {
+                "summary": "JVM heap of {{ $labels.service }} is above 90%",
+                "description": "{{ $labels.service }} uses {{ $value | humanizePercentage }} of its maximum heap, for 10 minutes (Incident 2: memory pressure).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/JvmMemoryPressure.md"
               }
             }
           ]
