@@ -57,7 +57,10 @@ SCHEMAS: dict[str, Any] = {
             "state": {
                 "type": "string",
                 "enum": list(SHOWN_STATES),
-                "description": "waiting: open, nothing run yet; waiting_approval: a step waits for a human's approval",
+                "description": (
+                    "waiting: open, nothing run yet; acting: its action ran; verifying: a step's verification "
+                    "watches it; waiting_approval: a step waits for a human's approval"
+                ),
             },
             "attempts": {"type": "integer", "minimum": 0},
             "escalated": {"type": "boolean"},
@@ -168,7 +171,7 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         _query(
                             "state",
-                            "the incident's state (open: every open incident, waiting_approval among them)",
+                            "the incident's state (open: every open one, verifying and waiting_approval among them)",
                             {"type": "string", "enum": list(SHOWN_STATES)},
                         ),
                         _query("target", "the target its rule acts on"),

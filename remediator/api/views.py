@@ -36,10 +36,20 @@ TARGET_SCAN_BATCH = 500
 TARGET_SCAN_MAX = 5000  # rows read per page for a computed filter (target, shown state): then a cursor
 
 
-# The states an incident is shown in: the audit store's (INCIDENT_STATES), and waiting_approval, an open
-# incident whose next step waits for a human's approval before its deadline (computed from the record).
-ShownState = IncidentState | Literal["waiting_approval"]
-SHOWN_STATES: tuple[ShownState, ...] = ("open", "acting", "waiting", "waiting_approval", "escalated", "resolved")
+# The states an incident is shown in: the audit store's (INCIDENT_STATES), and two computed from the record:
+# verifying, an open incident whose step ran and whose verification is still watching it, and waiting_approval,
+# an open incident whose next step waits for a human's approval before its deadline.
+ShownState = IncidentState | Literal["verifying", "waiting_approval"]
+SHOWN_STATES: tuple[ShownState, ...] = (
+    "open",
+    "acting",
+    "verifying",
+    "waiting",
+    "waiting_approval",
+    "escalated",
+    "resolved",
+)
+COMPUTED_STATES = frozenset({"acting", "verifying", "waiting", "waiting_approval", "escalated"})
 
 
 def awaits_approval(incident: Incident) -> bool:
@@ -49,8 +59,13 @@ def awaits_approval(incident: Incident) -> bool:
 
 
 def shown_state(incident: Incident) -> ShownState:
-    """The state the incident is shown in: waiting_approval while a step waits for a human, else its store state."""
-    return "waiting_approval" if awaits_approval(incident) else incident_state(incident)
+    """The state the incident is shown in: waiting_approval while a step waits for a human, verifying while a
+    step's verification watches it, else its store state."""
+    if awaits_approval(incident):
+        return "waiting_approval"
+    if not incident.closed and incident.verify_until is not None:
+        return "verifying"
+    return incident_state(incident)
 
 
 class QueryError(ValueError):
@@ -154,8 +169,8 @@ def decode_cursor(text: str | None) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class IncidentFilter:
     """GET /api/v1/incidents' parameters: the store query and the computed filters, `target` and the shown
-    `state` where the store's state is wider (waiting_approval is among its open incidents, and acting, waiting
-    and escalated leave out those waiting for approval)."""
+    `state` where the store's state is wider (verifying and waiting_approval are among its open incidents, and
+    acting, waiting and escalated leave those out)."""
 
     query: IncidentQuery
     target: str | None
@@ -181,7 +196,7 @@ def incident_filter(query: Mapping[str, str]) -> IncidentFilter:
         shown = next((s for s in SHOWN_STATES if s == text), None)
         if shown is None:
             raise QueryError(f"state must be one of {', '.join(SHOWN_STATES)}")
-        state = "open" if shown == "waiting_approval" else shown
+        state = "open" if shown in {"waiting_approval", "verifying"} else cast(IncidentState, shown)
     cursor = decode_cursor(query.get("cursor"))
     after = None
     if cursor is not None:
@@ -201,7 +216,7 @@ def incident_filter(query: Mapping[str, str]) -> IncidentFilter:
             after=after,
         ),
         _text(query, "target"),
-        shown if shown in {"waiting_approval", "acting", "waiting", "escalated"} else None,
+        shown if shown in COMPUTED_STATES else None,
     )
 
 

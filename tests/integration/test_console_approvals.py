@@ -408,7 +408,7 @@ async def test_an_approval_whose_deadline_passes_leaves_the_page_refuses_its_but
         hostile = urllib.parse.quote("<script>window.__pwned=1</script>")
         await page.goto(f"{base}/console/incidents?state={hostile}")
         assert (
-            "state must be one of open, acting, waiting, waiting_approval"
+            "state must be one of open, acting, verifying, waiting, waiting_approval"
             in await page.get_by_role("alert").inner_text()
         )
         assert await page.evaluate("window.__pwned") is None

@@ -1,6 +1,7 @@
-"""The waiting_approval state: an open incident whose step waits for a human is shown so in GET
-/api/v1/incidents and is a filter of its own (acting, waiting and escalated leave it out, open keeps it); once its
-deadline passes or it is decided it is shown in its store state again. The OpenAPI document lists it."""
+"""The states computed from an incident's record: waiting_approval (a step waits for a human) and verifying (a
+step's verification watches it) are shown in GET /api/v1/incidents and are filters of their own (acting, waiting
+and escalated leave them out, open keeps them); once the deadline passes, or the approval is decided, the
+incident is shown in its store state again. The OpenAPI document lists them."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def test_a_pending_approval_before_its_deadline_is_waiting_approval_and_nothing_
     assert shown_state(incident(approval={"state": "approved"}, attempts=1)) == "acting"
     assert shown_state(incident(approval={"state": "expired"}, escalated=True)) == "escalated"
     assert shown_state(incident(approval={"state": "pending"}, state="closed")) == "resolved"
+    assert shown_state(incident(attempts=1, verify_until=later)) == "verifying"
+    assert shown_state(incident(attempts=1, verify_until=later, escalated=True)) == "verifying"
+    assert shown_state(incident(approval={"state": "pending"}, verify_until=later)) == "waiting_approval"
+    assert shown_state(incident(verify_until=later, state="closed")) == "resolved"
     assert set(INCIDENT_STATES) < set(SHOWN_STATES)
 
 
@@ -136,3 +141,40 @@ async def test_an_approval_posted_after_its_expiry_answers_expired_with_a_reason
                 ("escalated", "approval_expired")
             ]
     assert not any(path == "/platform/purge" for path, _ in calls)
+
+
+async def test_each_state_filter_lists_exactly_the_incidents_shown_in_that_state(tmp_path: Path) -> None:
+    later = now() + dt.timedelta(minutes=5)
+    records = {
+        "waiting": incident(),
+        "acting": incident(attempts=1),
+        "verifying": incident(attempts=1, verify_until=later),
+        "verifying-escalated": incident(attempts=1, verify_until=later, escalated=True),
+        "waiting_approval": incident(attempts=1, approval={"state": "pending"}, approval_until=later),
+        "escalated": incident(attempts=1, escalated=True),
+        "resolved": incident(attempts=1, state="closed"),
+    }
+    async with remediator_client(config(tmp_path, "http://127.0.0.1:1")) as (client, remediator):
+        store = remediator.engine.store
+        assert isinstance(store, SqliteStore)
+        for name, record in records.items():
+            record.key = f"{name}@2026-11-22T03:00:00+00:00#r"
+            record.alertname = name
+            await store.save(record)
+        expected = {
+            "open": sorted(n for n in records if n != "resolved"),
+            "acting": ["acting"],
+            "verifying": ["verifying", "verifying-escalated"],
+            "waiting": ["waiting"],
+            "waiting_approval": ["waiting_approval"],
+            "escalated": ["escalated"],
+            "resolved": ["resolved"],
+        }
+        assert set(expected) == set(SHOWN_STATES)
+        for state, names in expected.items():
+            status, body = await get(client, "/api/v1/incidents", state=state)
+            assert status == 200
+            assert sorted(i["alertname"] for i in body["incidents"]) == names, state
+            assert {shown for i in body["incidents"] if (shown := i["state"]) != state} <= (
+                {"acting", "verifying", "waiting", "waiting_approval", "escalated"} if state == "open" else set()
+            )
