@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from remediator.config import RemediatorConfig, RuleConfig
+from remediator.console.app import environment
 from remediator.console.limits import SHOWN, by_rule, limits_query, target_pattern
 from remediator.state.base import BreakerLeft, CooldownLeft, LimitsLeft, RuleLeft
 
@@ -65,3 +66,32 @@ def test_the_page_lists_open_breakers_first_and_soonest_cooldowns_first_at_most_
     assert len(shown["cooldowns"]) == SHOWN
     assert shown["cooldowns"][0].target == f"t{SHOWN + 4}"
     assert by_rule(None) == {}
+
+
+def test_hostile_targets_on_the_rules_page_render_as_text() -> None:
+    config = RemediatorConfig.model_validate(
+        {"webhook_token": "t", "rules": [{"name": "r", "matchers": ['alertname="A"'], "action": "log"}]}
+    )
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    hostile = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+    rule_left = RuleLeft("r", 0.0, 1, (CooldownLeft(hostile, at),), (BreakerLeft(hostile, "open", 3, at),))
+    left = LimitsLeft(at, 0, (rule_left,))
+    html = (
+        environment()
+        .get_template("rules.html")
+        .render(
+            csrf="c",
+            logged_in=True,
+            prefix="/console",
+            rules=config.rules,
+            limits=config.limits,
+            dry_run=False,
+            left=left,
+            live=by_rule(left),
+            breaker=config.circuit_breaker,
+            shown=SHOWN,
+        )
+    )
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html
+    assert html.count("&lt;script&gt;alert(2)&lt;/script&gt;") == 2
