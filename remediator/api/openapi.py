@@ -40,6 +40,12 @@ COMMON = [
     _query("cursor", "the next_cursor of the previous page", {"type": "string", "maxLength": 1024}),
 ]
 
+STATE = _query(
+    "state",
+    "the incident's state (open: every open one, verifying and waiting_approval among them)",
+    {"type": "string", "enum": list(SHOWN_STATES)},
+)
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -169,11 +175,7 @@ def document() -> dict[str, Any]:
                     "operationId": "listIncidents",
                     "summary": "incidents, open first, then by last update (newest first)",
                     "parameters": [
-                        _query(
-                            "state",
-                            "the incident's state (open: every open one, verifying and waiting_approval among them)",
-                            {"type": "string", "enum": list(SHOWN_STATES)},
-                        ),
+                        STATE,
                         _query("target", "the target its rule acts on"),
                         *COMMON,
                         _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": INCIDENT_LIMIT}),

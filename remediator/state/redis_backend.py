@@ -26,7 +26,6 @@ from common.batcher import Batcher
 from common.logs import log_event
 from remediator.state.base import (
     Admission,
-    BreakerLeft,
     BreakerPolicy,
     CooldownLeft,
     Denial,
@@ -35,6 +34,7 @@ from remediator.state.base import (
     LimitsQuery,
     LockLostError,
     RuleLeft,
+    RuleLimits,
     StateUnavailableError,
     breaker_left,
     epoch,
@@ -353,56 +353,28 @@ class RedisState:
             pipe.hmget(self._key("bucket", wanted.rule), "tokens", "updated")
         pipe.zcount(self._key("budget"), f"({now_ms - 3_600_000}", "+inf")
         answers: list[Any] = await self._call(pipe.execute())
+        split = len(cooldowns) + len(breakers)
         ttls = dict(zip(cooldowns, answers[: len(cooldowns)], strict=True))
-        kept = dict(zip(breakers, answers[len(cooldowns) : len(cooldowns) + len(breakers)], strict=True))
-        buckets = answers[len(cooldowns) + len(breakers) : -1]
-        rules = []
-        for wanted, (tokens, updated) in zip(query.rules, buckets, strict=True):
-            burst = wanted.rate.burst
-            level = float(burst)
-            if tokens is not None and updated is not None:
-                refill = max(0, now_ms - float(updated)) * wanted.rate.per_minute / 60000
-                level = min(float(burst), float(tokens) + refill)
-            running = tuple(
-                CooldownLeft(target, epoch((now_ms + int(ttl)) / 1000))
-                for target, ttl in sorted(ttls.items())
-                if int(ttl) > 0 and wanted.cooldown_seconds > 0 and wanted.targets.fullmatch(target)
-            )
-            rules.append(RuleLeft(wanted.rule, level, burst, running, self._breakers(wanted.rule, kept, now_ms, query)))
+        kept = dict(zip(breakers, answers[len(cooldowns) : split], strict=True))
+        rules = tuple(
+            rule_left(wanted, bucket, ttls, kept, now_ms, query.breaker_open_seconds)
+            for wanted, bucket in zip(query.rules, answers[split:-1], strict=True)
+        )
         budget = max(0, query.actions_per_hour - int(answers[-1]))
-        return LimitsLeft(epoch(now_ms / 1000), budget, tuple(rules), more_cooldowns or more_breakers)
-
-    @staticmethod
-    def _breakers(rule: str, kept: dict[str, Any], now_ms: int, query: LimitsQuery) -> tuple[BreakerLeft, ...]:
-        prefix = f"{rule}:"
-        found = []
-        for name, (failures, opened, trial) in sorted(kept.items()):
-            if not name.startswith(prefix) or (failures is None and opened is None):
-                continue  # another rule's, or gone since the scan
-            found.append(
-                breaker_left(
-                    name.removeprefix(prefix),
-                    int(failures or 0),
-                    float(opened) / 1000 if opened is not None else None,
-                    float(trial) / 1000 if trial is not None else None,
-                    now_ms / 1000,
-                    query.breaker_open_seconds,
-                )
-            )
-        return tuple(found)
+        return LimitsLeft(epoch(now_ms / 1000), budget, rules, more_cooldowns or more_breakers)
 
     async def _scan(self, kind: str) -> tuple[list[str], bool]:
         """The names under prefix:kind: (bounded: SCAN_ROUNDS calls) and whether more were left unread."""
         head = self._key(kind, "")
         match = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*"
-        names: list[str] = []
+        names: set[str] = set()
         cursor = 0
         for _ in range(SCAN_ROUNDS):
             cursor, keys = await self._call(self.redis.scan(cursor, match=match, count=SCAN_COUNT))
-            names += [(k.decode() if isinstance(k, bytes) else str(k))[len(head) :] for k in keys]
+            names |= {(k.decode() if isinstance(k, bytes) else str(k))[len(head) :] for k in keys}
             if cursor == 0:
-                return sorted(set(names)), False
-        return sorted(set(names)), True
+                return sorted(names), False
+        return sorted(names), True
 
     async def prune(self, older_than: dt.datetime) -> None:
         """Incidents expire by themselves (TTL = the retention, renewed on every save)."""
@@ -411,3 +383,40 @@ class RedisState:
         """Close the connection pool once the PING on its way is answered."""
         await self._pings.wait_idle()
         await self.redis.aclose()
+
+
+def rule_left(
+    wanted: RuleLimits,
+    bucket: list[Any],
+    ttls: dict[str, Any],
+    kept: dict[str, list[Any]],
+    now_ms: int,
+    open_seconds: float,
+) -> RuleLeft:
+    """One rule's limits left, from what Redis answered: its bucket (tokens, updated), the cooldown keys' PTTLs
+    and the breaker hashes (failures, opened_at, trial_until), all times in Redis' milliseconds."""
+    burst = wanted.rate.burst
+    tokens, updated = bucket
+    level = float(burst)
+    if tokens is not None and updated is not None:
+        refill = max(0, now_ms - float(updated)) * wanted.rate.per_minute / 60000
+        level = min(float(burst), float(tokens) + refill)
+    running = tuple(
+        CooldownLeft(target, epoch((now_ms + int(ttl)) / 1000))
+        for target, ttl in sorted(ttls.items())
+        if int(ttl) > 0 and wanted.cooldown_seconds > 0 and wanted.targets.fullmatch(target)
+    )
+    prefix = f"{wanted.rule}:"
+    breakers = tuple(
+        breaker_left(
+            name.removeprefix(prefix),
+            int(failures or 0),
+            float(opened) / 1000 if opened is not None else None,
+            float(trial) / 1000 if trial is not None else None,
+            now_ms / 1000,
+            open_seconds,
+        )
+        for name, (failures, opened, trial) in sorted(kept.items())
+        if name.startswith(prefix) and (failures is not None or opened is not None)  # not gone since the scan
+    )
+    return RuleLeft(wanted.rule, level, burst, running, breakers)
