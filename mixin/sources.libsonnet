@@ -753,6 +753,25 @@
           ]
         },
         {
+          "name": "mastertrade-availability",
+          "rules": [
+            {
+              "alert": "ServiceAvailabilityBelowTarget",
+              "expr": "avg_over_time(tradeops_service_up{criticality=\"critical\"}[30d])\n  < scalar(tradeops:service_availability_ratio:threshold)\n",
+              "for": "1h",
+              "labels": {
+                "severity": "info",
+                "priority": "P3"
+              },
+              "annotations": {
+                "summary": "{{ $labels.service }} is below 99.9% availability",
+                "description": "{{ $labels.service }} was healthy {{ $value | humanizePercentage }} of the last 30 days (target above 99.9%).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/ServiceAvailabilityBelowTarget.md"
+              }
+            }
+          ]
+        },
+        {
           "name": "mastertrade-collectors",
           "rules": [
             {
@@ -1215,6 +1234,10 @@
             {
               "record": "tradeops:database_filesystem_size_bytes",
               "expr": "max(node_filesystem_size_bytes{mountpoint=\"/\"})"
+            },
+            {
+              "record": "tradeops:service_availability_ratio:threshold",
+              "expr": "vector(0.999)"
             },
             {
               "record": "tradeops:strategies_active_min:threshold",
