@@ -10,15 +10,28 @@ from exporter.sink import MetricSink
 
 
 class NameFilter:
-    """Include and exclude patterns (RE2, full match) over names: queues, containers."""
+    """Include and exclude patterns (RE2, full match) over names: queues, containers. Each name's decision is kept
+    (names are the same scrape after scrape: 10,000 queues cost 10,000 dict lookups instead of 20,000 RE2 calls),
+    at most `memo_limit` of them: past that the memo starts afresh, so churning names cannot grow it."""
 
-    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...], memo_limit: int = 100_000) -> None:
         # One alternation per list: a name is matched once per list, not once per pattern.
         self.include = alternation(include)
         self.exclude = alternation(exclude)
+        self.memo_limit = memo_limit
+        self._memo: dict[str, bool] = {}
 
     def allows(self, name: str) -> bool:
         """Return whether a name is reported."""
+        known = self._memo.get(name)
+        if known is None:
+            known = self._decide(name)
+            if len(self._memo) >= self.memo_limit:
+                self._memo.clear()
+            self._memo[name] = known
+        return known
+
+    def _decide(self, name: str) -> bool:
         if self.include is not None and not self.include.fullmatch(name):
             return False
         return self.exclude is None or not self.exclude.fullmatch(name)

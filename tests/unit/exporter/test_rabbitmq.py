@@ -49,3 +49,30 @@ def test_a_leading_flag_applies_to_its_own_pattern_only() -> None:
 def test_a_nested_repetition_is_matched_in_linear_time() -> None:
     # RE2: (a|aa)+ over a long name that almost matches answers at once; Python's re would never finish.
     assert not QueueFilter(("(a|aa)+",), ()).allows("a" * 100_000 + "b")
+
+
+def test_each_name_is_matched_once_and_later_scrapes_reuse_the_decision() -> None:
+    queue_filter = QueueFilter((r"orders\..*",), (r".*\.dead",))
+    calls: list[str] = []
+    include = queue_filter.include
+    assert include is not None
+
+    class Counting:
+        def fullmatch(self, name: str) -> object:
+            calls.append(name)
+            return include.fullmatch(name)
+
+    queue_filter.include = Counting()  # type: ignore[assignment]
+    names = ["orders.new", "orders.dead", "signals"]
+    first = [queue_filter.allows(name) for name in names]
+    second = [queue_filter.allows(name) for name in names]
+    assert first == second == [True, False, False]
+    assert calls == names  # the second pass matched nothing again
+
+
+def test_the_memo_of_decisions_never_grows_past_its_limit_and_answers_stay_right() -> None:
+    queue_filter = QueueFilter((r"q\d+",), (), memo_limit=10)
+    for index in range(1000):  # churning names, as temporary queues are
+        assert queue_filter.allows(f"q{index}")
+        assert not queue_filter.allows(f"x{index}")
+        assert len(queue_filter._memo) <= 10
