@@ -56,11 +56,12 @@ def test_each_name_is_matched_once_and_later_scrapes_reuse_the_decision() -> Non
     calls: list[str] = []
     include = queue_filter.include
     assert include is not None
+    match = include.fullmatch
 
     class Counting:
         def fullmatch(self, name: str) -> object:
             calls.append(name)
-            return include.fullmatch(name)
+            return match(name)
 
     queue_filter.include = Counting()  # type: ignore[assignment]
     names = ["orders.new", "orders.dead", "signals"]
