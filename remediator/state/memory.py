@@ -290,6 +290,8 @@ class MemoryState:
         self._connection()
         at = self.clock()
         spent = sum(1 for t in self.spent if t >= at - BUDGET_WINDOW_SECONDS)
+        longest = max((wanted.cooldown_seconds for wanted in query.rules), default=0.0)
+        running = sorted((target, last) for target, last in self.cooldowns.items() if at - last < longest)
         rules = []
         for wanted in query.rules:
             bucket = self.buckets.get(wanted.rule)
@@ -297,7 +299,7 @@ class MemoryState:
             tokens = bucket.level(at) if bucket is not None and same else float(wanted.rate.burst)
             cooldowns = tuple(
                 CooldownLeft(target, epoch(last + wanted.cooldown_seconds))
-                for target, last in sorted(self.cooldowns.items())
+                for target, last in running
                 if at - last < wanted.cooldown_seconds and wanted.targets.fullmatch(target)
             )
             prefix = f"{wanted.rule}:"
