@@ -15,6 +15,7 @@ import os
 import pstats
 import random
 import re
+import shutil
 import signal
 import statistics
 import sys
@@ -194,6 +195,7 @@ async def private_broker(work: Path) -> AsyncIterator[tuple[str, str]]:
         process.terminate()
         await process.wait()
         log.close()
+        shutil.rmtree(base / "mnesia", ignore_errors=True)  # the node's queues go with its data
 
 
 def exporter_config(work: Path, ports: dict[str, int], dsn: str, api: str, max_queues: int) -> dict[str, Any]:
