@@ -424,6 +424,25 @@ OVERVIEW = Dashboard(
             (Query(f"tradeops_postgres_database_size_bytes{{{sel()}}}", "{{database}}"),),
             width=12,
         ),
+        Panel(
+            "Container restarts",
+            "Restarts by each container's restart policy per interval (Morning Checklist 1: restart events in 24 h; "
+            "Common Issues 1: a container that restarts continuously).",
+            "short",
+            (
+                Query(
+                    f"increase(tradeops_container_restarts_total{{{sel()}}}[$__rate_interval])",
+                    "{{container}}",
+                ),
+            ),
+        ),
+        Panel(
+            "Slow queries",
+            "Active queries running longer than each configured threshold (Common Issues 2: over 5 s).",
+            "short",
+            (Query(f"tradeops_postgres_slow_queries{{{sel()}}}", "over {{threshold_seconds}} s on {{server}}"),),
+            thresholds=((1, "red"),),
+        ),
     ),
 )
 
@@ -668,6 +687,9 @@ REMEDIATION = Dashboard(
 SERVICE_5XX = 'status=~"5.."'
 PM2_RESTARTS = sel('command="pm2_jlist",field="restart_time"')
 BACKUP_COMMANDS = sel('command=~"backup.*"')
+LONG_QUERIES = sel('threshold_seconds="300"')
+HEAP_USED = sel('metric="jvm.memory.used",tags="area:heap"')
+HEAP_MAX = sel('metric="jvm.memory.max",tags="area:heap"')
 HEALTH_SCORE = sel('field="health_score"')
 DAILY_PNL = sel('field="daily_pnl_ratio"')
 INTEGRITY = sel('field="integrity_errors"')
@@ -861,6 +883,17 @@ AI_TRADING_TRADING = Dashboard(
             ),
         ),
         Panel(
+            "Locks and long queries",
+            "Sessions blocked by another's lock (Database Lock Issues) and queries active over 5 minutes "
+            "(Connection Pool Exhausted).",
+            "short",
+            (
+                Query(f"tradeops_postgres_blocked_sessions{{{sel()}}}", "blocked on {{server}}"),
+                Query(f"tradeops_postgres_slow_queries{{{LONG_QUERIES}}}", "over 5 min on {{server}}"),
+            ),
+            thresholds=((1, "red"),),
+        ),
+        Panel(
             "Queue depth",
             "Messages ready per queue (Application Metrics: < 100 normal, > 1,000 critical).",
             "short",
@@ -942,6 +975,19 @@ TRADEMASTER_TRADING = Dashboard(
                     "failed share",
                 ),
             ),
+        ),
+        Panel(
+            "JVM heap",
+            "Heap used as a share of its maximum (actuator; Incident 2 step 3: memory pressure; 90 % is ours).",
+            "percentunit",
+            (
+                Query(
+                    f"tradeops_actuator_metric{{{HEAP_USED}}} "
+                    f"/ ignoring (metric) (tradeops_actuator_metric{{{HEAP_MAX}}} > 0)",
+                    "{{service}}",
+                ),
+            ),
+            thresholds=((0.9, "red"),),
         ),
         Panel(
             "Longest running query",
@@ -1026,6 +1072,14 @@ V11_TRADING = Dashboard(
             "short",
             (Query(f"tradeops_command_exit_code{{{BACKUP_COMMANDS}}}", "{{command}}"),),
             thresholds=((1, "red"),),
+        ),
+        Panel(
+            "WebSocket feed",
+            "1 when the market feed accepts a connection and sends a first message (WebSocket Connection Issues).",
+            "none",
+            (Query(f"tradeops_websocket_up{{{sel()}}}", "{{endpoint}}"),),
+            kind="state-timeline",
+            mappings=UP_DOWN,
         ),
         Panel(
             "Log ingestion lag",

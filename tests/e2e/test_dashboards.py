@@ -36,6 +36,7 @@ NOT_SIMULATED = {
     ("ai-trading", "Order fill rate"): "nor place orders (trading_orders_total)",
     ("ai-trading", "Queue depth"): "the ai-trading sandbox declares no queues; the shared broker may hold none",
     ("ai-trading-v1.1", "Log ingestion lag"): "Loki and promtail are not simulated (promtail_stream_lag_seconds)",
+    ("mastertrade", "Container restarts"): "this stack runs no container (no Docker engine given) named mastertrade_*",
 }
 
 
