@@ -529,8 +529,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         steps=(
             *ORDER_LADDER,
             ("purge-old-messages", "approved"),
-            ("purge-old-messages", "when_holds"),
-            ("purge-old-messages", "verified"),
+            ("purge-old-messages", "when_holds"),  # then purged; verified or resolved first, whichever comes
         ),
         approval="approve",
     ),
@@ -580,6 +579,27 @@ TRADEMASTER_SCENARIOS: tuple[Scenario, ...] = (
         rule="await-circuit-breaker-recovery",
         decision="executed",
         outcome="resolved",
+        profile="trademaster",
+    ),
+    Scenario(
+        name="tm-breaker-forced",
+        description="the broker breaker stays open past the wait for HALF_OPEN -> a human approves forcing it closed;"
+        " closed, resolved",
+        faults=(("circuit_breaker_open", {"name": "brokerService"}),),
+        alerts=("CircuitBreakerOpen",),
+        signal='resilience4j_circuitbreaker_state{name="brokerService",state="open"} == 1',
+        rule="await-circuit-breaker-recovery",
+        decision="executed",
+        outcome="resolved",
+        min_actions=2,  # the wait (log) and the approved force
+        max_actions=2,
+        steps=(
+            ("wait-for-half-open", "not_verified"),
+            ("force-closed", "approval_pending"),
+            ("force-closed", "approved"),
+            ("force-closed", "when_holds"),  # then forced; verified or resolved first, whichever comes
+        ),
+        approval="approve",
         profile="trademaster",
     ),
     Scenario(
