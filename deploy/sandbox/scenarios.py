@@ -611,6 +611,7 @@ TRADEMASTER_SCENARIOS: tuple[Scenario, ...] = (
         rule="cancel-long-queries",
         decision="executed",
         outcome="resolved",
+        max_actions=2,  # the cancel, and the slow queries' playbook logging while it waits for them to stop
         profile="trademaster",
     ),
     Scenario(

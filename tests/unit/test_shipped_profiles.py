@@ -258,9 +258,16 @@ def test_trademaster_circuit_breaker_waits_for_half_open_and_forces_it_only_with
                     assert step.approval is not None, f"{profile}: {other.name}/{step.name} forces a breaker unasked"
 
 
-def test_trademaster_slow_queries_escalate_and_never_cancel() -> None:
+def test_trademaster_slow_queries_gather_the_sessions_then_page_and_never_cancel() -> None:
     rules = matching_rules(remediator("trademaster"), {"alertname": "SlowDatabaseQueries"})
-    assert [actions(rule) for rule in rules] == [["escalate"]]
+    assert [actions(rule) for rule in rules] == [["log"]]  # touches nothing; its verify's failure is the page
+    (rule,) = rules
+    (wait,) = acts(rule)
+    assert wait.verify is not None
+    assert 'ALERTS{alertname="SlowDatabaseQueries"' in wait.verify.query
+    # "Identify slow queries": the longest-running sessions by application, on the page
+    assert diagnoses_first(rule)
+    assert probes(rule) == {"longest-query": "promql", "sessions": "postgres_sessions"}
 
 
 def test_trademaster_pool_exhaustion_cancels_queries_over_30_seconds_then_verifies_the_pool() -> None:
