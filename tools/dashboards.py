@@ -304,15 +304,12 @@ def datastores_panel(probes: str, why: str) -> Panel:
     )
 
 
-OVERVIEW = Dashboard(
-    uid="tradeops-overview",
-    title="Trading Ops Overview",
-    description="The runbook's daily checklist at a glance (seed 000, Daily Operations and Monitoring & Alerts).",
-    variable_metric="up",
-    panels=(
+def firing_and_services(why: str, services: str = "") -> tuple[Panel, ...]:
+    """Firing alerts (the daily "firing alerts = 0" check), services down, and each service's health."""
+    return (
         Panel(
             "Firing alerts",
-            "Alerts firing now, all rule files, less the always-firing Watchdog (Monitoring & Alerts).",
+            f"Alerts firing now, less the always-firing Watchdog; {why}",
             "short",
             (Query('sum(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)', "firing"),),
             kind="stat",
@@ -321,7 +318,7 @@ OVERVIEW = Dashboard(
         ),
         Panel(
             "Services down",
-            "Services whose health check fails (Morning Checklist 1: all services healthy).",
+            f"Services whose health check fails now{services}.",
             "short",
             (Query(f"count(tradeops_service_up{{{sel()}}} == 0) or vector(0)", "down"),),
             kind="stat",
@@ -330,13 +327,48 @@ OVERVIEW = Dashboard(
         ),
         Panel(
             "Service health",
-            "1 when the service answers healthy on its health endpoint (Morning Checklist 1).",
+            f"1 when the service answers healthy on its health endpoint{services}.",
             "none",
             (Query(f"tradeops_service_up{{{sel()}}}", "{{service}}"),),
             kind="state-timeline",
             width=12,
             mappings=UP_DOWN,
         ),
+    )
+
+
+def postgres_panels(limit: float, why: str) -> tuple[Panel, ...]:
+    """PostgreSQL connections against max_connections, and the databases' sizes."""
+    return (
+        Panel(
+            "PostgreSQL connections",
+            f"Client connections as a share of max_connections; {why}",
+            "percentunit",
+            (
+                Query(
+                    f"sum by (job, instance, server) (tradeops_postgres_connections{{{sel()}}}) "
+                    f"/ on (job, instance, server) tradeops_postgres_max_connections{{{sel()}}}",
+                    "{{server}}",
+                ),
+            ),
+            thresholds=((limit, "red"),),
+        ),
+        Panel(
+            "Database size",
+            "Size of each configured database (growth against the disk).",
+            "bytes",
+            (Query(f"tradeops_postgres_database_size_bytes{{{sel()}}}", "{{database}}"),),
+        ),
+    )
+
+
+OVERVIEW = Dashboard(
+    uid="tradeops-overview",
+    title="Trading Ops Overview",
+    description="The runbook's daily checklist at a glance (seed 000, Daily Operations and Monitoring & Alerts).",
+    variable_metric="up",
+    panels=(
+        *firing_and_services("all rule files (Monitoring & Alerts).", " (Morning Checklist 1: all services healthy)"),
         Panel(
             "API latency p95",
             "p95 of the services' own request durations; the runbook's limit is 200 ms (Monitoring & Alerts).",
@@ -397,19 +429,7 @@ OVERVIEW = Dashboard(
             ),
             thresholds=((0.9, "red"),),
         ),
-        Panel(
-            "PostgreSQL connections",
-            "Client connections as a share of max_connections; 80 % warns (Common Issues 3).",
-            "percentunit",
-            (
-                Query(
-                    f"sum by (job, instance, server) (tradeops_postgres_connections{{{sel()}}}) "
-                    f"/ on (job, instance, server) tradeops_postgres_max_connections{{{sel()}}}",
-                    "{{server}}",
-                ),
-            ),
-            thresholds=((0.8, "red"),),
-        ),
+        postgres_panels(0.8, "80 % warns (Monitoring & Alerts; Playbook 1).")[0],
         *host_panels(
             (0.8,),
             (),
@@ -694,64 +714,6 @@ HEALTH_SCORE = sel('field="health_score"')
 DAILY_PNL = sel('field="daily_pnl_ratio"')
 INTEGRITY = sel('field="integrity_errors"')
 FILLED = sel('status="filled"')
-
-
-def firing_and_services(why: str) -> tuple[Panel, ...]:
-    """Firing alerts (the daily "firing alerts = 0" check), services down, and each service's health."""
-    return (
-        Panel(
-            "Firing alerts",
-            f"Alerts firing now, less the always-firing Watchdog; {why}",
-            "short",
-            (Query('sum(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)', "firing"),),
-            kind="stat",
-            width=6,
-            thresholds=((1, "red"),),
-        ),
-        Panel(
-            "Services down",
-            "Services whose health check fails now.",
-            "short",
-            (Query(f"count(tradeops_service_up{{{sel()}}} == 0) or vector(0)", "down"),),
-            kind="stat",
-            width=6,
-            thresholds=((1, "red"),),
-        ),
-        Panel(
-            "Service health",
-            "1 when the service answers healthy on its health endpoint.",
-            "none",
-            (Query(f"tradeops_service_up{{{sel()}}}", "{{service}}"),),
-            kind="state-timeline",
-            width=12,
-            mappings=UP_DOWN,
-        ),
-    )
-
-
-def postgres_panels(limit: float, why: str) -> tuple[Panel, ...]:
-    """PostgreSQL connections against max_connections, and the databases' sizes."""
-    return (
-        Panel(
-            "PostgreSQL connections",
-            f"Client connections as a share of max_connections; {why}",
-            "percentunit",
-            (
-                Query(
-                    f"sum by (job, instance, server) (tradeops_postgres_connections{{{sel()}}}) "
-                    f"/ on (job, instance, server) tradeops_postgres_max_connections{{{sel()}}}",
-                    "{{server}}",
-                ),
-            ),
-            thresholds=((limit, "red"),),
-        ),
-        Panel(
-            "Database size",
-            "Size of each configured database (growth against the disk).",
-            "bytes",
-            (Query(f"tradeops_postgres_database_size_bytes{{{sel()}}}", "{{database}}"),),
-        ),
-    )
 
 
 def latency_panel(metric: str, quantiles: tuple[tuple[float, float], ...], why: str) -> Panel:
