@@ -247,7 +247,7 @@ def build_state(config: RemediatorConfig, store: AuditStore) -> StateBackend:
         redis = config.state_redis
         retention = config.audit_retention_days * 86400
         closed = config.resolved_memory_hours * 3600
-        return RedisState(redis.redis_url(), redis.key_prefix, redis.timeout_seconds, retention, closed)
+        return RedisState(redis.redis_url(), redis.key_prefix, redis.timeout_seconds, retention, closed, reads=store)
     return MemoryState(store, config.state_file())
 
 

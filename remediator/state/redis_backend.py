@@ -30,6 +30,7 @@ from remediator.state.base import (
     CooldownLeft,
     Denial,
     Hold,
+    IncidentStore,
     LimitsLeft,
     LimitsQuery,
     LockLostError,
@@ -152,11 +153,14 @@ class RedisState:
         timeout_seconds: float,
         retention_seconds: float,
         closed_seconds: float | None = None,
+        reads: IncidentStore | None = None,
     ) -> None:
         self.redis: Redis = Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, decode_responses=False
         )
         self.prefix = prefix
+        # The audit store the console and the read API query: each incident saved here is copied there too.
+        self.reads = reads
         self.retention_seconds = int(retention_seconds)
         # A closed incident is a tombstone: kept this long, so a late firing copy of it never acts.
         self.closed_seconds = int(closed_seconds if closed_seconds is not None else retention_seconds)
@@ -241,6 +245,16 @@ class RedisState:
             log_event(logger, logging.ERROR, "lock_lost_before_release", incident=key, saved=incident is not None)
 
     async def _write(self, key: str, incident: Incident | None, token: str, *, release: bool) -> bool:
+        """Save (and with `release` unlock) in one fenced script; the readable copy is written while the lock is
+        still this replica's: before a release, after a plain save."""
+        if incident is not None and release and self.reads is not None:
+            await self.reads.save(incident)
+        written = await self._save_fenced(key, incident, token, release=release)
+        if written and incident is not None and not release and self.reads is not None:
+            await self.reads.save(incident)
+        return written
+
+    async def _save_fenced(self, key: str, incident: Incident | None, token: str, *, release: bool) -> bool:
         keys = [self._key("incident", key), self._key("timers"), self._key("lock", key)]
         due = incident.due_at() if incident is not None else None
         ttl = self.closed_seconds if incident is not None and incident.closed else self.retention_seconds
