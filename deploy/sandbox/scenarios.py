@@ -695,6 +695,7 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
         decision="executed",
         outcome="escalated",
         steps=(("restart-process", "not_verified"),),
+        page_has=("evidence: pm2-restarts: ",),
         escalation="playbook_exhausted",  # the restart ran; its verification saw the loop go on
         profile="ai-trading-v1.1",
     ),

@@ -305,6 +305,19 @@ def test_v11_pm2_restart_rate_restarts_only_the_one_process_then_verifies() -> N
     assert step.verify is not None
     assert 'item="{process}"' in step.verify.query
     assert rule.label_params["process"].resolve("all") is None
+    assert diagnoses_first(rule)  # "Check PM2 status", "Identify failing process": every process's restarts
+    assert probes(rule) == {"pm2-restarts": "promql"}
+
+
+def test_v11_connections_at_max_reads_the_sessions_terminates_idle_ones_then_verifies() -> None:
+    rule = rule_for("ai-trading-v1.1", alertname="DatabaseConnectionsAtMax")
+    (step,) = acts(rule)
+    assert step.action == "postgres_terminate"
+    assert step.params["states"] == ["idle", "idle in transaction"]
+    assert step.verify is not None
+    assert "tradeops_postgres_max_connections" in step.verify.query
+    assert diagnoses_first(rule)  # "Check PostgreSQL connections"
+    assert probes(rule) == {"sessions": "postgres_sessions"}
 
 
 def test_v11_negative_sharpe_pages_with_evidence_and_disables_auto_trading_only_with_approval() -> None:
