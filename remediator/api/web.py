@@ -24,7 +24,7 @@ from remediator.console.app import add_console
 from remediator.console.approvals import RESULTS, precise
 from remediator.intake.accept import accept
 from remediator.runtime.engine import Engine
-from remediator.state.base import StateUnavailableError
+from remediator.state.base import LockLostError, StateUnavailableError
 
 logger = logging.getLogger("remediator.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -188,6 +188,11 @@ async def approvals(request: web.Request) -> web.Response:
     """POST /api/v1/approvals/{id}: approve or deny a step waiting for a human (JSON `{"decision": "approve" |
     "deny", "user": "..."}`, authenticated); recorded with who and when; a link used twice, forged, expired or
     of a resolved incident changes nothing."""
+    basic_user = web_user(request)
+    if basic_user is None and request.app[REMEDIATOR].token is None:
+        # No token and no web-config user to authenticate with: nobody may approve a step (allow_unauthenticated
+        # opens the webhook only).
+        return json_error(403, "approvals need authentication: configure webhook_token or basic_auth_users")
     if not authorized(request):
         return json_error(401, "missing or invalid bearer token")
     try:
@@ -199,10 +204,19 @@ async def approvals(request: web.Request) -> web.Response:
     user = body.get("user", "")
     if not isinstance(user, str) or len(user) > 128:
         return json_error(400, "user must be a string of at most 128 characters")
-    who = f"token:{user}" if user else "token"
+    # Who is recorded: the authenticated web-config user when there is one (the body's user only as a note).
+    who = f"basic:{basic_user}" if basic_user is not None else "token"
+    who += f":{user}" if user else ""
     engine = request.app[REMEDIATOR].engine
-    outcome = await engine.decide_approval(request.match_info["id"], body["decision"] == "approve", who)
-    outcome = await precise(engine.state, request.match_info["id"], outcome)
+    public_id = request.match_info["id"]
+    try:
+        outcome = await engine.decide_approval(public_id, body["decision"] == "approve", who)
+        outcome = await precise(engine.state, public_id, outcome)
+    except StateUnavailableError as error:
+        log_event(logger, logging.ERROR, "approval_failed", error=str(error))
+        return json_error(503, "the state backend is unavailable: the decision may not be recorded; try again")
+    except LockLostError:
+        return json_error(409, "another replica took this incident over while deciding: see its timeline")
     status = APPROVAL_STATUS[outcome]
     answer = {"result": outcome} if status == 200 else {"result": outcome, "error": RESULTS[outcome]}
     return web.json_response(answer, status=status)

@@ -65,7 +65,9 @@ ESCALATION_REASONS = (
     "action_failed",
     "approval_denied",
     "approval_expired",
+    "approval_interrupted",
     "approval_needed",
+    "approval_void",
     "playbook_exhausted",
     "still_firing",
 )

@@ -90,8 +90,8 @@ class IncidentRunner:
             return
         incident.close()
         held.save_on_release = incident
-        if incident.escalated:
-            reason = incident.escalation_reason or "resolved"
+        if incident.escalated or incident.approval:  # a page went out (an approval's page is one too): resolve it
+            reason = incident.escalation_reason or ("approval_needed" if incident.approval else "resolved")
             await self.escalate(incident.key, incident.labels, reason, "the alert resolved", journal, resolved=True)
 
     def new_incident(self, alert: WebhookAlert, rule: RuleConfig | None) -> Incident:
@@ -187,6 +187,13 @@ class IncidentRunner:
         if incident.evidence:
             detail += "; evidence: " + "; ".join(f"{e['name']}: {e['text']}" for e in incident.evidence)
         await self.escalate_once(incident, reason, detail, journal)
+
+    async def page(self, incident: Incident, reason: str, detail: str, journal: Journal | None) -> None:
+        """Hand the incident to a human for an event that happens once per approval (denied, expired, void,
+        interrupted): paged even when the incident was paged before, under the same dedup key."""
+        incident.escalated = True
+        incident.escalation_reason = reason
+        await self.escalate(incident.key, incident.labels, reason, detail, journal, resolved=False)
 
     async def escalate_once(self, incident: Incident, reason: str, detail: str, journal: Journal | None) -> None:
         """Hand the incident to a human, unless it already was (one page per incident)."""

@@ -8,7 +8,9 @@ import base64
 import binascii
 import datetime as dt
 import enum
+import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from remediator.state.incident import Incident, now
 HISTORY_LIMIT = 50
 SEEN_LIMIT = 300
 EVIDENCE_LIMIT = 20
+ID_PART = re.compile(r"[A-Za-z0-9_-]{1,2048}")  # base64url, as approval_id and token_urlsafe write it
 
 
 class Progress(enum.Enum):
@@ -45,15 +48,39 @@ def approval_id(incident_key: str, nonce: str) -> str:
 
 
 def parse_approval_id(approval: str) -> tuple[str, str] | None:
-    """The incident key and nonce of an approval id, or None when it is not one."""
+    """The incident key and nonce of an approval id, or None when it is not one (anything but base64url text, a
+    key with a control character, a nonce that token_urlsafe could not have made)."""
     encoded, _, nonce = approval.partition(".")
-    if not encoded or not nonce or len(approval) > 2048:
+    if len(approval) > 2048 or not ID_PART.fullmatch(encoded) or not ID_PART.fullmatch(nonce):
         return None
     try:
         key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
+    if not key or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        return None
     return key, nonce
+
+
+def step_digest(step: ActStep) -> str:
+    """What an approval was given for: the step as configured when it was asked (name, action, parameters,
+    `when`, `verify`). A reload that changes the step voids the approval."""
+    return hashlib.sha256(step.model_dump_json().encode()).hexdigest()[:32]
+
+
+def approval_still_for(incident: Incident, rule: RuleConfig | None) -> bool:
+    """Whether the incident's approval is for a step of its rule as it is now configured: the rule exists, the step
+    at the approval's index is an act step of the same name and action, and (when recorded) the same digest."""
+    if rule is None:
+        return False
+    index = int(incident.approval.get("step", "-1") or -1)
+    step = rule.playbook[index] if 0 <= index < len(rule.playbook) else None
+    if not isinstance(step, ActStep) or step.approval is None:
+        return False
+    if (step.name, step.action) != (incident.approval.get("name"), incident.approval.get("action")):
+        return False
+    digest = incident.approval.get("digest")
+    return digest is None or hmac.compare_digest(digest, step_digest(step))
 
 
 def approval_matches(incident: Incident, nonce: str) -> bool:
@@ -163,6 +190,8 @@ class Playbooks:
                     continue
             ran = await self._act(step, held, incident, rule, journal, admitted)
             admitted = False
+            if ran is None:
+                return Progress.DONE  # a resolve was accepted meanwhile: it closes the incident next
             if ran and step.verify is not None:
                 at = now()
                 incident.verify_at = at + dt.timedelta(seconds=step.verify.every_seconds)
@@ -192,6 +221,7 @@ class Playbooks:
             "step": str(index),
             "name": step.name,
             "action": step.action,
+            "digest": step_digest(step),
             "state": "pending",
             "until": until.isoformat(),
         }
@@ -200,8 +230,9 @@ class Playbooks:
 
     async def _act(
         self, step: ActStep, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal, admitted: bool
-    ) -> bool:
-        """Run one act step; return whether its action ran and succeeded."""
+    ) -> bool | None:
+        """Run one act step; return whether its action ran and succeeded, or None when a resolve of the incident was
+        accepted before it could start (a `when` query or the admission took a while): then nothing runs."""
         target = rule.target_for(incident.bound) + ("" if step.name == "act" else f"/{step.name}")
         try:
             params = (
@@ -217,6 +248,10 @@ class Playbooks:
                 journal.add("step", rule.name, "denied", f"{step.name}: {denial}")
                 return False
             await self.state.save(incident, held)  # the step's claim is on record before it runs
+        if await self.state.resolve_pending(incident.key):
+            note(incident, step.name, "not_run", "the alert resolved before the step could start")
+            journal.add("step", rule.name, "not_run", f"{step.name}: the alert resolved before the step could start")
+            return None
         plan = Plan(rule, Reason.EXECUTED, f"step {step.name}", params, incident.bound, target)
         outcome = await self.actor.run(rule, plan, journal, self.config().circuit_breaker, step.action)
         note(incident, step.name, "ran" if outcome.ok else "failed", outcome.detail)

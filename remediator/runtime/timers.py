@@ -11,9 +11,16 @@ import time
 from typing import TYPE_CHECKING
 
 from common.logs import log_event
+from remediator.config import RuleConfig
 from remediator.runtime.incidents import alert_of
 from remediator.runtime.journal import Journal
-from remediator.runtime.playbook import approval_matches, history_text, note, parse_approval_id
+from remediator.runtime.playbook import (
+    approval_matches,
+    approval_still_for,
+    history_text,
+    note,
+    parse_approval_id,
+)
 from remediator.state.base import StateUnavailableError
 from remediator.state.incident import Incident, now
 
@@ -22,6 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("remediator.runtime")
 PRUNE_INTERVAL_SECONDS = 3600
+APPROVED_STEP_SLACK_SECONDS = 10.0  # beyond its query and action deadlines, before an approved step counts as lost
 
 
 class Timers:
@@ -65,29 +73,50 @@ class Timers:
         return ran
 
     async def _approval_expired(self, incident: Incident, journal: Journal) -> None:
-        """Nobody decided in time: the step never runs and a human is told."""
+        """An approval's timer fell due: nobody decided in time (the step never runs), or an approved step's own
+        deadline passed with its outcome never recorded (the replica running it stopped): it is not run again.
+        Either way a human is told, even when the incident was paged before (still firing)."""
         incident.approval_until = None
-        if incident.approval.get("state") != "pending":
+        name = incident.approval.get("name", "")
+        state = incident.approval.get("state")
+        if state == "approved":
+            detail = "the approved step was interrupted (its replica stopped) before its outcome was recorded"
+            note(incident, name, "approval_interrupted", f"{detail}: it is not run again; check what it did")
+            journal.add("approval", incident.rule, "interrupted", f"{name}: {detail}")
+            await self.engine.runner.page(incident, "approval_interrupted", history_text(incident), journal)
+            return
+        if state != "pending":
             return
         incident.approval["state"] = "expired"
-        name = incident.approval.get("name", "")
         note(incident, name, "approval_expired", "nobody approved in time: the step did not run")
         journal.add("approval", incident.rule, "expired", f"{name}: nobody approved in time")
-        await self.engine.runner.escalate_once(incident, "approval_expired", history_text(incident), journal)
+        await self.engine.runner.page(incident, "approval_expired", history_text(incident), journal)
+
+    def _step_deadline(self, rule: RuleConfig, index: int) -> dt.timedelta:
+        """How long an approved step may take (its `when` query, then its action) before its timer pages that it
+        was interrupted."""
+        step = rule.playbook[index]
+        prometheus = self.engine.config.prometheus
+        query = prometheus.timeout_seconds if prometheus is not None and getattr(step, "when", None) else 0.0
+        return dt.timedelta(seconds=query + rule.timeout_seconds + APPROVED_STEP_SLACK_SECONDS)
 
     async def decide_approval(self, public_id: str, approve: bool, user: str) -> str:
         """Approve or deny a step waiting for a human; return what came of it: approved, denied, or why nothing
-        changed (unknown, not_pending, expired, resolved). Approving re-checks that the alert still fires and the
-        step's `when` still holds, then runs it under every bound; denying escalates. Single use."""
+        changed (unknown, not_pending, expired, resolved). Single use: the decision is durable before the step
+        runs. Approving a step whose rule was removed or changed since it was asked runs nothing and pages
+        (approval_void); approving re-checks that no resolve was accepted and that the step's `when` still holds,
+        then runs it under every bound, with a deadline of its own; denying pages."""
         parsed = parse_approval_id(public_id)
         if parsed is None:
             return "unknown"
         key, nonce = parsed
         found = await self.engine.state.incident(key)
-        rule = next((r for r in self.engine.config.rules if found is not None and r.name == found.rule), None)
+        if found is None or not approval_matches(found, nonce):
+            return "unknown"  # a forged id takes no lock
+        rule = next((r for r in self.engine.config.rules if r.name == found.rule), None)
         async with self.engine.state.hold(key, self.engine.lock_seconds(rule)) as held:
             incident = held.incident if held.won else None
-            if incident is None or rule is None or not approval_matches(incident, nonce):
+            if incident is None or not approval_matches(incident, nonce):
                 return "unknown"
             if incident.approval.get("state") != "pending":
                 return "not_pending"
@@ -97,20 +126,38 @@ class Timers:
                 return "expired"
             held.save_on_release = incident
             journal = Journal(alert_of(incident))
-            step_index = int(incident.approval["step"])
             name = incident.approval.get("name", "")
+            by = user[:128]
+            if approve and (rule is None or not approval_still_for(incident, rule)):
+                why = "its rule was removed" if rule is None else "its step changed in a reload since it was asked"
+                incident.approval.update({"state": "cancelled", "by": by, "at": now().isoformat()})
+                incident.approval_until = None
+                note(incident, name, "approval_void", f"approved by {by}, but {why}: the step did not run")
+                journal.add("approval", incident.rule, "void", f"{name}: approved by {by}, but {why}")
+                await self.engine.runner.page(incident, "approval_void", history_text(incident), journal)
+                await self.engine.store.record(journal.take())
+                return "not_pending"
             verdict = "approved" if approve else "denied"
-            incident.approval.update({"state": verdict, "by": user[:128], "at": now().isoformat()})
+            incident.approval.update({"state": verdict, "by": by, "at": now().isoformat()})
             incident.approval_until = None
-            note(incident, name, verdict, f"by {user[:128]}")
-            journal.add("approval", rule.name, verdict, f"{name}: by {user[:128]}")
-            if approve:
-                progress = await self.engine.playbooks.run_from(
-                    step_index, held, incident, rule, journal, admitted=False, approved=True
-                )
-                await self.engine.runner.after(progress, incident, rule, journal)
-            else:
-                await self.engine.runner.escalate_once(incident, "approval_denied", history_text(incident), journal)
+            note(incident, name, verdict, f"by {by}")
+            journal.add("approval", incident.rule, verdict, f"{name}: by {by}")
+            if not approve or rule is None:
+                await self.engine.runner.page(incident, "approval_denied", history_text(incident), journal)
+                await self.engine.store.record(journal.take())
+                return verdict
+            step_index = int(incident.approval["step"])
+            # The decision is on record before anything runs (a second approval, here or at another replica, finds
+            # it decided), with the step's own deadline: a replica that dies running it leaves a timer that pages.
+            incident.approval_until = now() + self._step_deadline(rule, step_index)
+            await self.engine.state.save(incident, held)
+            await self.engine.store.record(journal.take())
+            progress = await self.engine.playbooks.run_from(
+                step_index, held, incident, rule, journal, admitted=False, approved=True
+            )
+            if incident.approval.get("nonce") == nonce:
+                incident.approval_until = None  # the step ended here (a later step may have asked anew)
+            await self.engine.runner.after(progress, incident, rule, journal)
             await self.engine.store.record(journal.take())
             return verdict
 

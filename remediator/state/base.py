@@ -207,6 +207,10 @@ class StateBackend(IncidentStore, Protocol):
     async def mark_resolving(self, key: str) -> None:
         """Note that a resolve of the incident was accepted, before its lock is waited for."""
 
+    async def resolve_pending(self, key: str) -> bool:
+        """Whether a resolve of the incident was accepted (mark_resolving) since its holder took the lock: a step
+        about to run stops (Hold.resolving is only what was known when the lock was taken)."""
+
     def hold(self, key: str, ttl_seconds: float) -> AbstractAsyncContextManager[Hold]:
         """Hold the incident's lock (at most `ttl_seconds` if the holder dies) and read the incident under it;
         on a normal exit save `save_on_release`, if set, and release."""

@@ -208,6 +208,10 @@ class MemoryState:
         a restart the resolve, still pending in the inbox, closes the incident before anything else can act)."""
         self.resolving.add(key)
 
+    async def resolve_pending(self, key: str) -> bool:
+        """Whether a resolve of this incident was accepted in this process and has not closed it yet."""
+        return key in self.resolving
+
     def _remaining(self, actions_per_hour: int, at: float) -> int:
         cutoff = at - BUDGET_WINDOW_SECONDS
         while self.spent and self.spent[0] < cutoff:

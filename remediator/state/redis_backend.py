@@ -316,6 +316,10 @@ class RedisState:
         lock next (a timer, a firing copy, another replica) acts no more."""
         await self._call(self.redis.set(self._key("resolving", key), "1", ex=max(1, self.closed_seconds)))
 
+    async def resolve_pending(self, key: str) -> bool:
+        """Whether any replica accepted a resolve of this incident (its resolving mark is set)."""
+        return bool(await self._call(self.redis.exists(self._key("resolving", key))))
+
     async def admit(self, admission: Admission, consume: bool) -> Denial | None:
         """Check circuit, cooldown, rate and budget in one script; with consume take all or none, the half-open
         breaker's one trial included."""

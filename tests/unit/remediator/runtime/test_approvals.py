@@ -10,6 +10,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from remediator.config import ActStep, RuleConfig
+from remediator.runtime.playbook import approval_id, approval_still_for, parse_approval_id, step_digest
+from remediator.state.incident import Incident
 from tests.remediator_helpers import alert, auth, config, payload, post, recorder, remediator_client, settle
 
 Calls = list[tuple[str, Any]]
@@ -123,3 +126,55 @@ async def test_an_approval_nobody_gives_in_time_escalates_and_the_step_never_run
     assert len(pages(calls, "approval_expired")) == 1
     assert late[0] == 409
     assert not any(path == "/platform/purge" for path, _ in calls)
+
+
+HOSTILE_IDS = [
+    "é.abc",  # not base64: a ValueError that was a 500
+    "YWJj.é",  # a nonce token_urlsafe never makes
+    "YWJj.\udcff",  # a lone surrogate (undecodable bytes in the path)
+    "AA.\x00",
+    "AA.x",  # decodes to a NUL key
+    "YWJj.",
+    ".YWJj",
+    "YWJj.a.b",
+    "x" * 3000,
+    "YWJj." + "a" * 2048,
+]
+
+
+def test_a_hostile_approval_id_is_no_approval_id() -> None:
+    for hostile in HOSTILE_IDS:
+        assert parse_approval_id(hostile) is None, hostile
+    assert parse_approval_id(approval_id("f@2026-11-22T03:00:00+00:00#r", "n0nce_-")) == (
+        "f@2026-11-22T03:00:00+00:00#r",
+        "n0nce_-",
+    )
+
+
+def test_an_approval_is_for_the_step_as_it_was_asked_not_for_a_changed_one() -> None:
+    asked = RuleConfig.model_validate(guarded("http://platform"))
+    changed_url = RuleConfig.model_validate(
+        {**guarded("http://platform"), "steps": [{**guarded("http://platform")["steps"][0], "params": {"url": "x"}}]}
+    )
+    renamed = RuleConfig.model_validate(
+        {**guarded("http://platform"), "steps": [{**guarded("http://platform")["steps"][0], "name": "halt"}]}
+    )
+    unguarded = RuleConfig.model_validate(
+        {**guarded("http://platform"), "steps": [{**guarded("http://platform")["steps"][0], "approval": None}]}
+    )
+    step = asked.playbook[0]
+    assert isinstance(step, ActStep)
+    incident = Incident("k", "QueueDepthCritical", {}, asked.name, "open", 1, None, None, False, None)
+    incident.approval = {"nonce": "n", "step": "0", "name": "purge", "action": "http_request"}
+    incident.approval["digest"] = step_digest(step)
+    assert approval_still_for(incident, asked)
+    assert not approval_still_for(incident, changed_url)
+    assert not approval_still_for(incident, renamed)
+    assert not approval_still_for(incident, unguarded)
+    assert not approval_still_for(incident, None)
+    incident.approval["step"] = "3"
+    assert not approval_still_for(incident, asked)
+    del incident.approval["digest"]  # asked before digests were recorded: name and action decide
+    incident.approval["step"] = "0"
+    assert approval_still_for(incident, changed_url)
+    assert not approval_still_for(incident, renamed)
