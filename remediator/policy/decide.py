@@ -89,6 +89,7 @@ class Plan:
     params: ActionParams | None = None
     bound: Mapping[str, str] | None = None
     target: str | None = None
+    gathers: bool = False  # escalation_only: the rule's diagnose steps gather evidence for the page first
 
     @property
     def escalates(self) -> bool:
@@ -157,6 +158,16 @@ def escalation_delay(config: RemediatorConfig, rule: RuleConfig | None, labels: 
     return dt.timedelta(minutes=minutes)
 
 
+def diagnoses_first(rule: RuleConfig) -> bool:
+    """Whether the rule's playbook has a diagnose step before its first act step."""
+    for step in rule.playbook:
+        if isinstance(step, ActStep):
+            return False
+        if isinstance(step, DiagnoseStep):
+            return True
+    return False
+
+
 def breaker_key(rule: RuleConfig, target: str) -> str:
     """The circuit breaker an action counts against: one per rule and target."""
     return f"{rule.name}:{target}"
@@ -195,6 +206,20 @@ def denied(rule: RuleConfig, target: str, denial: Denial) -> Plan:
     return Plan(rule, reason, detail, target=target)
 
 
+def hand_over(rule: RuleConfig, labels: Mapping[str, str]) -> Plan:
+    """The decision for a rule whose first act step escalates: a page at once, or, when diagnose steps come first,
+    a page once they gathered their evidence (filled with the bound labels). No action runs, so no limit, window or
+    dry run applies; a label that does not bind only means the page goes out at once, without evidence."""
+    detail = f"rule {rule.name} hands this alert to a human"
+    if not diagnoses_first(rule):
+        return Plan(rule, Reason.ESCALATION_ONLY, detail, target=rule.name)
+    bound, why = bind(rule, labels)
+    if bound is None:
+        return Plan(rule, Reason.ESCALATION_ONLY, f"{detail} (no evidence gathered: {why})", target=rule.name)
+    detail = f"rule {rule.name} gathers evidence, then hands this alert to a human"
+    return Plan(rule, Reason.ESCALATION_ONLY, detail, bound=bound, target=rule.target_for(bound), gathers=True)
+
+
 def precheck(
     config: RemediatorConfig,
     registry: ActionRegistry,
@@ -210,7 +235,7 @@ def precheck(
         return Plan(rule, Reason.IGNORED, f"ignored by rule {rule.name} (configured)")
     action = registry.get(rule.action)
     if action.escalates:
-        return Plan(rule, Reason.ESCALATION_ONLY, f"rule {rule.name} hands this alert to a human", target=rule.name)
+        return hand_over(rule, alert.labels)
     bound, why = bind(rule, alert.labels)
     if bound is None:
         return Plan(rule, Reason.NOT_ALLOWED, why)

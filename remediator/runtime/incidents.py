@@ -52,6 +52,14 @@ def alert_of(incident: Incident) -> WebhookAlert:
     return WebhookAlert("firing", incident.labels, dt.datetime.fromisoformat(starts), fingerprint)
 
 
+def gathered(incident: Incident) -> str:
+    """A page's detail: the step history and the evidence the diagnose steps found."""
+    detail = history_text(incident) or "no step could run"
+    if incident.evidence:
+        detail += "; evidence: " + "; ".join(f"{e['name']}: {e['text']}" for e in incident.evidence)
+    return detail
+
+
 @dataclass
 class IncidentRunner:
     """Takes one alert under one rule (or none) to its end: a remediation, an escalation, or a recorded ignore."""
@@ -124,6 +132,8 @@ class IncidentRunner:
         held.save_on_release = incident
         if plan.reason is Reason.EXECUTED and rule is not None:
             await self.act(held, incident, rule, plan, journal)
+        elif plan.gathers and rule is not None and not incident.escalated:
+            await self.gather_then_page(held, incident, rule, plan, journal)
         elif plan.escalates:
             await self.escalate_once(incident, str(plan.reason), plan.detail, journal)
         return plan
@@ -150,10 +160,25 @@ class IncidentRunner:
         progress = await self.playbooks.run_from(0, held, incident, rule, journal, admitted=True)
         await self.after(progress, incident, rule, journal)
 
+    async def gather_then_page(
+        self, held: Hold, incident: Incident, rule: RuleConfig, plan: Plan, journal: Journal
+    ) -> None:
+        """Run the diagnose steps before the rule's escalate step, then page once with what they found. No action
+        runs, so nothing is claimed against the limits and no attempt is counted."""
+        incident.bound = dict(plan.bound or {})
+        incident.step, incident.history = 0, []
+        await self.state.save(incident, held)
+        await self.store.record(journal.take())
+        progress = await self.playbooks.run_from(0, held, incident, rule, journal, admitted=False)
+        await self.after(progress, incident, rule, journal)
+
     async def after(self, progress: Progress, incident: Incident, rule: RuleConfig, journal: Journal) -> None:
-        """Carry out where a playbook's turn left it: page for an approval, or a human once every step is spent."""
+        """Carry out where a playbook's turn left it: page for an approval, a human once an escalate step is reached
+        (with what was gathered) or once every step is spent."""
         if progress is Progress.APPROVAL:
             await self.ask_approval(incident, journal)
+        elif progress is Progress.HANDOVER:
+            await self.escalate_once(incident, str(Reason.ESCALATION_ONLY), gathered(incident), journal)
         elif progress is Progress.SPENT:
             await self.exhausted(incident, rule, journal)
 
@@ -183,10 +208,7 @@ class IncidentRunner:
             )
             return
         reason = "action_failed" if len(rule.playbook) == 1 and last != "not_verified" else "playbook_exhausted"
-        detail = history_text(incident) or "no step could run"
-        if incident.evidence:
-            detail += "; evidence: " + "; ".join(f"{e['name']}: {e['text']}" for e in incident.evidence)
-        await self.escalate_once(incident, reason, detail, journal)
+        await self.escalate_once(incident, reason, gathered(incident), journal)
 
     async def page(self, incident: Incident, reason: str, detail: str, journal: Journal | None) -> None:
         """Hand the incident to a human for an event that happens once per approval (denied, expired, void,

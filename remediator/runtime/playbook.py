@@ -40,6 +40,7 @@ class Progress(enum.Enum):
     WAITING = "waiting"  # a step's verification is being polled on the incident's timer
     APPROVAL = "approval"  # a step waits for a human's approval (the caller pages with the links)
     SPENT = "spent"  # every step was tried: a human gets the incident
+    HANDOVER = "handover"  # an escalate step was reached: a human gets the incident with what was gathered
 
 
 def approval_id(incident_key: str, nonce: str) -> str:
@@ -176,7 +177,9 @@ class Playbooks:
                 await self._diagnose(step, incident, rule, journal)
                 index += 1
                 continue
-            if step.approval is not None and not approved:
+            registry = self.registry()
+            hands_over = step.action in registry and registry.get(step.action).escalates
+            if step.approval is not None and not approved and not hands_over:
                 self._ask(incident, index, step)
                 journal.add("step", rule.name, "approval_pending", f"{step.name}: waiting for a human's approval")
                 return Progress.APPROVAL
@@ -188,6 +191,8 @@ class Playbooks:
                     note(incident, step.name, "skipped", f"precondition not met: {seen.text}")
                     index, admitted = index + 1, False
                     continue
+            if hands_over:  # a page, not an action: it asks no limit, and no limit can stop it
+                return await self._hand_over(step, incident, rule, journal)
             ran = await self._act(step, held, incident, rule, journal, admitted)
             admitted = False
             if ran is None:
@@ -211,6 +216,18 @@ class Playbooks:
         del incident.evidence[:-EVIDENCE_LIMIT]
         answered = sum(1 for evidence in found if evidence.ok)
         note(incident, step.name, "diagnosed", f"{answered} of {len(found)} probes answered")
+
+    async def _hand_over(self, step: ActStep, incident: Incident, rule: RuleConfig, journal: Journal) -> Progress:
+        """Reach an escalate step: its action never runs; HANDOVER (the caller pages), or DONE when a resolve of the
+        incident was accepted meanwhile (no page then)."""
+        if await self.state.resolve_pending(incident.key):
+            note(incident, step.name, "not_run", "the alert resolved before the page went out")
+            journal.add("step", rule.name, "not_run", f"{step.name}: the alert resolved before the page went out")
+            return Progress.DONE
+        said = substitute(step.params, incident.bound).get("note", "needs a human")
+        note(incident, step.name, "handed_over", str(said))
+        journal.add("step", rule.name, "handed_over", f"{step.name}: a human gets the incident with what was gathered")
+        return Progress.HANDOVER
 
     def _ask(self, incident: Incident, index: int, step: ActStep) -> None:
         """Open the step's approval: a fresh single-use nonce, expiring after the step's `within_minutes`."""

@@ -166,11 +166,14 @@ def test_every_playbook_step_cites_its_runbook_section_and_every_condition_has_a
                     assert config.prometheus is not None, f"{profile}: {rule.name} has conditions, no prometheus"
 
 
-def test_no_shipped_playbook_ends_in_an_escalate_step_that_would_end_it_without_a_page() -> None:
-    # A later step that runs `escalate` succeeds and so ends the playbook quietly; the page comes from exhaustion.
+def test_an_escalate_step_is_the_last_step_and_no_page_waits_on_a_log_step() -> None:
+    # An `escalate` step hands the incident over at once, with the evidence gathered before it: a step after it
+    # never runs. A last `log` step with a `verify` would only delay the page (and spend action budget).
     for profile in PROFILES:
         for rule in remediator(profile).rules:
-            assert "escalate" not in actions(rule)[1:], f"{profile}: {rule.name} escalates as a later step"
+            assert "escalate" not in actions(rule)[:-1], f"{profile}: {rule.name} has steps after its page"
+            last = acts(rule)[-1]
+            assert last.action != "log" or last.verify is None, f"{profile}: {rule.name} delays its page"
 
 
 def test_mastertrade_queue_buildup_restarts_the_consumer_first_verifies_draining_and_purges_only_signals() -> None:
@@ -260,11 +263,10 @@ def test_trademaster_circuit_breaker_waits_for_half_open_and_forces_it_only_with
 
 def test_trademaster_slow_queries_gather_the_sessions_then_page_and_never_cancel() -> None:
     rules = matching_rules(remediator("trademaster"), {"alertname": "SlowDatabaseQueries"})
-    assert [actions(rule) for rule in rules] == [["log"]]  # touches nothing; its verify's failure is the page
+    assert [actions(rule) for rule in rules] == [["escalate"]]  # touches nothing; the page carries the sessions
     (rule,) = rules
-    (wait,) = acts(rule)
-    assert wait.verify is not None
-    assert 'ALERTS{alertname="SlowDatabaseQueries"' in wait.verify.query
+    (page,) = acts(rule)
+    assert page.verify is None  # paged as soon as the evidence is read
     # "Identify slow queries": the longest-running sessions by application, on the page
     assert diagnoses_first(rule)
     assert probes(rule) == {"longest-query": "promql", "sessions": "postgres_sessions"}
@@ -372,13 +374,13 @@ def test_mastertrade_gathers_evidence_then_pages_where_the_runbook_leaves_the_ch
     alert: str, evidence: dict[str, str]
 ) -> None:
     # Seed 000 Playbook 3 and Issues 2 and 4: which query to kill, which backups to delete, whether to flush or
-    # restore are choices; the remediator reads, touches nothing (`log`), and pages with what it read.
+    # restore are choices; the remediator reads, touches nothing, and pages with what it read at once.
     rule = rule_for("mastertrade", alertname=alert)
     assert diagnoses_first(rule)
     assert evidence.items() <= probes(rule).items()
     (step,) = acts(rule)
-    assert step.action == "log"
-    assert step.verify is not None  # the page comes when the alert has not cleared by itself
+    assert step.action == "escalate"
+    assert step.verify is None  # a P0 page waits for nothing but its evidence
     assert rule.max_attempts == 1
 
 

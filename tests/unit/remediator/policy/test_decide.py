@@ -107,6 +107,43 @@ def test_the_escalate_action_escalates_even_when_its_labels_would_not_bind() -> 
     assert plan.reason is Reason.ESCALATION_ONLY
 
 
+LOOK = {"kind": "diagnose", "name": "look", "probes": [{"kind": "redis_info", "name": "redis"}]}
+PAGE = {"name": "page", "action": "escalate"}
+
+
+def playbook(*steps: dict[str, Any], **fields: Any) -> RuleConfig:
+    base: dict[str, Any] = {"name": "restart", "matchers": ["alertname=ServiceDown"], "steps": steps}
+    return RuleConfig.model_validate(base | fields)
+
+
+def test_an_escalate_step_after_diagnose_steps_gathers_evidence_first_with_its_bound_labels() -> None:
+    plan = decide(playbook(LOOK, PAGE, label_params=SERVICE))
+    assert plan.reason is Reason.ESCALATION_ONLY
+    assert plan.gathers
+    assert plan.bound == {"service": "api"}
+    assert plan.target == "restart:api"
+    assert plan.escalates
+    assert "gathers evidence" in plan.detail
+
+
+def test_an_escalate_step_before_any_diagnose_step_hands_over_at_once() -> None:
+    plan = decide(playbook(PAGE, LOOK))
+    assert plan.reason is Reason.ESCALATION_ONLY
+    assert not plan.gathers
+    assert plan.detail == "rule restart hands this alert to a human"
+
+
+def test_an_evidence_first_handover_whose_labels_do_not_bind_still_hands_over_at_once() -> None:
+    plan = decide(playbook(LOOK, PAGE, label_params=SERVICE), labels={"alertname": "ServiceDown"})
+    assert plan.reason is Reason.ESCALATION_ONLY
+    assert not plan.gathers
+    assert "label 'service' is missing" in plan.detail
+
+
+def test_a_pure_escalate_rule_gathers_nothing() -> None:
+    assert not decide(rule(action="escalate")).gathers
+
+
 def test_a_missing_label_is_not_allowed_and_escalates() -> None:
     plan = decide(rule(label_params=SERVICE), labels={"alertname": "ServiceDown"})
     assert plan.reason is Reason.NOT_ALLOWED
