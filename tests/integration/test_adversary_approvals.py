@@ -245,34 +245,64 @@ async def test_two_redis_replicas_given_the_same_approval_at_once_run_the_step_o
 # 2. In time: approvals racing the deadline ----------------------------------------------------------------------
 
 
+OFFSETS = [-0.3, -0.1, -0.03, 0.0, 0.01, 0.03, 0.1, 0.3]  # seconds around each approval's deadline
+
+
+async def race_the_deadline(st: Stand, senders: list[Running]) -> list[tuple[int, Any]]:
+    """Open one approval per slot, then approve each at its offset from its own deadline, at the replicas in
+    turn (whose timers expire the same approvals meanwhile)."""
+    alerts = [firing(slot) for slot in SLOTS]
+    await send(senders[0], *alerts)
+    found = [await approval_id(st, raw) for raw in alerts]
+
+    async def at_offset(i: int, approval: str, until_at: dt.datetime, offset: float) -> tuple[int, Any]:
+        delay = (until_at - dt.datetime.now(dt.UTC)).total_seconds() + offset
+        await asyncio.sleep(max(0.0, delay))
+        return await decide(senders[i % len(senders)], approval)
+
+    return await asyncio.gather(
+        *(at_offset(i, a, u, o) for i, ((a, u), o) in enumerate(zip(found, OFFSETS, strict=True)))
+    )
+
+
+def assert_ran_or_expired(st: Stand, results: list[tuple[int, Any]]) -> None:
+    for slot, (status, body) in zip(SLOTS, results, strict=True):
+        expired = pages_of(st, firing(slot), "approval_expired")
+        assert (ran(st, slot), len(expired)) in {(1, 0), (0, 1)}, (slot, status, body, st.pages)
+        assert (status == 200) == (ran(st, slot) == 1), (slot, status, body)
+
+
+async def settled(st: Stand) -> None:
+    await until(
+        lambda: all(ran(st, s) or pages_of(st, firing(s), "approval_expired") for s in SLOTS),
+        15,
+        "every incident ran or paged its expiry",
+    )
+    await asyncio.sleep(1.0)  # room for a late run or a second page
+
+
+async def test_approvals_racing_the_deadline_at_two_redis_replicas_either_run_or_page_the_expiry(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    prefix = "{appr-" + uuid.uuid4().hex[:10] + "}"
+    async with stand() as st:
+        a_cfg = redis_approval_config(tmp_path, st.url, prefix, postgres_dsn, "appr-a", within_minutes=0.05)
+        b_cfg = redis_approval_config(tmp_path, st.url, prefix, postgres_dsn, "appr-b", within_minutes=0.05)
+        async with remediator(tmp_path, a_cfg, "appr-a") as a, remediator(tmp_path, b_cfg, "appr-b") as b:
+            results = await race_the_deadline(st, [a, b])
+            await settled(st)
+        assert_ran_or_expired(st, results)
+
+
 async def test_approvals_racing_the_deadline_either_run_or_page_the_expiry_never_both_never_neither(
     tmp_path: Path,
 ) -> None:
-    offsets = [-0.3, -0.1, -0.03, 0.0, 0.01, 0.03, 0.1, 0.3]  # seconds around each approval's deadline
     async with stand() as st:
         config = approval_config(tmp_path, st.url, within_minutes=0.04)  # 2.4 s
         async with remediator(tmp_path, config) as rem:
-            alerts = [firing(slot) for slot in SLOTS]
-            await send(rem, *alerts)
-            found = [await approval_id(st, raw) for raw in alerts]
-
-            async def at_offset(approval: str, until_at: dt.datetime, offset: float) -> tuple[int, Any]:
-                delay = (until_at - dt.datetime.now(dt.UTC)).total_seconds() + offset
-                await asyncio.sleep(max(0.0, delay))
-                return await decide(rem, approval)
-
-            results = await asyncio.gather(*(at_offset(a, u, o) for (a, u), o in zip(found, offsets, strict=True)))
-            pairs = list(zip(SLOTS, alerts, strict=True))
-            await until(
-                lambda: all(ran(st, s) or pages_of(st, raw, "approval_expired") for s, raw in pairs),
-                15,
-                "every incident ran or paged its expiry",
-            )
-            await asyncio.sleep(1.0)  # room for a late run or a second page
-        for slot, raw, (status, body) in zip(SLOTS, alerts, results, strict=True):
-            expired = pages_of(st, raw, "approval_expired")
-            assert (ran(st, slot), len(expired)) in {(1, 0), (0, 1)}, (slot, status, body, st.pages)
-            assert (status == 200) == (ran(st, slot) == 1), (slot, status, body)
+            results = await race_the_deadline(st, [rem])
+            await settled(st)
+        assert_ran_or_expired(st, results)
 
 
 async def test_an_expiry_after_the_still_firing_page_still_pages_the_expiry(tmp_path: Path) -> None:
@@ -511,3 +541,27 @@ async def test_without_any_authentication_configured_an_approval_is_refused(tmp_
             await asyncio.sleep(0.3)
         assert status in {401, 403}, body
         assert ran(st) == 0
+
+
+async def test_a_console_post_without_a_session_or_its_csrf_token_runs_nothing_even_with_the_bearer_token(
+    tmp_path: Path,
+) -> None:
+    async with stand() as st, remediator(tmp_path, approval_config(tmp_path, st.url)) as rem:
+        await send(rem, firing())
+        approval, _ = await approval_id(st, firing())
+        answers = []
+        async with aiohttp.ClientSession() as http:
+            for headers, form in [
+                ({}, {"decision": "approve"}),  # a cross-site form: no cookie
+                ({"Origin": "https://evil.example"}, {"decision": "approve", "csrf": "guess"}),
+                (HEADERS, {"decision": "approve"}),  # the token is no console session
+                ({**HEADERS, "Cookie": "tradeops_session=forged"}, {"decision": "approve", "csrf": "x"}),
+            ]:
+                async with http.post(
+                    f"{rem.url}/console/approvals/{approval}", data=form, headers=headers, allow_redirects=False
+                ) as response:
+                    answers.append(response.status)
+        still = await decide(rem, approval, "deny")  # the approval is untouched: it can still be decided
+    assert answers == [403, 403, 403, 403], answers
+    assert ran(st) == 0
+    assert (still[0], still[1]["result"]) == (200, "denied")
