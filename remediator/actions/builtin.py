@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 import aiohttp
 from pydantic import Field
@@ -21,7 +19,7 @@ from remediator.actions.base import (
     PermanentActionError,
     TransientActionError,
 )
-from remediator.actions.urls import UrlError, allowed_url_prefix, canonical_url
+from remediator.actions.urls import UrlError, allowed_url_prefix, canonical_url, fill_url_template
 
 logger = logging.getLogger("remediator.actions")
 
@@ -81,25 +79,6 @@ class HttpRequestParams(ActionParams):
     auth: HttpAuth | None = None
 
 
-HOST_PORT = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
-
-
-def fill_url_template(template: str, bound: Mapping[str, str]) -> str:
-    """Fill a URL template's placeholders: in the host part a value must be a plain host[:port] (the allowlisted
-    instance of a service, say) and goes in as it is; anywhere else it is percent-quoted as one path segment. The
-    result is still checked against the allowed prefixes after normalisation."""
-    scheme, sep, rest = template.partition("://")
-    authority, slash, path = rest.partition("/") if sep else ("", "", template)
-    for key, value in bound.items():
-        placeholder = "{" + key + "}"
-        if placeholder in authority:
-            if not HOST_PORT.match(value):
-                raise PermanentActionError(f"label value {value!r} for {placeholder} is not a host[:port]")
-            authority = authority.replace(placeholder, value)
-        path = path.replace(placeholder, quote(value, safe=""))
-    return f"{scheme}{sep}{authority}{slash}{path}" if sep else path
-
-
 class HttpRequestAction(Action):
     """Calls an HTTP endpoint of the platform. The URL, after `{label}` placeholders are filled with
     allowlisted label values (path-quoted) and it is normalised, must lie within one of the configured URL
@@ -116,7 +95,10 @@ class HttpRequestAction(Action):
     def resolve_url(self, template: str, bound: Mapping[str, str]) -> str:
         """Fill placeholders with quoted values, put the URL in canonical form (remediator/actions/urls.py) and
         return that form if it lies within an allowed prefix on a path-segment boundary."""
-        url = fill_url_template(template, bound)
+        try:
+            url = fill_url_template(template, bound)
+        except UrlError as error:
+            raise PermanentActionError(str(error)) from None
         if "{" in url or "}" in url:
             raise PermanentActionError(f"URL {url!r} has a placeholder no declared label fills")
         try:

@@ -5,8 +5,9 @@ the URL checked is the URL called."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -15,6 +16,7 @@ HOST = re.compile(r"[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9
 # Encoded bytes a server may decode into path structure after the check: '/' and '\' (an encoded `.` or `..`
 # segment is refused separately; a literal one is resolved).
 STRUCTURAL = {"2F", "5C"}
+HOST_PORT = re.compile(r"^[A-Za-z0-9._-]{1,253}(:[0-9]{1,5})?$")
 
 
 class UrlError(ValueError):
@@ -125,3 +127,19 @@ def allowed_url_prefix(prefix: str) -> CanonicalUrl:
         return canonical_url(prefix)
     except UrlError as error:
         raise UrlError(f"allowed URL prefix {prefix!r}: {error}") from None
+
+
+def fill_url_template(template: str, bound: Mapping[str, str]) -> str:
+    """Fill a URL template's placeholders: in the host part a value must be a plain host[:port] (the allowlisted
+    instance of a service, say) and goes in as it is (UrlError otherwise); anywhere else it is percent-quoted as
+    one path segment. The result must still be normalised and checked against the allowed prefixes."""
+    scheme, sep, rest = template.partition("://")
+    authority, slash, path = rest.partition("/") if sep else ("", "", template)
+    for key, value in bound.items():
+        placeholder = "{" + key + "}"
+        if placeholder in authority:
+            if not HOST_PORT.match(value):
+                raise UrlError(f"label value {value!r} for {placeholder} is not a host[:port]")
+            authority = authority.replace(placeholder, value)
+        path = path.replace(placeholder, quote(value, safe=""))
+    return f"{scheme}{sep}{authority}{slash}{path}" if sep else path

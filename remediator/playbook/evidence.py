@@ -26,6 +26,7 @@ import redis.exceptions
 from common.http import SharedSession
 from remediator.actions.base import TransientActionError
 from remediator.actions.docker_restart import DOCKER_API_VERSION, engine_reachable
+from remediator.actions.urls import UrlError, fill_url_template
 from remediator.playbook.prometheus import PLACEHOLDER, PrometheusClient, fill_promql
 from remediator.playbook.scrub import bounded, scrub
 from remediator.playbook.specs import (
@@ -157,7 +158,11 @@ async def _promql(probe: PromQLProbe, run: _Run) -> str:
 async def _http_get(probe: HttpGetProbe, run: _Run) -> str:
     if run.backends.url_allowed is None:
         raise NotConfiguredError("not configured: no allowed URL prefixes")
-    url = fill_plain(probe.url, run.bound, quote_values=True)
+    fill_plain(probe.url, run.bound)  # every placeholder is bound (ProbeError naming the one that is not)
+    try:
+        url = fill_url_template(probe.url, run.bound)  # an {instance} host goes in as host:port, checked
+    except UrlError as error:
+        raise ProbeError(str(error)) from None
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.netloc or "{" in url or "}" in url:
         raise ProbeError(f"{url} is not an absolute http(s) URL")

@@ -184,11 +184,10 @@ def test_an_allowed_prefix_that_cannot_be_normalised_is_a_located_config_error(
 
 
 def test_a_host_placeholder_takes_only_an_allowlisted_host_and_port() -> None:
-    from remediator.actions.base import PermanentActionError  # noqa: PLC0415
-    from remediator.actions.builtin import fill_url_template  # noqa: PLC0415
+    from remediator.actions.urls import UrlError, fill_url_template  # noqa: PLC0415
 
     assert fill_url_template("http://{instance}/reset", {"instance": "127.0.0.1:3001"}) == "http://127.0.0.1:3001/reset"
     assert fill_url_template("http://h/p/{c}", {"c": "a/../b"}) == "http://h/p/a%2F..%2Fb"
     for hostile in ("evil.com/x", "a@b", "h:1/..", "", "h h"):
-        with pytest.raises(PermanentActionError):
+        with pytest.raises(UrlError, match="is not a host"):
             fill_url_template("http://{instance}/reset", {"instance": hostile})

@@ -126,3 +126,32 @@ def test_probe_models_are_strict_and_chosen_by_kind() -> None:
             adapter.validate_python(bad)
     with pytest.raises(ValidationError):
         probe.model_copy(update={"tail": 1}).__setattr__("tail", 2)
+
+
+async def test_an_instance_label_fills_the_host_of_a_status_url_and_a_hostile_one_is_refused(
+    http: SharedSession,
+) -> None:
+    from aiohttp import web  # noqa: PLC0415
+
+    from common.web import free_port  # noqa: PLC0415
+
+    async def status(_request: web.Request) -> web.Response:
+        return web.Response(text="gate: open")
+
+    app = web.Application()
+    app.router.add_get("/status", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        backends = EvidenceBackends(http=http, url_allowed=lambda url: url.startswith("http://127.0.0.1:"))
+        probe = HttpGetProbe(kind="http_get", name="gate", url="http://{instance}/status")
+        (seen,) = await gather([probe], {"instance": f"127.0.0.1:{port}"}, backends, deadline_seconds=5)
+        (hostile,) = await gather([probe], {"instance": "127.0.0.1:1@evil.example"}, backends, deadline_seconds=5)
+    finally:
+        await runner.cleanup()
+    assert seen.ok, seen.text  # the host:port goes in as it is, not percent-quoted into "127.0.0.1%3A..."
+    assert "gate: open" in seen.text
+    assert not hostile.ok
+    assert "is not a host[:port]" in hostile.text
