@@ -14,6 +14,10 @@ from remediator.config import EscalationConfig, WebhookEscalation
 from remediator.escalation.records import OutboxRecord
 
 SUMMARY_LISTED = 20  # incidents named in a summary's text; the rest are counted
+# What a page carries of the escalation's detail (the step history and the evidence, each already bounded): enough
+# for a diagnose step's findings; chat messages carry less, and every page names the incident for the console.
+PAGE_DETAIL_CHARS = 8000
+CHAT_DETAIL_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def alertmanager_alert(escalation: Escalation, lifetime: dt.timedelta, start: dt
         "labels": labels,
         "annotations": {
             "summary": f"tradeops could not remediate {labels['original_alertname']}: {escalation.reason}",
-            "description": escalation.detail[:1000],
+            "description": escalation.detail[:PAGE_DETAIL_CHARS],
             "incident": escalation.incident,
         },
         "startsAt": start.isoformat(),
@@ -78,7 +82,7 @@ def alertmanager_alert(escalation: Escalation, lifetime: dt.timedelta, start: dt
 def webhook_body(shape: str, escalation: Escalation) -> dict[str, Any]:
     """Build the webhook body in the channel's shape (PagerDuty's without its routing key)."""
     name = escalation.labels.get("alertname", "")
-    text = f"tradeops escalation: {name} ({escalation.reason}) — {escalation.detail[:500]}"
+    text = f"tradeops escalation: {name} ({escalation.reason}) — {escalation.detail[:CHAT_DETAIL_CHARS]}"
     if shape == "slack":
         return {"text": ("RESOLVED: " if escalation.resolved else "") + text}
     if shape == "pagerduty":
@@ -89,7 +93,7 @@ def webhook_body(shape: str, escalation: Escalation) -> dict[str, Any]:
                 "summary": text[:1024],
                 "source": "tradeops-remediator",
                 "severity": "critical" if escalation.labels.get("severity") == "critical" else "warning",
-                "custom_details": dict(escalation.labels),
+                "custom_details": {**escalation.labels, "tradeops_detail": escalation.detail[:PAGE_DETAIL_CHARS]},
             },
         }
     return {

@@ -130,9 +130,12 @@ def test_a_resolve_ends_the_alert_at_its_start_and_keeps_the_same_label_set() ->
     assert resolved["labels"] == firing["labels"]
 
 
-def test_the_alertmanager_description_is_bounded() -> None:
-    alert = alertmanager_alert(escalation(detail="x" * 5000), dt.timedelta(hours=1), START)
-    assert alert["annotations"]["description"] == "x" * 1000
+def test_the_alertmanager_description_carries_the_evidence_and_is_bounded() -> None:
+    evidence = "diagnosed: " + "log line\n" * 400  # about 4,000 characters of a container log tail
+    alert = alertmanager_alert(escalation(detail=evidence), dt.timedelta(hours=1), START)
+    assert alert["annotations"]["description"] == evidence
+    huge = alertmanager_alert(escalation(detail="x" * 50_000), dt.timedelta(hours=1), START)
+    assert huge["annotations"]["description"] == "x" * 8000
 
 
 # --- webhook shapes ----------------------------------------------------------------------------------------
@@ -151,8 +154,8 @@ def test_the_generic_webhook_body_has_the_whole_escalation() -> None:
 def test_the_slack_text_is_bounded_and_marks_a_resolve() -> None:
     firing = webhook_body("slack", escalation(detail="y" * 5000))["text"]
     assert firing.startswith("tradeops escalation: ServiceDown (max_attempts) — ")
-    assert firing.endswith("y" * 500)
-    assert len(firing) < 600
+    assert firing.endswith("y" * 2000)
+    assert len(firing) < 2100
     assert webhook_body("slack", escalation(resolved=True))["text"].startswith("RESOLVED: tradeops escalation:")
 
 
@@ -162,7 +165,7 @@ def test_pagerduty_triggers_and_resolves_under_one_dedup_key_per_incident() -> N
     assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
     assert trigger["dedup_key"] == resolve["dedup_key"] == "ab12@2024"
     assert trigger["payload"]["severity"] == "critical"
-    assert trigger["payload"]["custom_details"] == LABELS
+    assert trigger["payload"]["custom_details"] == {**LABELS, "tradeops_detail": "restart failed"}
     assert "routing_key" not in trigger
 
 
