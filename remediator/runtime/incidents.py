@@ -27,7 +27,7 @@ from remediator.policy.decide import (
 )
 from remediator.runtime.acting import Actor
 from remediator.runtime.journal import Journal
-from remediator.runtime.playbook import Playbooks, Progress, approval_id, history_text
+from remediator.runtime.playbook import Playbooks, Progress, approval_id, gathered
 from remediator.state.base import Admission, AuditStore, Hold, StateBackend
 from remediator.state.incident import OPEN, Incident, now
 
@@ -50,14 +50,6 @@ def alert_of(incident: Incident) -> WebhookAlert:
     fingerprint, _, rest = incident.key.partition("@")
     starts, _, _ = rest.rpartition("#")
     return WebhookAlert("firing", incident.labels, dt.datetime.fromisoformat(starts), fingerprint)
-
-
-def gathered(incident: Incident) -> str:
-    """A page's detail: the step history and the evidence the diagnose steps found."""
-    detail = history_text(incident) or "no step could run"
-    if incident.evidence:
-        detail += "; evidence: " + "; ".join(f"{e['name']}: {e['text']}" for e in incident.evidence)
-    return detail
 
 
 @dataclass
@@ -194,8 +186,8 @@ class IncidentRunner:
             else f"; approval id {public} (POST /api/v1/approvals/{{id}})"
         )
         detail = f"step {pending['name']} ({pending['action']}) waits for approval until {pending['until']}{links}"
-        if incident.history:
-            detail += "; so far: " + history_text(incident)
+        if incident.history or incident.evidence:
+            detail += "; so far: " + gathered(incident)
         await self.escalate(incident.key, incident.labels, "approval_needed", detail, journal, resolved=False)
 
     async def exhausted(self, incident: Incident, rule: RuleConfig, journal: Journal) -> None:

@@ -130,6 +130,14 @@ def history_text(incident: Incident) -> str:
     return "; ".join(lines)
 
 
+def gathered(incident: Incident) -> str:
+    """A page's detail: the step history and the evidence the diagnose steps found."""
+    detail = history_text(incident) or "no step could run"
+    if incident.evidence:
+        detail += "; evidence: " + "; ".join(f"{e['name']}: {e['text']}" for e in incident.evidence)
+    return detail
+
+
 @dataclass
 class Playbooks:
     """Runs rules' steps for incidents held under their lock."""

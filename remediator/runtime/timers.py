@@ -17,7 +17,7 @@ from remediator.runtime.journal import Journal
 from remediator.runtime.playbook import (
     approval_matches,
     approval_still_for,
-    history_text,
+    gathered,
     note,
     parse_approval_id,
 )
@@ -83,14 +83,14 @@ class Timers:
             detail = "the approved step was interrupted (its replica stopped) before its outcome was recorded"
             note(incident, name, "approval_interrupted", f"{detail}: it is not run again; check what it did")
             journal.add("approval", incident.rule, "interrupted", f"{name}: {detail}")
-            await self.engine.runner.page(incident, "approval_interrupted", history_text(incident), journal)
+            await self.engine.runner.page(incident, "approval_interrupted", gathered(incident), journal)
             return
         if state != "pending":
             return
         incident.approval["state"] = "expired"
         note(incident, name, "approval_expired", "nobody approved in time: the step did not run")
         journal.add("approval", incident.rule, "expired", f"{name}: nobody approved in time")
-        await self.engine.runner.page(incident, "approval_expired", history_text(incident), journal)
+        await self.engine.runner.page(incident, "approval_expired", gathered(incident), journal)
 
     def _step_deadline(self, rule: RuleConfig, index: int) -> dt.timedelta:
         """How long an approved step may take (its `when` query, then its action) before its timer pages that it
@@ -134,7 +134,7 @@ class Timers:
                 incident.approval_until = None
                 note(incident, name, "approval_void", f"approved by {by}, but {why}: the step did not run")
                 journal.add("approval", incident.rule, "void", f"{name}: approved by {by}, but {why}")
-                await self.engine.runner.page(incident, "approval_void", history_text(incident), journal)
+                await self.engine.runner.page(incident, "approval_void", gathered(incident), journal)
                 await self.engine.store.record(journal.take())
                 return "not_pending"
             verdict = "approved" if approve else "denied"
@@ -143,7 +143,7 @@ class Timers:
             note(incident, name, verdict, f"by {by}")
             journal.add("approval", incident.rule, verdict, f"{name}: by {by}")
             if not approve or rule is None:
-                await self.engine.runner.page(incident, "approval_denied", history_text(incident), journal)
+                await self.engine.runner.page(incident, "approval_denied", gathered(incident), journal)
                 await self.engine.store.record(journal.take())
                 return verdict
             step_index = int(incident.approval["step"])

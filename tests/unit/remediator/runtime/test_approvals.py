@@ -178,3 +178,27 @@ def test_an_approval_is_for_the_step_as_it_was_asked_not_for_a_changed_one() -> 
     incident.approval["step"] = "0"
     assert approval_still_for(incident, changed_url)
     assert not approval_still_for(incident, renamed)
+
+
+async def test_every_approval_page_carries_the_evidence_gathered_before_the_step(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        rule = guarded(base)
+        diagnose = {
+            "kind": "diagnose",
+            "name": "look",
+            "timeout_seconds": 5,
+            "probes": [{"kind": "http_get", "name": "queue-status", "url": f"{base}/platform/queue-status"}],
+        }
+        rule["steps"] = [diagnose, *rule["steps"]]
+        cfg = config(tmp_path, base, rules=[rule], external_url="https://tradeops.example/")
+        async with remediator_client(cfg) as (client, remediator):
+            await post(client, payload(alert(name="QueueDepthCritical", queue="orders")))
+            await settle(remediator)
+            (asked,) = pages(calls, "approval_needed")
+            status, _ = await decide(client, approval_of(calls), "deny")
+            await settle(remediator)
+    assert status == 200
+    (denied,) = pages(calls, "approval_denied")
+    for page in (asked, denied):
+        assert "queue-status: GET " in page["detail"], page["detail"]  # what the on-call engineer decides on
+        assert "/platform/queue-status -> HTTP 200" in page["detail"]
