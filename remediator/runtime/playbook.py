@@ -22,6 +22,7 @@ from remediator.actions.base import ActionRegistry, substitute
 from remediator.config import ActStep, DiagnoseStep, RemediatorConfig, RuleConfig
 from remediator.playbook.evidence import EvidenceBackends, gather
 from remediator.policy.decide import Plan, Reason, admission
+from remediator.policy.windows import in_window
 from remediator.runtime.acting import Actor
 from remediator.runtime.journal import Journal
 from remediator.state.base import Hold, StateBackend
@@ -266,6 +267,11 @@ class Playbooks:
         except (KeyError, ValidationError) as error:
             note(incident, step.name, "not_run", f"parameters invalid: {error}")
             return False
+        held_back = self._held_back(rule)
+        if held_back is not None:  # a reload may have turned these on since the playbook started (or was approved)
+            note(incident, step.name, "not_run", f"{held_back}: would run {step.action}")
+            journal.add("step", rule.name, "not_run", f"{step.name}: {held_back}")
+            return False
         if not admitted:
             denial = await self.state.admit(admission(self.config(), rule, target, incident.key), consume=True)
             if denial is not None:
@@ -281,6 +287,16 @@ class Playbooks:
         outcome = await self.actor.run(rule, plan, journal, self.config().circuit_breaker, step.action)
         note(incident, step.name, "ran" if outcome.ok else "failed", outcome.detail)
         return outcome.ok
+
+    def _held_back(self, rule: RuleConfig) -> str | None:
+        """Why no step of the rule may run for real now (dry run, a maintenance window), or None: the bounds that
+        precheck applies to a playbook's start, applied to each of its later steps too."""
+        config = self.config()
+        if config.dry_run or rule.dry_run:
+            return "dry run"
+        at = now()
+        window = next((w for w in config.maintenance_windows if in_window(w, at)), None)
+        return f"inside maintenance window {window.name}" if window is not None else None
 
     async def poll(self, held: Hold, incident: Incident, rule: RuleConfig, journal: Journal) -> Progress:
         """The verifying step's timer: DONE when verified, WAITING while it may still hold, and once its deadline

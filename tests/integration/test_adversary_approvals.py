@@ -435,9 +435,15 @@ async def test_a_replica_killed_while_the_approved_step_runs_is_taken_over_witho
 
 
 async def reload(running: Running, path: Path, config: dict[str, Any]) -> None:
+    """Rewrite the config file and SIGHUP the process; wait until its log says the reload was applied."""
+
+    def reloads() -> int:
+        return sum(log.read_text().count("msg=reloaded") for log in path.parent.glob("*.log"))
+
+    before = reloads()
     path.write_text(yaml.safe_dump(config))
     running.child.send_signal(signal.SIGHUP)
-    await asyncio.sleep(1.0)  # SIGHUP answers nothing: give the reload its moment
+    await until(lambda: reloads() > before, 15, "the reload applied")
 
 
 async def test_an_approval_given_after_a_reload_changed_the_step_does_not_run_the_new_step_and_pages(
@@ -479,6 +485,25 @@ async def test_an_approval_given_after_a_reload_removed_the_rule_runs_nothing_an
             await asyncio.sleep(0.5)
         assert status in {404, 409}, body
         assert st.actions == [], st.actions
+
+
+async def test_an_approval_given_after_a_reload_turned_on_dry_run_runs_nothing_for_real_and_pages(
+    tmp_path: Path,
+) -> None:
+    async with stand() as st:
+        config = approval_config(tmp_path, st.url)
+        async with remediator(tmp_path, config) as rem:
+            await send(rem, firing())
+            approval, _ = await approval_id(st, firing())
+            await reload(rem, tmp_path / "remediator.yml", {**config, "dry_run": True})
+            paged_before = len(pages_of(st, firing()))
+            status, body = await decide(rem, approval)
+            assert st.actions == [], st.actions
+            await until(lambda: len(pages_of(st, firing())) > paged_before, 15, "a page: the step was not run")
+            await asyncio.sleep(0.5)
+        assert (status, body["result"]) == (200, "approved")  # the human's decision is recorded as given
+        assert st.actions == [], st.actions
+        assert "dry run" in pages_of(st, firing())[-1]["detail"], pages_of(st, firing())[-1]
 
 
 # 6. Hostile ids and clients --------------------------------------------------------------------------------------
