@@ -33,6 +33,7 @@ from tests.integration.test_adversary_guarantees import (
     send,
     until,
 )
+from tests.processes import private_redis
 from tests.remediator_helpers import TOKEN, alert, payload
 
 pytestmark = pytest.mark.integration
@@ -429,6 +430,35 @@ async def test_a_replica_killed_while_the_approved_step_runs_is_taken_over_witho
             await asyncio.sleep(1.0)
         assert replay[0] == 409, replay
         assert ran(st) == 1
+
+
+async def test_an_approval_while_redis_is_down_answers_503_runs_nothing_and_stays_decidable_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    async with stand() as st:
+        config = approval_config(tmp_path, st.url, within_minutes=30)
+        redis_url = f"redis://127.0.0.1:{port}/0"
+        config.update(
+            {"state": "redis", "state_redis": {"url": redis_url, "lock_margin_seconds": 1, "timeout_seconds": 1}}
+        )
+        async with private_redis(tmp_path, port) as server, remediator(tmp_path, config) as rem:
+            await send(rem, firing())
+            approval, _ = await approval_id(st, firing())
+            server.send_signal(signal.SIGSTOP)  # Redis hangs: every call times out
+            try:
+                down = await decide(rem, approval)
+            finally:
+                server.send_signal(signal.SIGCONT)
+            assert st.actions == []
+            back = await decide(rem, approval)
+            replay = await decide(rem, approval)
+            await asyncio.sleep(0.3)
+    assert down[0] == 503, down
+    assert isinstance(down[1], dict), down
+    assert (back[0], back[1]["result"]) == (200, "approved"), back
+    assert replay[0] == 409, replay
+    assert ran(st) == 1
 
 
 # 5. A reload while the approval is pending -----------------------------------------------------------------------
