@@ -202,8 +202,8 @@ async def approvals(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or body.get("decision") not in {"approve", "deny"}:
         return json_error(400, 'decision must be "approve" or "deny"')
     user = body.get("user", "")
-    if not isinstance(user, str) or len(user) > 128:
-        return json_error(400, "user must be a string of at most 128 characters")
+    if not isinstance(user, str) or len(user) > 128 or not user.isprintable():
+        return json_error(400, "user must be a string of at most 128 printable characters")
     # Who is recorded: the authenticated web-config user when there is one (the body's user only as a note).
     who = f"basic:{basic_user}" if basic_user is not None else "token"
     who += f":{user}" if user else ""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from common.logs import log_event
 from remediator.actions.base import ActionRegistry
-from remediator.config import RemediatorConfig, RuleConfig
+from remediator.config import ActStep, RemediatorConfig, RuleConfig
 from remediator.escalation.channels import Escalation
 from remediator.escalation.outbox import Outbox
 from remediator.intake.payload import WebhookAlert
@@ -50,6 +50,12 @@ def alert_of(incident: Incident) -> WebhookAlert:
     fingerprint, _, rest = incident.key.partition("@")
     starts, _, _ = rest.rpartition("#")
     return WebhookAlert("firing", incident.labels, dt.datetime.fromisoformat(starts), fingerprint)
+
+
+def asks_first(rule: RuleConfig) -> bool:
+    """Whether the rule's first act step waits for a human's approval before it runs."""
+    first = next((step for step in rule.playbook if isinstance(step, ActStep)), None)
+    return first is not None and first.approval is not None
 
 
 @dataclass
@@ -113,7 +119,9 @@ class IncidentRunner:
         else:
             plan = precheck(config, self.registry(), alert, rule, incident, at)
             if plan.reason is Reason.EXECUTED and plan.target is not None:
-                denial = await self.state.admit(self.admission(rule, plan.target, alert), consume=True)
+                # A first step that waits for a human is only checked now: it spends the limits when it runs.
+                consume = not asks_first(rule)
+                denial = await self.state.admit(self.admission(rule, plan.target, alert), consume=consume)
                 if denial is not None:
                     plan = denied(rule, plan.target, denial)
         self.record(journal, plan)
@@ -149,7 +157,7 @@ class IncidentRunner:
         # a restart nor another replica runs it again before its retry timer.
         await self.state.save(incident, held)
         await self.store.record(journal.take())
-        progress = await self.playbooks.run_from(0, held, incident, rule, journal, admitted=True)
+        progress = await self.playbooks.run_from(0, held, incident, rule, journal, admitted=not asks_first(rule))
         await self.after(progress, incident, rule, journal)
 
     async def gather_then_page(

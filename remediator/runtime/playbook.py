@@ -66,8 +66,9 @@ def parse_approval_id(approval: str) -> tuple[str, str] | None:
 
 def step_digest(step: ActStep) -> str:
     """What an approval was given for: the step as configured when it was asked (name, action, parameters,
-    `when`, `verify`). A reload that changes the step voids the approval."""
-    return hashlib.sha256(step.model_dump_json().encode()).hexdigest()[:32]
+    `when`, `verify`; not its deadline or runbook citation). A reload that changes the step voids the approval."""
+    shown = step.model_dump_json(exclude={"approval", "source"})
+    return hashlib.sha256(shown.encode()).hexdigest()[:32]
 
 
 def approval_still_for(incident: Incident, rule: RuleConfig | None) -> bool:

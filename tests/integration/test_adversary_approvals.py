@@ -561,6 +561,12 @@ async def test_hostile_approval_ids_get_clear_answers_and_never_run_a_step(tmp_p
                 mine.partition(".")[0] + ".%ED%A0%80",  # a lone surrogate's bytes
             ]
             answers = [await decide(rem, approval) for approval in hostile]
+            hostile_users = []
+            async with aiohttp.ClientSession() as http:
+                for user in ["x" * 129, "alice\nlevel=error msg=forged", "\u202eecila", 42]:
+                    body = {"decision": "approve", "user": user}
+                    async with http.post(f"{rem.url}/api/v1/approvals/{mine}", json=body, headers=HEADERS) as response:
+                        hostile_users.append(response.status)
             unauthenticated = await decide(rem, mine, headers={})
             wrong_token = await decide(rem, mine, headers={"Authorization": "Bearer not-the-token"})
             basic = await decide(rem, mine, headers={"Authorization": "Basic YWxpY2U6cGFzcw=="})
@@ -572,6 +578,7 @@ async def test_hostile_approval_ids_get_clear_answers_and_never_run_a_step(tmp_p
             assert status in {400, 404}, (approval[:60], status, body)
             assert isinstance(body, dict), (approval[:60], body)
             assert body.get("error"), (approval[:60], body)
+        assert hostile_users == [400, 400, 400, 400]
         assert unauthenticated[0] == 401
         assert wrong_token[0] == 401
         assert basic[0] == 401

@@ -162,12 +162,21 @@ def test_an_approval_is_for_the_step_as_it_was_asked_not_for_a_changed_one() -> 
     unguarded = RuleConfig.model_validate(
         {**guarded("http://platform"), "steps": [{**guarded("http://platform")["steps"][0], "approval": None}]}
     )
+    cited = RuleConfig.model_validate(
+        {
+            **guarded("http://platform"),
+            "steps": [
+                {**guarded("http://platform")["steps"][0], "source": "seed 000", "approval": {"within_minutes": 5}}
+            ],
+        }
+    )
     step = asked.playbook[0]
     assert isinstance(step, ActStep)
     incident = Incident("k", "QueueDepthCritical", {}, asked.name, "open", 1, None, None, False, None)
     incident.approval = {"nonce": "n", "step": "0", "name": "purge", "action": "http_request"}
     incident.approval["digest"] = step_digest(step)
     assert approval_still_for(incident, asked)
+    assert approval_still_for(incident, cited)  # a new deadline or citation is the same step
     assert not approval_still_for(incident, changed_url)
     assert not approval_still_for(incident, renamed)
     assert not approval_still_for(incident, unguarded)
@@ -202,3 +211,18 @@ async def test_every_approval_page_carries_the_evidence_gathered_before_the_step
     for page in (asked, denied):
         assert "queue-status: GET " in page["detail"], page["detail"]  # what the on-call engineer decides on
         assert "/platform/queue-status -> HTTP 200" in page["detail"]
+
+
+async def test_an_approved_first_step_spends_the_hourly_budget_once_not_twice(tmp_path: Path) -> None:
+    async with recorder() as (base, calls):
+        limits = {"actions_per_hour": 1, "concurrency": 2, "queue_size": 100}
+        cfg = config(tmp_path, base, rules=[guarded(base)], external_url="https://tradeops.example/", limits=limits)
+        async with remediator_client(cfg) as (client, remediator):
+            await post(client, payload(alert(name="QueueDepthCritical", queue="orders")))
+            await settle(remediator)
+            status, body = await decide(client, approval_of(calls), "approve")
+            await settle(remediator)
+            left = await remediator.engine.state.budget_remaining(1)
+    assert (status, body["result"]) == (200, "approved")
+    assert [path for path, _ in calls if path == "/platform/purge"] == ["/platform/purge"]  # the one action of the hour
+    assert left == 0
