@@ -327,14 +327,14 @@ async def test_websocket_probe_connects_reads_the_first_message_and_fails_on_hos
     async def silent(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        await asyncio.sleep(30)
+        await asyncio.sleep(4)  # past the probe's 1 s; the server's shutdown waits for it
         return ws
 
     async def flood(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.send_bytes(b"x" * 3_000_000)
-        await asyncio.sleep(5)
+        await asyncio.sleep(4)
         return ws
 
     async def closing(request: web.Request) -> web.StreamResponse:
