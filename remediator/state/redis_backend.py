@@ -309,7 +309,9 @@ class RedisState:
         return [incident for incident in incidents if incident.due_at() is not None]
 
     async def forget_closed(self, before: dt.datetime) -> None:
-        """Closed incidents expire by themselves (TTL: closed_seconds)."""
+        """Closed incidents expire by themselves (TTL: closed_seconds); their readable copies are pruned."""
+        if self.reads is not None:
+            await self.reads.forget_closed(before)
 
     async def mark_resolving(self, key: str) -> None:
         """Note, before waiting for the lock, that a resolve of this incident was accepted: whoever holds the
@@ -360,8 +362,8 @@ class RedisState:
         each figure is as Redis had it a moment apart."""
         seconds, micros = await self._call(self.redis.time())
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        cooldowns, more_cooldowns = await self._scan("cooldown")
-        breakers, more_breakers = await self._scan("breaker")
+        cooldowns, more_cooldowns = await self._call(scan_names(self.redis, self._key("cooldown", "")))
+        breakers, more_breakers = await self._call(scan_names(self.redis, self._key("breaker", "")))
         pipe = self.redis.pipeline(transaction=False)
         for key in cooldowns:
             pipe.pttl(self._key("cooldown", key))
@@ -380,19 +382,6 @@ class RedisState:
         )
         budget = max(0, query.actions_per_hour - int(answers[-1]))
         return LimitsLeft(epoch(now_ms / 1000), budget, rules, more_cooldowns or more_breakers)
-
-    async def _scan(self, kind: str) -> tuple[list[str], bool]:
-        """The names under prefix:kind: (bounded: SCAN_ROUNDS calls) and whether more were left unread."""
-        head = self._key(kind, "")
-        match = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*"
-        names: set[str] = set()
-        cursor = 0
-        for _ in range(SCAN_ROUNDS):
-            cursor, keys = await self._call(self.redis.scan(cursor, match=match, count=SCAN_COUNT))
-            names |= {(k.decode() if isinstance(k, bytes) else str(k))[len(head) :] for k in keys}
-            if cursor == 0:
-                return sorted(names), False
-        return sorted(names), True
 
     async def prune(self, older_than: dt.datetime) -> None:
         """Incidents expire by themselves (TTL = the retention, renewed on every save)."""
@@ -438,3 +427,16 @@ def rule_left(
         if name.startswith(prefix) and (failures is not None or opened is not None)  # not gone since the scan
     )
     return RuleLeft(wanted.rule, level, burst, running, breakers)
+
+
+async def scan_names(redis: Redis, head: str) -> tuple[list[str], bool]:
+    """The names of the keys under `head` (bounded: SCAN_ROUNDS calls) and whether more were left unread."""
+    match = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*"
+    names: set[str] = set()
+    cursor = 0
+    for _ in range(SCAN_ROUNDS):
+        cursor, keys = await redis.scan(cursor, match=match, count=SCAN_COUNT)
+        names |= {(k.decode() if isinstance(k, bytes) else str(k))[len(head) :] for k in keys}
+        if cursor == 0:
+            return sorted(names), False
+    return sorted(names), True
