@@ -4,8 +4,8 @@ is readable from the audit store, the one the pages and `GET /api/v1/incidents` 
 from __future__ import annotations
 
 import uuid
-from urllib.parse import quote
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
