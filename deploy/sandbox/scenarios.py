@@ -123,12 +123,15 @@ async def observe(stack: Stack, scenario: Scenario, timeline: Timeline, http: ai
     timeline.pages = [(e["decision"], str(e.get("detail", ""))) for e in mine if e["event"] == "escalated"]
     if timeline.pages:
         pages = await _json(http, f"{urls['alertmanager']}/api/v2/alerts", filter='alertname="RemediationEscalated"')
-        timeline.delivered = [
+        # Kept once seen: a page the remediator resolves soon after (an approval answered, the alert gone) leaves
+        # Alertmanager's list of active alerts, and it still reached Alertmanager.
+        seen = [
             a["labels"].get("escalation_reason", "")
             for a in pages
             if a["labels"].get("original_alertname") in scenario.alerts
             and dt.datetime.fromisoformat(a["startsAt"]) >= timeline.since
         ]
+        timeline.delivered += [reason for reason in seen if reason not in timeline.delivered]
     for step, present in (
         ("webhook", bool(mine)),
         ("decision", bool(timeline.decisions)),
@@ -172,7 +175,8 @@ async def run_scenario(
         while not problems and time.monotonic() < deadline:
             for step in await observe(stack, scenario, timeline, http):
                 report(f"  {timeline.seen[step]:6.1f}s {_describe(step, timeline)}")
-            if scenario.approval is not None and timeline.answered is None:
+            # The human answers once paged: after the approval page reached Alertmanager.
+            if scenario.approval is not None and timeline.answered is None and "approval_needed" in timeline.delivered:
                 await _answer_approval(stack, scenario.approval, timeline, http, report)
             if scenario.during is not None and not during_done and scenario.during_step in timeline.seen:
                 during_done = True
