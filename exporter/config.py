@@ -97,6 +97,14 @@ class DsnConfig(ProbeConfig):
         return required_secret(self.dsn, self.dsn_file, "dsn")
 
 
+class CommandJsonConfig(StrictModel):
+    """How to read numbers from a JSON document (a command's output, a health body): items, a label, value fields."""
+
+    list_path: str = ""
+    label_field: NonEmptyStr = "name"
+    value_fields: Annotated[dict[LabelName, NonEmptyStr], Field(min_length=1)]
+
+
 class ServiceHealthConfig(ProbeConfig):
     """HTTP health endpoint of one service (seed 000, Service Inventory; seed 003, actuator)."""
 
@@ -110,6 +118,10 @@ class ServiceHealthConfig(ProbeConfig):
     # Numbers read from the same health document, as tradeops_service_value{service,field} (seed 002's
     # `/health | jq .health_score`): field name -> dotted path.
     value_paths: dict[Annotated[str, AfterValidator(_label_name)], NonEmptyStr] = Field(default_factory=dict)
+    # Numbers of each item of a list (or object) in the same document, as tradeops_service_item_value{service,
+    # item,field} (seed 004's rate gate `/status`: per-provider quotas); at most max_items series.
+    item_values: CommandJsonConfig | None = None
+    max_items: MaxSeries = 100
 
 
 class CollectorsConfig(ProbeConfig):
@@ -295,14 +307,6 @@ class SqlConfig(DsnConfig):
     query: NonEmptyStr
     metrics: Annotated[tuple[SqlMetricConfig, ...], Field(min_length=1)]
     max_series: MaxSeries = 1000
-
-
-class CommandJsonConfig(StrictModel):
-    """How to read numbers from a command's JSON output: a list of items, a label and value fields."""
-
-    list_path: str = ""
-    label_field: NonEmptyStr = "name"
-    value_fields: Annotated[dict[LabelName, NonEmptyStr], Field(min_length=1)]
 
 
 class CommandConfig(ProbeConfig):

@@ -35,17 +35,20 @@ class CommandProbe(Probe):
             raise ProbeError("spawn", f"{self.config.argv[0]}: {error}") from error
         try:
             assert process.stdout is not None
-            output = await process.stdout.read(self.config.max_output_bytes + 1)
+            output = await _read_bounded(process.stdout, self.config.max_output_bytes + 1)
+            if len(output) > self.config.max_output_bytes:  # killed below: a writer blocked on the pipe never exits
+                raise ProbeError("too_large", f"output larger than {self.config.max_output_bytes} bytes")
             exit_code = await process.wait()
         finally:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
+                # wait() returns once the pipe is closed too: read what the killed process left in it (bounded).
+                while process.stdout is not None and await process.stdout.read(1 << 16):
+                    pass
                 await process.wait()
         labels = {"command": self.target}
         sink.gauge("tradeops_command_exit_code", "Exit code of the command's last run.", labels, exit_code)
-        if len(output) > self.config.max_output_bytes:
-            raise ProbeError("too_large", f"output larger than {self.config.max_output_bytes} bytes")
         if self.config.output == "number":
             try:
                 value = float(output.decode().strip())
@@ -87,6 +90,19 @@ class CommandProbe(Probe):
                     value,
                 )
                 series += 1
+
+
+async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Read until EOF or `limit` bytes, whichever comes first (one read returns at most what the pipe holds)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _number(value: Any) -> float | None:

@@ -107,6 +107,8 @@ class ServiceHealthProbe(Probe):
             self._components(sink, lookup(document, self.config.components_path))
         if self.config.value_paths and not isinstance(document, _NotJson):
             self._values(sink, document)
+        if self.config.item_values is not None and not isinstance(document, _NotJson):
+            self._item_values(sink, document)
 
     def _values(self, sink: MetricSink, document: Any) -> None:
         for field, path in sorted(self.config.value_paths.items()):
@@ -119,6 +121,35 @@ class ServiceHealthProbe(Probe):
                     {"service": self.target, "field": field},
                     float(value),
                 )
+
+    def _item_values(self, sink: MetricSink, document: Any) -> None:
+        spec = self.config.item_values
+        assert spec is not None
+        found = lookup(document, spec.list_path)
+        if isinstance(found, dict):  # an object keyed by the item's name
+            entries = [(str(name), body) for name, body in found.items()]
+        elif isinstance(found, list):
+            entries = [(lookup(body, spec.label_field), body) for body in found]
+        else:
+            return  # nothing to read is left out, as value_paths leaves out a missing field
+        labelled = [
+            (str(name)[:128], body)
+            for name, body in entries
+            if isinstance(name, str | int) and not isinstance(name, bool)
+        ]
+        for count, (item, body) in enumerate(labelled):
+            numbers = {field: _finite(lookup(body, path)) for field, path in sorted(spec.value_fields.items())}
+            if count >= self.config.max_items:
+                sink.dropped_series += sum(n is not None for n in numbers.values())
+                continue
+            for field, number in numbers.items():
+                if number is not None:
+                    sink.gauge(
+                        "tradeops_service_item_value",
+                        "A number of one item (a provider, a queue) of the service's health document (item_values).",
+                        {"service": self.target, "item": item, "field": field},
+                        number,
+                    )
 
     def _components(self, sink: MetricSink, components: Any) -> None:
         if not isinstance(components, dict):
@@ -193,6 +224,13 @@ class CollectorsProbe(Probe):
                 labels,
                 last,
             )
+
+
+def _finite(value: Any) -> float | None:
+    """The value as a float if it is a finite number (a bool is not one); None otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _collector_entries(document: Any) -> list[tuple[str, dict[str, Any]]]:
