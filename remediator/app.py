@@ -239,7 +239,7 @@ def build_store(config: RemediatorConfig) -> AuditStore:
     return SqliteStore(config.audit_path)
 
 
-def build_state(config: RemediatorConfig, store: AuditStore) -> StateBackend:
+def build_state(config: RemediatorConfig, store: AuditStore, metrics: RemediatorMetrics | None = None) -> StateBackend:
     """The configured state backend (memory, its limits in a SQLite file, by default; Redis to share it between
     replicas)."""
     if config.state == "redis":
@@ -247,7 +247,16 @@ def build_state(config: RemediatorConfig, store: AuditStore) -> StateBackend:
         redis = config.state_redis
         retention = config.audit_retention_days * 86400
         closed = config.resolved_memory_hours * 3600
-        return RedisState(redis.redis_url(), redis.key_prefix, redis.timeout_seconds, retention, closed, reads=store)
+        failed = metrics.read_copy_failures.inc if metrics is not None else None
+        return RedisState(
+            redis.redis_url(),
+            redis.key_prefix,
+            redis.timeout_seconds,
+            retention,
+            closed,
+            reads=store,
+            copy_failed=failed,
+        )
     return MemoryState(store, config.state_file())
 
 
@@ -258,4 +267,4 @@ def build_engine(config: RemediatorConfig, metrics: RemediatorMetrics) -> Engine
     outbox = DurableOutbox(config.escalation, store, config.replica, metrics, config.audit_retention_days)
     http = SharedSession(USER_AGENT)
     registry = build_registry(config, http)
-    return Engine(config, registry, store, build_state(config, store), outbox, metrics, http, playbook_sources)
+    return Engine(config, registry, store, build_state(config, store, metrics), outbox, metrics, http, playbook_sources)

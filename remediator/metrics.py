@@ -107,6 +107,17 @@ class RemediatorMetrics:
         self.webhook_requests = Counter(
             "tradeops_remediator_webhook_requests", "Webhook requests answered, by HTTP status.", ["code"], registry=r
         )
+        self.audit_write_retries = Counter(
+            "tradeops_remediator_audit_write_retries",
+            "Writes of acknowledged alerts' outcomes (journal, done marker, page) the audit store refused, each tried"
+            " again until taken.",
+            registry=r,
+        )
+        self.read_copy_failures = Counter(
+            "tradeops_remediator_read_copy_failures",
+            "Incidents saved in Redis whose read copy in the audit store failed (copied again once it is back).",
+            registry=r,
+        )
 
     def prepare(
         self,

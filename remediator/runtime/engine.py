@@ -189,11 +189,11 @@ class Engine:
         try:
             await self.process(alert, journal)
         except ResolveDeferredError:
-            await self.store.record(journal.take())
+            await self.runner.flush(journal)
             handle = asyncio.get_running_loop().call_later(RESOLVE_RETRY_SECONDS, self._requeue, delivery, alert)
             self._later.add(handle)
             return
-        await self.store.record(journal.take(), done=delivery)
+        await self.runner.flush(journal, done=delivery)
 
     def _requeue(self, delivery: Delivery, alert: WebhookAlert) -> None:
         self._later = {handle for handle in self._later if not handle.cancelled() and handle.when() > time.monotonic()}

@@ -26,9 +26,10 @@ from remediator.policy.decide import (
     precheck,
 )
 from remediator.runtime.acting import Actor
+from remediator.runtime.durable import until_recorded
 from remediator.runtime.journal import Journal
 from remediator.runtime.playbook import Playbooks, Progress, approval_id, gathered
-from remediator.state.base import Admission, AuditStore, Hold, StateBackend
+from remediator.state.base import Admission, AuditStore, Delivery, Hold, StateBackend
 from remediator.state.incident import OPEN, Incident, now
 
 logger = logging.getLogger("remediator.runtime")
@@ -71,6 +72,13 @@ class IncidentRunner:
     playbooks: Playbooks
     metrics: RemediatorMetrics
     _unavailable: dict[str, float] = field(default_factory=dict)
+
+    async def flush(self, journal: Journal, done: Delivery | None = None) -> None:
+        """Write the journal's new entries (and with `done`, mark the alert processed), waiting for the audit store
+        as long as it refuses (remediator/runtime/durable.py): an acknowledged alert's record is never dropped."""
+        entries = journal.take()
+        failed = self.metrics.audit_write_retries.inc
+        await until_recorded(lambda: self.store.record(entries, done=done), "journal", failed)
 
     def record(self, journal: Journal, plan: Plan) -> None:
         """Count, journal and log one decision."""
@@ -156,7 +164,7 @@ class IncidentRunner:
         # The claim is on record before the action runs: a replica killed mid-action leaves it counted, so neither
         # a restart nor another replica runs it again before its retry timer.
         await self.state.save(incident, held)
-        await self.store.record(journal.take())
+        await self.flush(journal)
         progress = await self.playbooks.run_from(0, held, incident, rule, journal, admitted=not asks_first(rule))
         await self.after(progress, incident, rule, journal)
 
@@ -168,7 +176,7 @@ class IncidentRunner:
         incident.bound = dict(plan.bound or {})
         incident.step, incident.history = 0, []
         await self.state.save(incident, held)
-        await self.store.record(journal.take())
+        await self.flush(journal)
         progress = await self.playbooks.run_from(0, held, incident, rule, journal, admitted=False)
         await self.after(progress, incident, rule, journal)
 
@@ -236,7 +244,10 @@ class IncidentRunner:
         resolved: bool,
     ) -> None:
         """Put one escalation (or its resolve) in the outbox; its delivery is the sender's work."""
-        await self.outbox.enqueue(Escalation(key, labels, reason, detail, resolved))
+        escalation = Escalation(key, labels, reason, detail, resolved)
+        await until_recorded(
+            lambda: self.outbox.enqueue(escalation), "escalation", self.metrics.audit_write_retries.inc
+        )
         if not resolved:
             self.metrics.escalations.labels(reason).inc()
         if journal is not None:

@@ -68,7 +68,7 @@ class Timers:
                 elif not incident.escalated:
                     detail = f"{incident.alertname} still firing after remediation"
                     await self.engine.runner.escalate_once(incident, "still_firing", detail, journal)
-                await self.engine.store.record(journal.take())
+                await self.engine.runner.flush(journal)
                 ran += 1
         return ran
 
@@ -135,7 +135,7 @@ class Timers:
                 note(incident, name, "approval_void", f"approved by {by}, but {why}: the step did not run")
                 journal.add("approval", incident.rule, "void", f"{name}: approved by {by}, but {why}")
                 await self.engine.runner.page(incident, "approval_void", gathered(incident), journal)
-                await self.engine.store.record(journal.take())
+                await self.engine.runner.flush(journal)
                 return "not_pending"
             verdict = "approved" if approve else "denied"
             incident.approval.update({"state": verdict, "by": by, "at": now().isoformat()})
@@ -144,21 +144,21 @@ class Timers:
             journal.add("approval", incident.rule, verdict, f"{name}: by {by}")
             if not approve or rule is None:
                 await self.engine.runner.page(incident, "approval_denied", gathered(incident), journal)
-                await self.engine.store.record(journal.take())
+                await self.engine.runner.flush(journal)
                 return verdict
             step_index = int(incident.approval["step"])
             # The decision is on record before anything runs (a second approval, here or at another replica, finds
             # it decided), with the step's own deadline: a replica that dies running it leaves a timer that pages.
             incident.approval_until = now() + self._step_deadline(rule, step_index)
             await self.engine.state.save(incident, held)
-            await self.engine.store.record(journal.take())
+            await self.engine.runner.flush(journal)
             progress = await self.engine.playbooks.run_from(
                 step_index, held, incident, rule, journal, admitted=False, approved=True
             )
             if incident.approval.get("nonce") == nonce:
                 incident.approval_until = None  # the step ended here (a later step may have asked anew)
             await self.engine.runner.after(progress, incident, rule, journal)
-            await self.engine.store.record(journal.take())
+            await self.engine.runner.flush(journal)
             return verdict
 
     async def loop(self) -> None:
@@ -168,6 +168,7 @@ class Timers:
             await asyncio.sleep(self.engine.config.escalation.check_interval_seconds)
             try:
                 await self.run_due()
+                await self.engine.state.catch_up()  # read copies the audit store missed (the Redis state)
                 if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
                     await self._prune()
                     last_prune = time.monotonic()

@@ -233,6 +233,10 @@ class StateBackend(IncidentStore, Protocol):
     async def prune(self, older_than: dt.datetime) -> None:
         """Forget closed incidents older than the retention."""
 
+    async def catch_up(self) -> int:
+        """Copy again the incidents whose readable copy (a state kept apart from the audit store) is behind;
+        return how many were copied."""
+
     async def close(self) -> None:
         """Release connections."""
 

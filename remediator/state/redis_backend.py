@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -41,6 +41,7 @@ from remediator.state.base import (
     epoch,
 )
 from remediator.state.incident import Incident
+from remediator.state.read_copy import ReadCopies
 
 logger = logging.getLogger("remediator.state")
 T = TypeVar("T")
@@ -154,13 +155,17 @@ class RedisState:
         retention_seconds: float,
         closed_seconds: float | None = None,
         reads: IncidentStore | None = None,
+        copy_failed: Callable[[], None] | None = None,
     ) -> None:
         self.redis: Redis = Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, decode_responses=False
         )
         self.prefix = prefix
-        # The audit store the console and the read API query: each incident saved here is copied there too.
-        self.reads = reads
+        # The audit store the console and the read API query: each incident saved here is copied there too, best
+        # effort (remediator/state/read_copy.py).
+        self.copies = (
+            ReadCopies(reads, self.redis, self._key("copies_behind"), copy_failed) if reads is not None else None
+        )
         self.retention_seconds = int(retention_seconds)
         # A closed incident is a tombstone: kept this long, so a late firing copy of it never acts.
         self.closed_seconds = int(closed_seconds if closed_seconds is not None else retention_seconds)
@@ -206,7 +211,9 @@ class RedisState:
         if not won:
             yield held
             return
-        renewing = asyncio.create_task(self._keep_renewed(key, held, ttl_ms))
+        lock = self._key("lock", key)
+        renew = lambda: self._call(self._renew(keys=[lock], args=[token, ttl_ms]))  # noqa: E731
+        renewing = asyncio.create_task(keep_renewed(renew, key, held, ttl_ms))
         try:
             yield held
         except BaseException:
@@ -215,20 +222,6 @@ class RedisState:
             raise
         renewing.cancel()
         await self._release(key, held, held.save_on_release)
-
-    async def _keep_renewed(self, key: str, held: Hold, ttl_ms: int) -> None:
-        """Extend the lock every third of its TTL until cancelled; mark the hold lost when it was."""
-        while True:
-            await asyncio.sleep(ttl_ms / 3000)
-            try:
-                renewed = await self._call(self._renew(keys=[self._key("lock", key)], args=[held.token, ttl_ms]))
-            except StateUnavailableError as error:
-                log_event(logger, logging.WARNING, "lock_renew_failed", incident=key, error=str(error))
-                continue  # the lock may still hold; the fenced writes find out
-            if not renewed:
-                held.lost = True
-                log_event(logger, logging.ERROR, "lock_lost", incident=key)
-                return
 
     async def _release(self, key: str, held: Hold, incident: Incident | None) -> None:
         """Save the incident (if any) and release the lock, in one fenced step; a release that fails is logged
@@ -245,13 +238,15 @@ class RedisState:
             log_event(logger, logging.ERROR, "lock_lost_before_release", incident=key, saved=incident is not None)
 
     async def _write(self, key: str, incident: Incident | None, token: str, *, release: bool) -> bool:
-        """Save (and with `release` unlock) in one fenced script; the readable copy is written while the lock is
-        still this replica's: before a release, after a plain save."""
-        if incident is not None and release and self.reads is not None:
-            await self.reads.save(incident)
-        written = await self._save_fenced(key, incident, token, release=release)
-        if written and incident is not None and not release and self.reads is not None:
-            await self.reads.save(incident)
+        """Save (and with `release` unlock) fenced by the token. The read copy follows a save that Redis took, while
+        the lock is still this replica's: so a save then its copy, then the release. A copy never fails the write."""
+        if incident is None or self.copies is None:
+            return await self._save_fenced(key, incident, token, release=release)
+        written = await self._save_fenced(key, incident, token, release=False)
+        if written:
+            await self.copies.copy(incident)
+        if written and release:
+            written = await self._save_fenced(key, None, token, release=True)
         return written
 
     async def _save_fenced(self, key: str, incident: Incident | None, token: str, *, release: bool) -> bool:
@@ -310,8 +305,12 @@ class RedisState:
 
     async def forget_closed(self, before: dt.datetime) -> None:
         """Closed incidents expire by themselves (TTL: closed_seconds); their readable copies are pruned."""
-        if self.reads is not None:
-            await self.reads.forget_closed(before)
+        if self.copies is not None:
+            await self.copies.reads.forget_closed(before)
+
+    async def catch_up(self) -> int:
+        """Copy again the incidents whose read copy is behind Redis (remediator/state/read_copy.py)."""
+        return await self.copies.catch_up(self.hold) if self.copies is not None else 0
 
     async def mark_resolving(self, key: str) -> None:
         """Note, before waiting for the lock, that a resolve of this incident was accepted: whoever holds the
@@ -390,6 +389,22 @@ class RedisState:
         """Close the connection pool once the PING on its way is answered."""
         await self._pings.wait_idle()
         await self.redis.aclose()
+
+
+async def keep_renewed(renew: Callable[[], Awaitable[Any]], key: str, held: Hold, ttl_ms: int) -> None:
+    """Extend the lock (`renew`: the fenced RENEW call) every third of its TTL until cancelled; mark the hold lost
+    when it was."""
+    while True:
+        await asyncio.sleep(ttl_ms / 3000)
+        try:
+            renewed = await renew()
+        except StateUnavailableError as error:
+            log_event(logger, logging.WARNING, "lock_renew_failed", incident=key, error=str(error))
+            continue  # the lock may still hold; the fenced writes find out
+        if not renewed:
+            held.lost = True
+            log_event(logger, logging.ERROR, "lock_lost", incident=key)
+            return
 
 
 def rule_left(
