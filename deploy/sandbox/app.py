@@ -13,7 +13,7 @@ from aiohttp import web
 from common.logs import log_event
 from common.service import cancel_and_wait
 from common.web import start_site
-from sandbox import backups, consumers, containers, generation, standins
+from sandbox import backups, consumers, containers, generation, pm2_services, standins
 from sandbox.backends import Backends, BackendUnavailableError
 from sandbox.chaos import Chaos, build_chaos_app
 from sandbox.context import SandboxContext
@@ -116,8 +116,7 @@ class Sandbox:
         except BackendUnavailableError as error:
             log_event(logger, logging.WARNING, "rabbitmq_unavailable", error=str(error))
         if self.ctx.profile.kind == "pm2":
-            self.ctx.state.pm2_restarts = dict.fromkeys(self.ctx.profile.pm2_processes, 0)
-            standins.write_pm2(self.ctx.standin_dir, self.ctx.state.pm2_restarts)
+            pm2_services.start_host(self.ctx)
             for backup_set in standins.BACKUP_SETS:
                 standins.write_status(self.ctx.standin_dir, backup_set, 0)
         for name in self.ctx.profile.backup_sets:
@@ -187,8 +186,8 @@ class Sandbox:
         while True:
             self.ctx.state.tick_collectors()
             self.ctx.state.tick_breakers()
-            if self.ctx.profile.kind == "pm2" and self.ctx.state.tick_v11():
-                standins.write_pm2(self.ctx.standin_dir, self.ctx.state.pm2_restarts)
+            if self.ctx.profile.kind == "pm2":
+                pm2_services.tick_host(self.ctx)
             await asyncio.sleep(1)
 
     async def stop(self) -> None:

@@ -16,7 +16,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import backups, consumers, containers, generation, standins
+from sandbox import backups, consumers, containers, generation, pm2_services, standins
 from sandbox.context import FILL_KEY_PREFIX, SandboxContext
 from sandbox.platform import CollectorStatus
 
@@ -638,6 +638,47 @@ class Pm2CrashLoop(Fault):
         ctx.state.crash_looping.discard(params.process)
 
 
+class Pm2MemoryLeak(Fault):
+    name = "pm2_memory_leak"
+    params_model = ProcessParams
+    description = "a PM2 process's memory grows by 1 % of the host's every second until that process is restarted"
+
+    async def inject(self, ctx: SandboxContext, params: ProcessParams) -> dict[str, Any]:
+        _known(params.process, ctx.state.pm2_memory, "PM2 process")
+        ctx.state.leaking.add(params.process)
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: ProcessParams) -> bool:
+        return params.process in ctx.state.leaking
+
+    async def clear(self, ctx: SandboxContext, params: ProcessParams) -> None:
+        pm2_services.free_leak(ctx.state, params.process)
+
+
+class ProviderParams(FaultParams):
+    provider: str = "alphavantage"
+
+    def target(self) -> str:
+        return self.provider
+
+
+class ProviderQuotaExhausted(Fault):
+    name = "provider_quota_exhausted"
+    params_model = ProviderParams
+    description = "the rate gate has spent one provider's quota: its /status shows 0 calls left until reset"
+
+    async def inject(self, ctx: SandboxContext, params: ProviderParams) -> dict[str, Any]:
+        _known(params.provider, ctx.state.quota_remaining, "provider")
+        ctx.state.quota_remaining[params.provider] = 0
+        return {}
+
+    async def active(self, ctx: SandboxContext, params: ProviderParams) -> bool:
+        return ctx.state.quota_remaining.get(params.provider) == 0
+
+    async def clear(self, ctx: SandboxContext, params: ProviderParams) -> None:
+        pm2_services.reset_quota(ctx.state, params.provider)
+
+
 class BackupScriptParams(FaultParams):
     set: Literal["postgres", "redis"] = "postgres"
 
@@ -719,6 +760,8 @@ def fault_catalogue() -> dict[str, Fault]:
         RateGateExhausted(),
         LosingStrategy(),
         Pm2CrashLoop(),
+        Pm2MemoryLeak(),
+        ProviderQuotaExhausted(),
         BackupScriptFailing(),
         DataCorruption(),
         LargeLoss(),

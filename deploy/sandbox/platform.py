@@ -56,6 +56,9 @@ class PlatformState:
     backoffs: int = 0
     pm2_restarts: dict[str, int] = field(default_factory=dict)
     crash_looping: set[str] = field(default_factory=set)
+    pm2_memory: dict[str, int] = field(default_factory=dict)  # bytes each process holds (`pm2 jlist` monit.memory)
+    leaking: set[str] = field(default_factory=set)
+    quota_remaining: dict[str, int] = field(default_factory=dict)  # the rate gate's calls left, per provider
     # MasterTrade's queue consumers: hung ones (queue -> their container's start when they hung), draining ones.
     hung_consumers: dict[str, str] = field(default_factory=dict)
     draining: dict[str, asyncio.Task[int]] = field(default_factory=dict)

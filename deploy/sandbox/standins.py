@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 PM2_FILE = "pm2.json"
@@ -24,10 +24,31 @@ def status_path(state_dir: Path, backup_set: str) -> Path:
     return state_dir / f"backup-{backup_set}.status"
 
 
-def write_pm2(state_dir: Path, restarts: dict[str, int]) -> None:
-    """Write the process list as `pm2 jlist` prints it (the fields the exporter reads)."""
+def restart_request_path(state_dir: Path, process: str) -> Path:
+    """Where `pm2 restart --only PROCESS` leaves its request for the sandbox (the simulated PM2 daemon)."""
+    return state_dir / f"pm2-restart-{process}.request"
+
+
+def take_restart_requests(state_dir: Path, processes: Iterable[str]) -> list[str]:
+    """The processes whose restart was asked for since the last call; each request is consumed."""
+    taken = []
+    for process in processes:
+        path = restart_request_path(state_dir, process)
+        if path.exists():
+            path.unlink(missing_ok=True)
+            taken.append(process)
+    return taken
+
+
+def write_pm2(state_dir: Path, restarts: dict[str, int], memory: dict[str, int] | None = None) -> None:
+    """Write the process list as `pm2 jlist` prints it (the fields the exporter reads: restarts, memory)."""
     processes = [
-        {"name": name, "pm2_env": {"restart_time": count, "status": "online"}} for name, count in restarts.items()
+        {
+            "name": name,
+            "pm2_env": {"restart_time": count, "status": "online"},
+            "monit": {"memory": (memory or {}).get(name, 0), "cpu": 1},
+        }
+        for name, count in restarts.items()
     ]
     state_dir.mkdir(parents=True, exist_ok=True)
     temporary = pm2_path(state_dir).with_suffix(".tmp")
@@ -42,9 +63,9 @@ def write_status(state_dir: Path, backup_set: str, code: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`jlist` prints the process list; `pm2-restart NAME` restarts one known process (a crash loop goes on,
-    as a restart does not fix its cause); `backup-status SET` exits with the last run's code; `backup-run SET`
-    runs the backup (it succeeds) and records exit code 0."""
+    """`jlist` prints the process list; `pm2-restart NAME` restarts one known process (its memory is freed; a
+    crash loop goes on, as a restart does not fix its cause); `backup-status SET` exits with the last run's code;
+    `backup-run SET` runs the backup (it succeeds) and records exit code 0."""
     parser = argparse.ArgumentParser(prog="sandbox-standins")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("command", choices=["jlist", "pm2-restart", "backup-status", "backup-run"])
@@ -59,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = {p["name"] for p in json.loads(path.read_text())} if path.exists() else set()
         if args.backup_set not in names:
             parser.error(f"unknown PM2 process {args.backup_set!r}")
+        restart_request_path(args.state_dir, args.backup_set).touch()  # the sandbox restarts it (memory freed)
         print(f"[PM2] Applying action restartProcessId on app [{args.backup_set}]")
         return 0
     if args.backup_set not in BACKUP_SETS:
