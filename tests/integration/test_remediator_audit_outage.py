@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -48,18 +49,19 @@ class Platform:
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     pages: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 500
 
 
 @contextlib.asynccontextmanager
-async def failing_platform() -> AsyncIterator[Platform]:
-    state = Platform()
+async def failing_platform(status: int = 500) -> AsyncIterator[Platform]:
+    state = Platform(status=status)
 
     async def act(_request: web.Request) -> web.Response:
         state.calls += 1
         state.entered.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.release.wait(), 40)
-        return web.json_response({"error": "still broken"}, status=500)
+        return web.json_response({"error": "still broken"} if state.status >= 400 else {}, status=state.status)
 
     async def page(request: web.Request) -> web.Response:
         state.pages.append(await request.json())
@@ -215,3 +217,100 @@ async def test_a_save_redis_refuses_after_the_holder_was_paused_past_its_lock_le
     # Redis refused the stale holder's save (fenced): the copy must not show what Redis does not have.
     assert (shown["escalated"], shown["attempts"]) == (stored["escalated"], stored["attempts"]), (shown, stored)
     assert plat.calls == 1
+
+
+async def copied(dsn: str, key: str) -> dict[str, Any] | None:
+    """The incident's read copy as the audit store holds it, or None."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        row = await connection.fetchrow("SELECT record FROM tradeops_incident_records WHERE key = $1", key)
+    finally:
+        await connection.close()
+    found: dict[str, Any] | None = json.loads(row["record"]) if row is not None else None
+    return found
+
+
+def postgres_processes(postmaster: int) -> list[int]:
+    """The postmaster and its children (backends, checkpointer, WAL writer...): all of them, to hang the server."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+async def test_an_incident_saved_while_postgres_is_down_has_its_read_copy_caught_up_once_it_is_back(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = "{tradeops-outage-" + uuid.uuid4().hex[:12] + "}"
+    port = free_port()
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    raw = alert(name="Race", slot="s1")
+    incident = key_of(raw) + "#act"
+    async with (
+        private_postgres_cluster() as data,
+        failing_platform(status=200) as plat,
+        aiohttp.ClientSession() as http,
+    ):
+        (replica,) = make_replicas(tmp_path, 1, outage_config(plat.url, redis_url, prefix, dsn))
+        async with private_postgres(data, port) as server, run_replica(replica):
+            assert await send(http, replica, payload(raw)) == 200
+            await asyncio.wait_for(plat.entered.wait(), 15)
+            server.send_signal(signal.SIGINT)
+            await server.wait()
+            plat.release.set()  # the action succeeds while PostgreSQL is down: nothing to page, nothing to wait for
+            await wait_lock_free(redis_url, f"{prefix}:lock:{incident}")  # saved in Redis, copy missed, let go
+            await asyncio.sleep(3)
+            async with private_postgres(data, port):
+                stored = await redis_record(redis_url, f"{prefix}:incident:{incident}")
+                assert stored is not None
+                assert [h["outcome"] for h in stored["history"]] == ["ran"], stored
+                caught_up = await eventually(lambda: _same(copied(dsn, incident), stored), 15)
+                found = await decisions(dsn, key_of(raw))
+    assert caught_up, "the read copy never caught up with Redis"
+    assert found == [("replica-0", "executed")]
+    assert plat.pages == []
+
+
+async def _same(pending: Any, expected: dict[str, Any]) -> bool:
+    return bool(await pending == expected)
+
+
+async def test_postgres_hanging_mid_action_pages_once_and_leaves_redis_and_its_copy_alike_once_it_answers(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = "{tradeops-outage-" + uuid.uuid4().hex[:12] + "}"
+    port = free_port()
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    raw = alert(name="Race", slot="s1")
+    incident = key_of(raw) + "#act"
+    async with private_postgres_cluster() as data, failing_platform() as plat, aiohttp.ClientSession() as http:
+        (replica,) = make_replicas(tmp_path, 1, outage_config(plat.url, redis_url, prefix, dsn))
+        async with private_postgres(data, port) as server, run_replica(replica):
+            assert await send(http, replica, payload(raw)) == 200
+            await asyncio.wait_for(plat.entered.wait(), 15)
+            hung = postgres_processes(server.pid)
+            for pid in hung:
+                os.kill(pid, signal.SIGSTOP)  # PostgreSQL hangs: connections open, nothing answered
+            try:
+                plat.release.set()
+                await asyncio.sleep(10)
+                assert plat.pages == []
+            finally:
+                for pid in hung:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
+            pages = await eventually(lambda: triggers(plat.pages, incident), 25)
+            await wait_lock_free(redis_url, f"{prefix}:lock:{incident}")
+            stored = await redis_record(redis_url, f"{prefix}:incident:{incident}")
+            assert stored is not None
+            caught_up = await eventually(lambda: _same(copied(dsn, incident), stored), 15)
+            await asyncio.sleep(3)  # no second page comes later
+            found = await decisions(dsn, key_of(raw))
+    assert [p["reason"] for p in pages] == ["action_failed"]
+    assert len(triggers(plat.pages, incident)) == 1
+    assert stored["escalated"] is True
+    assert caught_up, "the read copy never caught up with Redis"
+    assert found == [("replica-0", "executed")]
