@@ -74,6 +74,10 @@
             {
               "record": "tradeops:ai_trading_backup_max_age_seconds:threshold",
               "expr": "vector(93600)"
+            },
+            {
+              "record": "tradeops:ai_trading_market_data_max_age_seconds:threshold",
+              "expr": "vector(60)"
             }
           ]
         },
@@ -369,6 +373,25 @@
                 "summary": "Backup set {{ $labels.set }} is stale",
                 "description": "The newest {{ $labels.set }} backup is {{ $value | humanizeDuration }} old; the daily 02:00 backup did not land.",
                 "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingBackupStale.md"
+              }
+            }
+          ]
+        },
+        {
+          "name": "ai-trading-market-data",
+          "rules": [
+            {
+              "alert": "AiTradingMarketDataStale",
+              "expr": "abs(time() - tradeops_service_value{field=\"last_update_timestamp\"})\n  > scalar(tradeops:ai_trading_market_data_max_age_seconds:threshold)\n",
+              "for": "2m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P1"
+              },
+              "annotations": {
+                "summary": "Market data of {{ $labels.service }} is stale",
+                "description": "The data collector's last market-data update is {{ $value | humanizeDuration }} away from now (RPO: under 1 minute; Missing Market Data).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingMarketDataStale.md"
               }
             }
           ]
@@ -1292,6 +1315,10 @@
             {
               "record": "tradeops:trademaster_disk_ratio:threshold",
               "expr": "vector(0.9)"
+            },
+            {
+              "record": "tradeops:trademaster_backup_max_age_seconds:threshold",
+              "expr": "vector(93600)"
             }
           ]
         },
@@ -1474,6 +1501,25 @@
                 "summary": "Disk {{ $labels.mountpoint }} of {{ $labels.instance }} is above 90%",
                 "description": "{{ $labels.mountpoint }} on {{ $labels.instance }} is {{ $value | humanizePercentage }} full.",
                 "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/TradeMasterDiskFull.md"
+              }
+            }
+          ]
+        },
+        {
+          "name": "trademaster-backups",
+          "rules": [
+            {
+              "alert": "TradeMasterBackupMissing",
+              "expr": "tradeops_backup_files == 0\n  or label_replace(tradeops_probe_success{probe=\"backup\"}, \"set\", \"$1\", \"target\", \"(.*)\") == 0\n  or time() - tradeops_backup_newest_timestamp_seconds > scalar(tradeops:trademaster_backup_max_age_seconds:threshold)\n  or tradeops_backup_newest_intact == 0\n",
+              "for": "10m",
+              "labels": {
+                "severity": "warning",
+                "priority": "P2"
+              },
+              "annotations": {
+                "summary": "The {{ $labels.set }} backup did not complete",
+                "description": "No complete {{ $labels.set }} backup from the last 26 hours: none found, its directory unreadable, or the newest older than that or truncated.",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/TradeMasterBackupMissing.md"
               }
             }
           ]

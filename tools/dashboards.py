@@ -368,7 +368,10 @@ OVERVIEW = Dashboard(
     description="The runbook's daily checklist at a glance (seed 000, Daily Operations and Monitoring & Alerts).",
     variable_metric="up",
     panels=(
-        *firing_and_services("all rule files (Monitoring & Alerts).", " (Morning Checklist 1: all services healthy)"),
+        *firing_and_services(
+            "all rule files (Monitoring & Alerts).",
+            " (Morning Checklist 1: all services healthy; Service Inventory: Grafana and the Monitoring UI too)",
+        ),
         Panel(
             "API latency p95",
             "p95 of the services' own request durations; the runbook's limit is 200 ms (Monitoring & Alerts).",
@@ -714,6 +717,7 @@ HEALTH_SCORE = sel('field="health_score"')
 DAILY_PNL = sel('field="daily_pnl_ratio"')
 INTEGRITY = sel('field="integrity_errors"')
 FILLED = sel('status="filled"')
+MARKET_DATA = sel('field="last_update_timestamp"')
 
 
 def latency_panel(metric: str, quantiles: tuple[tuple[float, float], ...], why: str) -> Panel:
@@ -779,6 +783,14 @@ AI_TRADING_OVERVIEW = Dashboard(
             "Files of each backup set (Backup Types: daily at 02:00, 30 days kept locally).",
             "short",
             (Query(f"tradeops_backup_files{{{sel()}}}", "{{set}}"),),
+        ),
+        Panel(
+            "Market data age",
+            "How long ago the data collector last stored market data (curl :8001/data/status; RPO: Market Data "
+            "< 1 minute).",
+            "s",
+            (Query(f"time() - tradeops_service_value{{{MARKET_DATA}}}", "{{service}}"),),
+            thresholds=((60, "red"),),
         ),
     ),
 )
@@ -881,6 +893,23 @@ TRADEMASTER_OVERVIEW = Dashboard(
         ),
         datastores_panel("postgres|redis", "PostgreSQL and Redis are critical dependencies 1 and 2."),
         *postgres_panels(0.8, "Incident 4: the pool exhausts before the server does; watch both."),
+        Panel(
+            "Full backup age",
+            "Age of the newest full backup (Morning Checklist: verify backup completion, ls -lh "
+            "/var/backups/postgresql/full/); tradeops alerts past 26 h.",
+            "s",
+            (Query(f"time() - tradeops_backup_newest_timestamp_seconds{{{sel()}}}", "{{set}}"),),
+            thresholds=((93600, "red"),),
+        ),
+        Panel(
+            "Full backup files",
+            "Files in the full backup directory, and 1 when the newest is a complete gzip file.",
+            "short",
+            (
+                Query(f"tradeops_backup_files{{{sel()}}}", "{{set}} files"),
+                Query(f"tradeops_backup_newest_intact{{{sel()}}}", "{{set}} intact"),
+            ),
+        ),
     ),
 )
 

@@ -1,7 +1,11 @@
 """The AI Trading System's maintenance service (seed 002, port 8007): health score, data integrity and the
-day's P&L on /health, maintenance mode and the emergency halt."""
+day's P&L on /health, maintenance mode and the emergency halt; and the data collector's /data/status (port
+8001), whose last update stops advancing while the market_data_stale fault holds."""
 
 from __future__ import annotations
+
+import datetime as dt
+import time
 
 from aiohttp import web
 
@@ -10,6 +14,7 @@ from sandbox.context import SandboxContext
 
 AI_CONTEXT = web.AppKey("ai_context", SandboxContext)
 MODES = ("read_only", "full")
+SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD", "AAPL", "MSFT", "SPY")
 
 
 async def maintenance_health(request: web.Request) -> web.Response:
@@ -62,3 +67,24 @@ def add_maintenance_routes(app: web.Application, ctx: SandboxContext) -> None:
     app.router.add_post("/maintenance/enter", enter_maintenance)
     app.router.add_post("/maintenance/exit", exit_maintenance)
     app.router.add_post("/emergency/halt", emergency_halt)
+
+
+async def data_status(request: web.Request) -> web.Response:
+    """GET /data/status: the collector's market-data freshness (seed 002, `curl :8001/data/status`), its last
+    update in epoch seconds (what the exporter's value_paths read) and as ISO 8601."""
+    state = request.app[AI_CONTEXT].state
+    last = state.market_data_last_update
+    body = {
+        "status": "ok" if state.services["data_collector"].healthy else "unhealthy",
+        "last_update": round(last, 3),
+        "last_update_iso": dt.datetime.fromtimestamp(last, dt.UTC).isoformat(),
+        "age_seconds": round(max(0.0, time.time() - last), 3),
+        "symbols": list(SYMBOLS),
+    }
+    return web.json_response(body, status=200 if state.services["data_collector"].healthy else 503)
+
+
+def add_data_collector_routes(app: web.Application, ctx: SandboxContext) -> None:
+    """Give the data collector its /data/status next to its /health."""
+    app[AI_CONTEXT] = ctx
+    app.router.add_get("/data/status", data_status)

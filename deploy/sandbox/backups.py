@@ -1,4 +1,5 @@
-"""Backup files on disk, as MasterTrade's backup scripts leave them (seed 000, Backup & Recovery)."""
+"""Backup files on disk, as MasterTrade's backup scripts leave them (seed 000, Backup & Recovery) and as
+TradeMaster's nightly full backup does (seed 003, Morning Checklist: /var/backups/postgresql/full/)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class BackupSet:
     directory: str
     pattern: str
     suffix: str
+    site_directory: str = ""  # where the runbook keeps the set on a real host, when the profile names that path
 
 
 BACKUP_SETS: dict[str, BackupSet] = {
@@ -26,7 +28,25 @@ BACKUP_SETS: dict[str, BackupSet] = {
         "postgres_incremental", "database/backups/incremental", "mastertrade_incr_", ".sql.gz"
     ),
     "redis": BackupSet("redis", "redis/backups", "dump_", ".rdb"),
+    "postgres_full": BackupSet(
+        "postgres_full",
+        "postgresql/full",
+        "trademaster_full_",
+        ".sql.gz",
+        site_directory="/var/backups/postgresql/full",
+    ),
 }
+
+
+def sandbox_glob(root: Path, path_glob: str) -> str | None:
+    """The exporter glob of a real host's backup directory pointed at the set the sandbox writes there, or None
+    when no set of the sandbox stands for that directory."""
+    directory, _, name = path_glob.rpartition("/")
+    for backup_set in BACKUP_SETS.values():
+        if backup_set.site_directory and directory == backup_set.site_directory:
+            return str(set_directory(root, backup_set) / name)
+    return None
+
 
 # An RDB file: magic "REDIS", a 4-digit version, an empty body, the EOF opcode and an 8-byte checksum.
 RDB_CONTENT = b"REDIS0011" + b"\xfa\x09redis-ver\x057.0.0" + b"\xff" + b"\x00" * 8
@@ -49,7 +69,7 @@ def write_backup(root: Path, name: str, when: dt.datetime | None = None) -> Path
         temporary.write_bytes(RDB_CONTENT)
     else:
         with gzip.open(temporary, "wb") as handle:
-            handle.write(b"-- tradeops sandbox backup of mastertrade\nSELECT 1;\n" * 64)
+            handle.write(f"-- tradeops sandbox backup {backup_set.name}\nSELECT 1;\n".encode() * 64)
     os.replace(temporary, path)
     epoch = stamp.timestamp()
     os.utime(path, (epoch, epoch))

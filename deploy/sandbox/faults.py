@@ -335,7 +335,7 @@ class PgIdleConnections(Fault):
 
 
 class BackupParams(FaultParams):
-    set: Literal["postgres_daily", "postgres_incremental", "redis"] = "postgres_daily"
+    set: Literal["postgres_daily", "postgres_incremental", "redis", "postgres_full"] = "postgres_daily"
     age_hours: Annotated[float, Field(gt=24, le=24 * 365)] = 48.0
 
     def target(self) -> str:
@@ -362,7 +362,7 @@ class BackupStale(Fault):
 
 
 class BackupSetParams(FaultParams):
-    set: Literal["postgres_daily", "postgres_incremental", "redis"] = "postgres_daily"
+    set: Literal["postgres_daily", "postgres_incremental", "redis", "postgres_full"] = "postgres_daily"
 
     def target(self) -> str:
         return self.set
@@ -737,6 +737,27 @@ class LargeLoss(Fault):
         ctx.state.halted = False
 
 
+class MarketDataStaleParams(FaultParams):
+    stale_seconds: Annotated[float, Field(ge=0, le=7 * 24 * 3600)] = 120.0
+
+
+class MarketDataStale(Fault):
+    name = "market_data_stale"
+    params_model = MarketDataStaleParams
+    description = "the data collector stops storing market data: /data/status's last update stops advancing"
+
+    async def inject(self, ctx: SandboxContext, params: MarketDataStaleParams) -> dict[str, Any]:
+        _known("data_collector", ctx.state.services, "service")
+        ctx.state.market_data_frozen_at = time.time() - params.stale_seconds
+        return {"last_update": ctx.state.market_data_frozen_at}
+
+    async def active(self, ctx: SandboxContext, params: MarketDataStaleParams) -> bool:
+        return ctx.state.market_data_frozen_at is not None
+
+    async def clear(self, ctx: SandboxContext, params: MarketDataStaleParams) -> None:
+        ctx.state.market_data_frozen_at = None
+
+
 def fault_catalogue() -> dict[str, Fault]:
     """Return a fresh catalogue of every fault by name."""
     faults: list[Fault] = [
@@ -765,5 +786,6 @@ def fault_catalogue() -> dict[str, Fault]:
         BackupScriptFailing(),
         DataCorruption(),
         LargeLoss(),
+        MarketDataStale(),
     ]
     return {fault.name: fault for fault in faults}

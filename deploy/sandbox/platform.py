@@ -68,6 +68,15 @@ class PlatformState:
     halted: bool = False
     integrity_errors: int = 0
     daily_pnl_ratio: float = 0.004
+    # The data collector's last market-data update (epoch seconds) when collection has stopped; None: it collects.
+    market_data_frozen_at: float | None = None
+
+    @property
+    def market_data_last_update(self) -> float:
+        """When the data collector last stored market data: a second ago while it collects, else when it stopped."""
+        if self.market_data_frozen_at is not None:
+            return self.market_data_frozen_at
+        return time.time() - 1.0
 
     def tick_breakers(self) -> None:
         """Half-open each open breaker whose wait in the open state is over (resilience4j's automatic transition)."""

@@ -23,7 +23,8 @@ class Profile:
     name: str
     seed: str
     services: tuple[ServiceSpec, ...]
-    # MasterTrade's collectors, generation, queues and backups; other systems have none of them.
+    # MasterTrade's collectors, generation and queues; other systems have none of them. Backups: MasterTrade's
+    # and TradeMaster's sets (sandbox/backups.py).
     collectors: tuple[str, ...] = ()
     strategy_service: str = ""
     market_data_service: str = ""
@@ -51,6 +52,7 @@ MASTERTRADE = Profile(
         ServiceSpec("alert_system", 8007, False, "Alert System"),
         ServiceSpec("risk_manager", 8080, True, "Risk Manager"),
         ServiceSpec("order_executor", 8081, True, "Order Executor"),
+        ServiceSpec("grafana", 3000, False, "Grafana and the Monitoring UI (medium)"),
     ),
     collectors=(
         "binance",
@@ -86,6 +88,7 @@ TRADEMASTER = Profile(
     circuit_breakers=("brokerService", "marketDataService", "paymentGateway"),
     application_name="trademaster-trading-service",
     container_service="trading_service",
+    backup_sets=("postgres_full",),  # Morning Checklist: ls -lh /var/backups/postgresql/full/
 )
 
 # Seed 004: a PM2-managed trading engine on 8000 and the market data rate gate on 3001.

@@ -13,10 +13,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from common.web import json_error, metrics_response
 from sandbox import generation
-from sandbox.ai_services import add_maintenance_routes
+from sandbox.ai_services import add_data_collector_routes, add_maintenance_routes
 from sandbox.backends import BackendUnavailableError
 from sandbox.context import SandboxContext
 from sandbox.faults import STALLED_AFTER
+from sandbox.monitoring import add_monitoring_routes
 from sandbox.pm2_services import add_pm2_routes
 from sandbox.spring import add_spring_routes
 
@@ -26,6 +27,7 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 DURATION = web.AppKey("duration", Histogram)
 DELIVERIES = web.AppKey("deliveries", Counter)
 STARTED = web.AppKey("started", float)
+MONITORING_SERVICE = "grafana"  # seed 000's Grafana and Monitoring UI, both on :3000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -175,7 +177,12 @@ def build_service_app(ctx: SandboxContext, service: str, self_url: str = "") -> 
     if ctx.profile.kind == "ai" and service == "maintenance":
         add_maintenance_routes(app, ctx)
         return app
+    if service == MONITORING_SERVICE:
+        add_monitoring_routes(app, ctx, service)
+        return app
     app.router.add_get("/health", health)
+    if ctx.profile.kind == "ai" and service == "data_collector":
+        add_data_collector_routes(app, ctx)
     if service == ctx.profile.market_data_service:
         app.router.add_get("/health/collectors", collectors)
         app.router.add_post("/api/collectors/{name}/reset", reset_collector)

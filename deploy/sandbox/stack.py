@@ -22,6 +22,7 @@ import aiohttp
 import yaml
 
 from common.web import free_ports
+from sandbox import backups
 from sandbox import containers as containers_module
 from sandbox.app import Sandbox
 from sandbox.profiles import MASTERTRADE, PROFILES, Profile
@@ -186,6 +187,8 @@ class Stack:
             glob = probe["path_glob"]
             if glob.startswith("/var/lib/tradeops-sandbox/backups"):  # the sets the sandbox writes
                 probe["path_glob"] = glob.replace("/var/lib/tradeops-sandbox/backups", str(self.backup_root))
+            elif (stand_in := backups.sandbox_glob(self.backup_root, glob)) is not None:  # a site set it writes
+                probe["path_glob"] = stand_in
             else:  # a site path: an empty directory of the stack's own
                 probe["path_glob"] = str(self.backup_root / "site" / glob.lstrip("/"))
                 Path(probe["path_glob"]).parent.mkdir(parents=True, exist_ok=True)

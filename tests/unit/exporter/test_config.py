@@ -24,7 +24,7 @@ def errors_of(tmp_path: Path, text: str) -> str:
 
 def test_shipped_mastertrade_profile_is_valid() -> None:
     config = load(PROFILE)
-    assert len(config.probes.service_health) == 6
+    assert len(config.probes.service_health) == 8  # six services, Grafana and the Monitoring UI
     assert config.probes.strategy_generation[0].runs is not None
 
 
