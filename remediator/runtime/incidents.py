@@ -229,9 +229,12 @@ class IncidentRunner:
         """Hand the incident to a human, unless it already was (one page per incident)."""
         if incident.escalated:
             return
+        # Owed from now: a replica stopped while the page waits for the audit store saves the incident so, and its
+        # still-firing timer (here after a restart, or at another replica) pages instead.
+        incident.escalate_at = now()
+        await self.escalate(incident.key, incident.labels, reason, detail, journal, resolved=False)
         incident.escalated = True
         incident.escalation_reason = reason
-        await self.escalate(incident.key, incident.labels, reason, detail, journal, resolved=False)
 
     async def escalate(
         self,

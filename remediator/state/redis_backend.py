@@ -216,6 +216,10 @@ class RedisState:
         renewing = asyncio.create_task(keep_renewed(renew, key, held, ttl_ms))
         try:
             yield held
+        except asyncio.CancelledError:  # stopped (a shutdown): what was decided so far is kept, as on a normal exit
+            renewing.cancel()
+            await self._release(key, held, held.save_on_release)
+            raise
         except BaseException:
             renewing.cancel()
             await self._release(key, held, None)

@@ -314,3 +314,35 @@ async def test_postgres_hanging_mid_action_pages_once_and_leaves_redis_and_its_c
     assert stored["escalated"] is True
     assert caught_up, "the read copy never caught up with Redis"
     assert found == [("replica-0", "executed")]
+
+
+async def test_a_replica_stopped_while_its_page_waits_for_postgres_exits_and_pages_once_after_its_restart(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = "{tradeops-outage-" + uuid.uuid4().hex[:12] + "}"
+    port = free_port()
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    raw = alert(name="Race", slot="s1")
+    incident = key_of(raw) + "#act"
+    async with private_postgres_cluster() as data, failing_platform() as plat, aiohttp.ClientSession() as http:
+        (replica,) = make_replicas(tmp_path, 1, outage_config(plat.url, redis_url, prefix, dsn))
+        async with private_postgres(data, port) as server, run_replica(replica):
+            assert await send(http, replica, payload(raw)) == 200
+            await asyncio.wait_for(plat.entered.wait(), 15)
+            server.send_signal(signal.SIGINT)
+            await server.wait()
+            plat.release.set()  # the action fails; its page waits for PostgreSQL
+            await asyncio.sleep(3)
+            assert replica.child is not None
+            replica.child.terminate()  # stopped while waiting: it must still exit, promptly
+            await asyncio.wait_for(replica.child.wait(), 15)
+        assert plat.pages == []
+        async with private_postgres(data, port), run_replica(replica):  # it resumes the unfinished alert
+            pages = await eventually(lambda: triggers(plat.pages, incident), 25)
+            await asyncio.sleep(3)  # no second page comes later
+            await wait_lock_free(redis_url, f"{prefix}:lock:{incident}")
+            stored = await redis_record(redis_url, f"{prefix}:incident:{incident}")
+    assert len(triggers(plat.pages, incident)) == 1, pages
+    assert stored is not None
+    assert stored["escalated"] is True
+    assert plat.calls == 1
