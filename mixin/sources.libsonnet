@@ -476,6 +476,10 @@
             {
               "record": "tradeops:ai_trading_v11_connections_warning_ratio:threshold",
               "expr": "vector(0.9)"
+            },
+            {
+              "record": "tradeops:ai_trading_v11_pm2_process_memory_ratio:threshold",
+              "expr": "vector(0.3)"
             }
           ]
         },
@@ -652,6 +656,34 @@
                 "summary": "Backup script {{ $labels.command }} failed",
                 "description": "{{ $labels.command }} exited with code {{ $value }}; disaster recovery is weakened until it succeeds.",
                 "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/BackupScriptFailed.md"
+              }
+            },
+            {
+              "alert": "Pm2ProcessMemoryHigh",
+              "expr": "tradeops_command_value{command=\"pm2_jlist\",field=\"memory\"}\n  / scalar(max(node_memory_MemTotal_bytes))\n  > scalar(tradeops:ai_trading_v11_pm2_process_memory_ratio:threshold)\n",
+              "for": "2m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P1"
+              },
+              "annotations": {
+                "summary": "PM2 process {{ $labels.item }} holds over 30% of the host's memory",
+                "description": "{{ $labels.item }} holds {{ $value | humanizePercentage }} of the host's memory (limit 30%): restart that one process.",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/Pm2ProcessMemoryHigh.md"
+              }
+            },
+            {
+              "alert": "RateGateProviderQuotaExhausted",
+              "expr": "tradeops_service_item_value{service=\"rate_gate\",field=\"remaining\"} <= 0",
+              "for": "2m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P1"
+              },
+              "annotations": {
+                "summary": "Rate gate quota for {{ $labels.item }} is exhausted",
+                "description": "The rate gate has {{ $value }} calls left for {{ $labels.item }}: that provider's market data is blocked. Reset it only if exchanges already block (seed 004).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/RateGateProviderQuotaExhausted.md"
               }
             }
           ]

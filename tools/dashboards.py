@@ -709,6 +709,9 @@ REMEDIATION = Dashboard(
 # -- the other systems: an overview, the trading panels of the runbook, and the remediation set ---------------
 SERVICE_5XX = 'status=~"5.."'
 PM2_RESTARTS = sel('command="pm2_jlist",field="restart_time"')
+PM2_MEMORY = sel('command="pm2_jlist",field="memory"')
+QUOTA_REMAINING = sel('service="rate_gate",field="remaining"')
+QUOTA_LIMIT = sel('service="rate_gate",field="limit"')
 BACKUP_COMMANDS = sel('command=~"backup.*"')
 LONG_QUERIES = sel('threshold_seconds="300"')
 HEAP_USED = sel('metric="jvm.memory.used",tags="area:heap"')
@@ -1006,6 +1009,19 @@ V11_OVERVIEW = Dashboard(
         ),
         datastores_panel("postgres|redis", "the health check's database SELECT 1 and Redis PING."),
         *postgres_panels(0.9, "Performance Baseline: < 80 % of max normal, > 90 % alert, 100 % P0."),
+        Panel(
+            "PM2 process memory",
+            "Each PM2 process's memory (pm2 jlist monit.memory) as a share of the host's (High Memory Usage: find "
+            "memory-heavy processes; one above 30 % is restarted, ours).",
+            "percentunit",
+            (
+                Query(
+                    f"tradeops_command_value{{{PM2_MEMORY}}} / scalar(max(node_memory_MemTotal_bytes{{{sel()}}}))",
+                    "{{item}}",
+                ),
+            ),
+            thresholds=((0.3, "red"),),
+        ),
     ),
 )
 
@@ -1034,6 +1050,19 @@ V11_TRADING = Dashboard(
                 ),
             ),
             thresholds=((10, "red"),),
+        ),
+        Panel(
+            "Provider quota left",
+            "Calls left in the rate gate's quota per provider, as a share of its limit (Rate Limiting Issues: "
+            "curl :3001/status; none left for 2 minutes is P1, reset only with a human's approval).",
+            "percentunit",
+            (
+                Query(
+                    f"tradeops_service_item_value{{{QUOTA_REMAINING}}} "
+                    f"/ ignoring (field) tradeops_service_item_value{{{QUOTA_LIMIT}}}",
+                    "{{item}}",
+                ),
+            ),
         ),
         Panel(
             "Sharpe ratio",

@@ -703,6 +703,38 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
         escalation="playbook_exhausted",  # the restart ran; its verification saw the loop go on
         profile="ai-trading-v1.1",
     ),
+    Scenario(
+        name="v11-pm2-memory-leak",
+        description="a PM2 process leaks past 30% of the host's memory -> that one process restarted, its memory"
+        " verified to fall",
+        faults=(("pm2_memory_leak", {"process": "market-data-worker"}),),
+        alerts=("Pm2ProcessMemoryHigh",),
+        signal='tradeops_command_value{command="pm2_jlist",field="memory",item="market-data-worker"}'
+        " / scalar(max(node_memory_MemTotal_bytes)) > 0.3",
+        rule="restart-memory-heavy-process",
+        decision="executed",
+        outcome="resolved",
+        steps=(("restart-process", "when_holds"),),  # then restarted; verified or resolved first, whichever comes
+        profile="ai-trading-v1.1",
+    ),
+    Scenario(
+        name="v11-provider-quota",
+        description="the rate gate spent alphavantage's quota -> a human is asked, with the quotas, to approve"
+        " resetting that provider; approved, that provider alone is reset",
+        faults=(("provider_quota_exhausted", {"provider": "alphavantage"}),),
+        alerts=("RateGateProviderQuotaExhausted",),
+        signal='tradeops_service_item_value{service="rate_gate",item="alphavantage",field="remaining"} <= 0',
+        rule="reset-provider-quota",
+        decision="executed",
+        outcome="resolved",
+        steps=(
+            ("reset-provider", "approval_pending"),
+            ("reset-provider", "approved"),
+            ("reset-provider", "when_holds"),  # then reset; verified or resolved first, whichever comes
+        ),
+        approval="approve",
+        profile="ai-trading-v1.1",
+    ),
 )
 # AI Trading System (seed 002): restart, maintenance mode on corruption, the halt that waits for a human.
 AI_SCENARIOS: tuple[Scenario, ...] = (

@@ -3,6 +3,7 @@ until `pm2 restart` of that one process frees it, and a provider whose quota is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -13,7 +14,14 @@ from typing import Any
 import aiohttp
 import pytest
 from sandbox.app import Sandbox
+from sandbox.faults import ProcessParams, ProviderParams
+from sandbox.pm2_services import MIB
+from sandbox.profiles import PROFILES
+from sandbox.settings import SandboxSettings
+from sandbox.stack import Stack, StackOptions, StackPorts
 
+from common.web import free_port
+from tests.exporter_helpers import Samples, parse, running_exporter, scrape_text, value, write_config
 from tests.integration.test_sandbox_chaos import _settings, active_faults, eventually, inject, running
 
 pytestmark = pytest.mark.integration
@@ -136,3 +144,71 @@ async def test_v11_the_whole_gates_reset_restores_every_providers_quota(
     async with http.post(f"{gate}/reset") as response:
         assert response.status == 200
     assert await active_faults(http, v11) == []
+
+
+@contextlib.asynccontextmanager
+async def shipped_probes(postgres_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Sandbox, dict[str, Any]]]:
+    """A v1.1 sandbox on a stack's ports, and the shipped profile's PM2 and rate gate probes pointed at it as the
+    stack points them (Stack.exporter_config: `pm2 jlist` becomes the stand-in)."""
+    profile = "ai-trading-v1.1"
+    stack = Stack(StackOptions(run_dir=tmp_path / "stack", ports=StackPorts.free(PROFILES[profile]), profile=profile))
+    probes = stack.exporter_config()["probes"]
+    box = Sandbox(
+        SandboxSettings(
+            profile=profile,
+            ports=stack.options.ports.services,
+            control_port=free_port(),
+            postgres_dsn=postgres_dsn,
+            backup_root=stack.backup_root,
+        )
+    )
+    await box.start()
+    try:
+        yield (
+            box,
+            {
+                "command": [p for p in probes["command"] if p["name"] == "pm2_jlist"],
+                "service_health": [p for p in probes["service_health"] if p["name"] == "rate_gate"],
+            },
+        )
+    finally:
+        await box.chaos.clear_all()
+        await box.stop()
+
+
+async def scrape(tmp_path: Path, probes: dict[str, Any]) -> Samples:
+    async with running_exporter(write_config(tmp_path, probes)) as (url, _):
+        return parse(await scrape_text(url))
+
+
+async def test_the_shipped_profile_reads_each_processs_memory_and_each_providers_quota_from_the_sandbox(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with shipped_probes(postgres_dsn, tmp_path) as (box, probes):
+        healthy = await scrape(tmp_path, probes)
+        await box.chaos.inject("provider_quota_exhausted", ProviderParams(provider="alphavantage"))
+        await box.chaos.inject("pm2_memory_leak", ProcessParams(process="rate-gate"))
+        await eventually(lambda: _leaked(box))
+        faulted = await scrape(tmp_path, probes)
+
+    def memory(samples: Samples, process: str) -> float:
+        return value(samples, "tradeops_command_value", command="pm2_jlist", item=process, field="memory")
+
+    def quota(samples: Samples, provider: str, field: str) -> float:
+        return value(samples, "tradeops_service_item_value", service="rate_gate", item=provider, field=field)
+
+    assert memory(healthy, "trading-engine") == 180 * MIB
+    assert memory(healthy, "rate-gate") == 64 * MIB
+    assert memory(faulted, "rate-gate") > 64 * MIB
+    assert memory(faulted, "trading-engine") == 180 * MIB
+    assert (quota(healthy, "alphavantage", "remaining"), quota(healthy, "alphavantage", "limit")) == (400, 500)
+    assert quota(faulted, "alphavantage", "remaining") == 0
+    assert quota(faulted, "polygon", "remaining") == 4000
+    for samples in (healthy, faulted):
+        assert value(samples, "tradeops_probe_success", probe="command", target="pm2_jlist") == 1
+        assert value(samples, "tradeops_probe_success", probe="service_health", target="rate_gate") == 1
+
+
+async def _leaked(box: Sandbox) -> bool:
+    listed = {p["name"]: p for p in json.loads((box.ctx.standin_dir / "pm2.json").read_text())}
+    return bool(listed["rate-gate"]["monit"]["memory"] > 64 * MIB)

@@ -311,6 +311,48 @@ def test_v11_pm2_restart_rate_restarts_only_the_one_process_then_verifies() -> N
     assert probes(rule) == {"pm2-restarts": "promql"}
 
 
+def test_v11_pm2_memory_high_restarts_only_that_allowlisted_process_while_high_then_verifies_it_fell() -> None:
+    rule = rule_for("ai-trading-v1.1", alertname="Pm2ProcessMemoryHigh", item="market-data-worker")
+    (step,) = acts(rule)
+    assert step.action == "command"
+    argv = step.params["argv"]
+    assert argv[:2] == ["pm2", "restart"]
+    assert "all" not in argv  # seed 004: "Don't run pm2 restart all"
+    assert argv[argv.index("--only") + 1] == "{process}"
+    assert rule.label_params["process"].resolve("all") is None
+    assert rule.label_params["process"].resolve("market-data-worker") == "market-data-worker"
+    assert step.when is not None  # a process whose memory already fell is not restarted
+    assert 'field="memory"' in step.when
+    assert 'item="{process}"' in step.when
+    assert step.verify is not None  # its memory fell, else the playbook pages
+    assert 'field="memory"' in step.verify.query
+    assert 'item="{process}"' in step.verify.query
+    assert rule.target == "pm2:{process}"  # one cooldown per process, shared with the crash-loop restart
+    assert diagnoses_first(rule)  # "Find memory-heavy processes", "Check Node.js heap usage"
+    assert probes(rule) == {"process-memory": "promql", "node-heap": "http_get"}
+
+
+def test_v11_provider_quota_pages_with_the_quotas_and_resets_only_that_provider_with_approval() -> None:
+    rule = rule_for("ai-trading-v1.1", alertname="RateGateProviderQuotaExhausted", item="alphavantage")
+    (step,) = acts(rule)
+    assert step.action == "http_request"
+    assert step.params["url"].endswith("/reset/{provider}")
+    assert step.approval is not None  # "emergency only - when exchanges already blocking": a human's call
+    assert step.when is not None
+    assert 'item="{provider}"' in step.when
+    assert step.verify is not None
+    assert rule.label_params["provider"].resolve("alphavantage") == "alphavantage"
+    assert rule.label_params["provider"].resolve("all") is None
+    assert rule.label_params["provider"].resolve("../reset") is None
+    assert rule.target == "provider:{provider}"
+    assert diagnoses_first(rule)  # "Check current quotas", "View rate limiting metrics"
+    assert probes(rule) == {"gate-status": "http_get", "provider-quota": "promql", "gate-backoffs": "promql"}
+    for other in remediator("ai-trading-v1.1").rules:
+        for act in acts(other):
+            if "/reset/" in str(act.params.get("url", "")):
+                assert act.approval is not None, f"{other.name}/{act.name} resets a provider unasked"
+
+
 def test_v11_connections_at_max_reads_the_sessions_terminates_idle_ones_then_verifies() -> None:
     rule = rule_for("ai-trading-v1.1", alertname="DatabaseConnectionsAtMax")
     (step,) = acts(rule)
