@@ -30,11 +30,16 @@ class ReadCopies:
     """Copies incidents into the audit store without ever failing the caller; remembers the ones it missed."""
 
     def __init__(
-        self, reads: IncidentStore, redis: Redis, behind_key: str, failed: Callable[[], None] | None = None
+        self,
+        reads: IncidentStore,
+        redis: Redis,
+        key: Callable[..., str],
+        failed: Callable[[], None] | None = None,
     ) -> None:
         self.reads = reads
         self.redis = redis
-        self.behind_key = behind_key  # the Redis set of incident keys whose copy is behind
+        self.key = key  # the Redis key of its parts (RedisState._key)
+        self.behind_key = key("copies_behind")  # the Redis set of incident keys whose copy is behind
         self.failed = failed
 
     async def copy(self, incident: Incident) -> bool:
@@ -62,6 +67,8 @@ class ReadCopies:
         keys: list[Any] = found if isinstance(found, list) else []
         for raw in keys:
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if await self.redis.exists(self.key("lock", key)):
+                continue  # held: its holder copies it as it lets go (and the timers are not kept waiting)
             async with hold(key, CATCH_UP_LOCK_SECONDS) as held:
                 if not held.won:
                     continue

@@ -163,9 +163,7 @@ class RedisState:
         self.prefix = prefix
         # The audit store the console and the read API query: each incident saved here is copied there too, best
         # effort (remediator/state/read_copy.py).
-        self.copies = (
-            ReadCopies(reads, self.redis, self._key("copies_behind"), copy_failed) if reads is not None else None
-        )
+        self.copies = ReadCopies(reads, self.redis, self._key, copy_failed) if reads is not None else None
         self.retention_seconds = int(retention_seconds)
         # A closed incident is a tombstone: kept this long, so a late firing copy of it never acts.
         self.closed_seconds = int(closed_seconds if closed_seconds is not None else retention_seconds)

@@ -346,3 +346,43 @@ async def test_a_replica_stopped_while_its_page_waits_for_postgres_exits_and_pag
     assert stored is not None
     assert stored["escalated"] is True
     assert plat.calls == 1
+
+
+async def test_postgres_hanging_when_an_alert_arrives_answers_503_in_bounded_time_then_acts_once_it_answers(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = "{tradeops-outage-" + uuid.uuid4().hex[:12] + "}"
+    port = free_port()
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    raw = alert(name="Race", slot="s1")
+    async with (
+        private_postgres_cluster() as data,
+        failing_platform(status=200) as plat,
+        aiohttp.ClientSession() as http,
+    ):
+        plat.release.set()
+        (replica,) = make_replicas(tmp_path, 1, outage_config(plat.url, redis_url, prefix, dsn))
+        async with private_postgres(data, port) as server, run_replica(replica):
+            hung = postgres_processes(server.pid)
+            for pid in hung:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                started = asyncio.get_running_loop().time()
+                status = await asyncio.wait_for(send(http, replica, payload(raw)), 15)
+                took = asyncio.get_running_loop().time() - started
+            finally:
+                for pid in hung:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
+            assert plat.calls == 0
+            for _ in range(100):  # Alertmanager's retry
+                if await send(http, replica, payload(raw)) == 200:
+                    break
+                await asyncio.sleep(0.2)
+            found = await eventually(lambda: decisions(dsn, key_of(raw)), 15)
+            await asyncio.sleep(1)
+    # Not acknowledged while nothing could be recorded, and answered within Alertmanager's webhook timeout (10 s).
+    assert status == 503
+    assert took < 10, took
+    assert found == [("replica-0", "executed")]
+    assert plat.calls == 1
