@@ -34,7 +34,7 @@ from tests.integration.test_remediator_replicas import (
     send,
     wait_lock_free,
 )
-from tests.processes import private_postgres, private_postgres_cluster
+from tests.processes import private_postgres, private_postgres_cluster, private_redis
 from tests.remediator_helpers import TOKEN, alert, payload
 
 pytestmark = pytest.mark.integration
@@ -386,3 +386,71 @@ async def test_postgres_hanging_when_an_alert_arrives_answers_503_in_bounded_tim
     assert took < 10, took
     assert found == [("replica-0", "executed")]
     assert plat.calls == 1
+
+
+async def test_redis_stopped_mid_action_pages_and_the_read_copy_shows_only_what_redis_took(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    prefix = "{tradeops-outage-" + uuid.uuid4().hex[:12] + "}"
+    redis_port = free_port()
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    raw = alert(name="Race", slot="s1")
+    incident = key_of(raw) + "#act"
+    async with failing_platform() as plat, aiohttp.ClientSession() as http:
+        (replica,) = make_replicas(tmp_path, 1, outage_config(plat.url, url, prefix, postgres_dsn))
+        async with private_redis(tmp_path, redis_port) as server, run_replica(replica):
+            assert await send(http, replica, payload(raw)) == 200
+            await asyncio.wait_for(plat.entered.wait(), 15)
+            server.terminate()  # Redis stops while the action runs
+            await server.wait()
+            plat.release.set()
+            pages = await eventually(lambda: triggers(plat.pages, incident), 20)
+            shown = await copied(postgres_dsn, incident)
+            found = await eventually(lambda: decisions(postgres_dsn, key_of(raw)), 10)
+    assert [p["reason"] for p in pages] == ["state_unavailable"]
+    assert shown is not None
+    assert (shown["attempts"], shown["escalated"], shown["history"]) == (1, False, [])  # the claim, as Redis took it
+    assert [d for _, d in found] == ["executed", "state_unavailable"]
+    assert plat.calls == 1
+
+
+async def test_a_resolve_accepted_before_postgres_stopped_mid_action_closes_the_incident_and_its_page_once_back(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = "{tradeops-outage-" + uuid.uuid4().hex[:12] + "}"
+    port = free_port()
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    raw = alert(name="Race", slot="s1")
+    resolved = {**raw, "status": "resolved", "endsAt": "2026-11-22T04:00:00Z"}
+    incident = key_of(raw) + "#act"
+    async with private_postgres_cluster() as data, failing_platform() as plat, aiohttp.ClientSession() as http:
+        (replica,) = make_replicas(tmp_path, 1, outage_config(plat.url, redis_url, prefix, dsn))
+        async with private_postgres(data, port) as server, run_replica(replica):
+            assert await send(http, replica, payload(raw)) == 200
+            await asyncio.wait_for(plat.entered.wait(), 15)
+            assert await send(http, replica, payload(resolved)) == 200  # recorded; waits for the incident's lock
+            server.send_signal(signal.SIGINT)
+            await server.wait()
+            plat.release.set()  # the action fails while PostgreSQL is down
+            await asyncio.sleep(8)
+            async with private_postgres(data, port):
+                closed = await eventually(lambda: _closed(redis_record(redis_url, f"{prefix}:incident:{incident}")), 30)
+                shown = await eventually(lambda: _closed(copied(dsn, incident)), 15)
+                await asyncio.sleep(4)  # the sender's last round
+                connection = await asyncpg.connect(dsn)
+                pending = await connection.fetchval(
+                    "SELECT count(*) FROM tradeops_escalation_outbox WHERE state = 'pending'"
+                )
+                await connection.close()
+    assert closed, "the incident never closed in Redis"
+    assert shown, "the read copy never showed it closed"
+    mine = [p for p in plat.pages if p.get("incident") == incident]
+    # No page left open: none, or the trigger followed by its resolve.
+    assert [bool(p.get("resolved")) for p in mine] in ([], [False, True]), mine
+    assert pending == 0
+    assert plat.calls == 1
+
+
+async def _closed(pending: Any) -> bool:
+    found = await pending
+    return found is not None and found.get("state") == "closed"
