@@ -17,7 +17,7 @@ from sandbox import backups, consumers, containers, generation, pm2_services, st
 from sandbox.backends import Backends, BackendUnavailableError
 from sandbox.chaos import Chaos, build_chaos_app
 from sandbox.context import SandboxContext
-from sandbox.faults import declare_or_reuse
+from sandbox.faults import declare_or_reuse, resume_if_restarted
 from sandbox.platform import PlatformState
 from sandbox.profiles import PROFILES, collector_names
 from sandbox.services import build_service_app
@@ -161,6 +161,8 @@ class Sandbox:
     async def _reconcile_unlocked(self) -> None:
         if self.ctx.state.hung_consumers:
             await consumers.revive_restarted(self.ctx)
+        if self.ctx.state.market_data_frozen_start is not None and await resume_if_restarted(self.ctx):
+            log_event(logger, logging.INFO, "market_data_resumed", service="data_collector")
         for spec in self.ctx.profile.services:
             want = await self._desired_listening(spec.name)
             if want and spec.name not in self._runners:

@@ -748,14 +748,33 @@ class MarketDataStale(Fault):
 
     async def inject(self, ctx: SandboxContext, params: MarketDataStaleParams) -> dict[str, Any]:
         _known("data_collector", ctx.state.services, "service")
+        container = ctx.containers.get("data_collector")
+        if container is not None:  # a restart of this container resumes collection (resume_if_restarted)
+            ctx.state.market_data_frozen_start = await containers.started_at(ctx.backends.docker(), container)
         ctx.state.market_data_frozen_at = time.time() - params.stale_seconds
-        return {"last_update": ctx.state.market_data_frozen_at}
+        return {"last_update": ctx.state.market_data_frozen_at, "container": container}
 
     async def active(self, ctx: SandboxContext, params: MarketDataStaleParams) -> bool:
         return ctx.state.market_data_frozen_at is not None
 
     async def clear(self, ctx: SandboxContext, params: MarketDataStaleParams) -> None:
         ctx.state.market_data_frozen_at = None
+        ctx.state.market_data_frozen_start = None
+
+
+async def resume_if_restarted(ctx: SandboxContext) -> bool:
+    """Resume the data collector's market data once its container was restarted since collection stopped (seed
+    002, Missing Market Data step 4: restart data collection); return whether it resumed."""
+    container = ctx.containers.get("data_collector")
+    started = ctx.state.market_data_frozen_start
+    if container is None or started is None or ctx.state.market_data_frozen_at is None:
+        return False
+    client = ctx.backends.docker()
+    if not await containers.is_running(client, container) or await containers.started_at(client, container) == started:
+        return False
+    ctx.state.market_data_frozen_at = None
+    ctx.state.market_data_frozen_start = None
+    return True
 
 
 def fault_catalogue() -> dict[str, Fault]:

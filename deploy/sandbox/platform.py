@@ -70,6 +70,7 @@ class PlatformState:
     daily_pnl_ratio: float = 0.004
     # The data collector's last market-data update (epoch seconds) when collection has stopped; None: it collects.
     market_data_frozen_at: float | None = None
+    market_data_frozen_start: str | None = None  # the collector's container start when it stopped (if it has one)
 
     @property
     def market_data_last_update(self) -> float:

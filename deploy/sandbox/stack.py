@@ -294,7 +294,11 @@ class Stack:
         return f"{scheme}://{credentials}@{rest}" if credentials else self.options.rabbitmq_api
 
     def _service_of(self, key: str) -> str:
-        """The service a container map's key names: itself, or the service that consumes the queue it names."""
+        """The service a container map's key names: itself, the service that consumes the queue it names, or the
+        service whose status endpoint is that target (seed 002's data_collector_status: the data collector)."""
+        services = {spec.name for spec in self.spec.services}
+        if key not in services and key.removesuffix("_status") in services:
+            return key.removesuffix("_status")
         return dict(self.spec.queue_consumers).get(key, key)
 
     def rules_dir(self) -> Path:

@@ -4,12 +4,15 @@ read healthy, then faulted through the chaos API."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import docker
 import pytest
 from sandbox.app import Sandbox
 from sandbox.faults import BackupSetParams, MarketDataStaleParams, ServiceParams
@@ -19,6 +22,7 @@ from sandbox.stack import Stack, StackOptions, StackPorts
 
 from common.web import free_port
 from tests.exporter_helpers import Samples, parse, running_exporter, scrape_text, value, write_config
+from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +91,45 @@ async def test_the_collectors_last_update_is_fresh_then_frozen_past_the_rpo(tmp_
     assert time.time() - value(fresh, "tradeops_service_value", **labels) < 10
     assert time.time() - value(frozen, "tradeops_service_value", **labels) > 60  # the RPO's minute
     assert value(frozen, "tradeops_service_up", service="data_collector_status", criticality="critical") == 1
+
+
+async def last_update(base: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/data/status") as response:
+        body = await response.json()
+    return float(body["last_update"])
+
+
+async def test_a_restart_of_the_collectors_container_resumes_collection_and_nothing_else_does(
+    tmp_path: Path, postgres_dsn: str, docker_client: docker.DockerClient
+) -> None:
+    # Seed 002, Missing Market Data step 4: restarting data collection is the fix the playbook applies.
+    name = unique("tradeops-test-collector")
+    (port,) = [free_port()]
+    box = Sandbox(
+        SandboxSettings(
+            profile="ai-trading",
+            ports={"data_collector": port},
+            control_port=free_port(),
+            postgres_dsn=postgres_dsn,
+            backup_root=tmp_path / "backups",
+            docker_host=DOCKER_HOST,
+            containers={"data_collector": name},
+            image=TEST_IMAGE,
+        )
+    )
+    await box.start()
+    try:
+        base = box.urls()["data_collector"]
+        await box.chaos.inject("market_data_stale", MarketDataStaleParams(stale_seconds=120))
+        await asyncio.sleep(1.5)  # three reconciles: no restart, still frozen
+        assert time.time() - await last_update(base) > 60
+        docker_client.containers.get(name).restart(timeout=1)  # what docker_restart does
+        for _ in range(40):
+            if time.time() - await last_update(base) < 10:
+                break
+            await asyncio.sleep(0.25)
+        assert time.time() - await last_update(base) < 10
+        assert [f.fault.name for f in await box.chaos.active()] == []
+    finally:
+        await box.chaos.clear_all()
+        await box.stop()

@@ -148,3 +148,11 @@ def test_stale_market_data_diagnoses_restarts_the_collector_and_verifies_freshne
     assert rule.label_params["container"].resolve("data_collector_status") == "ai-trading-data-collector"
     assert restart.verify is not None
     assert "last_update_timestamp" in restart.verify.query
+
+
+def test_the_stacks_restart_the_data_collectors_own_container_for_its_status_target(tmp_path: Path) -> None:
+    built = stack("ai-trading", tmp_path)
+    rules = {rule["name"]: rule for rule in built.remediator_config()["rules"]}
+    for name in ("restart-stale-data-collector", "restart-service"):
+        mapped = rules[name]["label_params"]["container"]["map"]["data_collector_status"]
+        assert mapped == built.container("data_collector"), name
