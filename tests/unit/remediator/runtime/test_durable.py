@@ -15,7 +15,7 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(durable.asyncio, "sleep", sleep)
+    monkeypatch.setattr("remediator.runtime.durable.asyncio.sleep", sleep)
     return waits
 
 
