@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import math
+import os
+import signal
 from typing import Any
 
 from exporter.config import CommandConfig
@@ -30,23 +32,21 @@ class CommandProbe(Probe):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: a timeout ends what it started too
             )
         except OSError as error:
             raise ProbeError("spawn", f"{self.config.argv[0]}: {error}") from error
+        finished = False
         try:
             assert process.stdout is not None
             output = await _read_bounded(process.stdout, self.config.max_output_bytes + 1)
             if len(output) > self.config.max_output_bytes:  # killed below: a writer blocked on the pipe never exits
                 raise ProbeError("too_large", f"output larger than {self.config.max_output_bytes} bytes")
             exit_code = await process.wait()
+            finished = True
         finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                # wait() returns once the pipe is closed too: read what the killed process left in it (bounded).
-                while process.stdout is not None and await process.stdout.read(1 << 16):
-                    pass
-                await process.wait()
+            if not finished:
+                await _end(process)
         labels = {"command": self.target}
         sink.gauge("tradeops_command_exit_code", "Exit code of the command's last run.", labels, exit_code)
         if self.config.output == "number":
@@ -90,6 +90,18 @@ class CommandProbe(Probe):
                     value,
                 )
                 series += 1
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Kill the command's process group (a child holding its output open too), read what is left in the pipe
+    (wait() returns only once the pipe is closed) and reap it; a second of this at most."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(1):
+            while process.stdout is not None and await process.stdout.read(1 << 16):
+                pass
+            await process.wait()
 
 
 async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> bytes:

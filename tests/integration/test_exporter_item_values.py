@@ -5,6 +5,7 @@ booleans and a backend that hangs."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 import textwrap
@@ -254,3 +255,25 @@ async def test_a_jlist_longer_than_the_pipes_buffer_is_read_whole(tmp_path: Path
         samples = parse(await scrape_text(url))
     assert value(samples, "tradeops_probe_success", probe="command", target="long") == 1
     assert value(samples, "tradeops_command_value", command="long", item="p999", field="memory") == 999
+
+
+async def test_a_command_whose_background_child_holds_its_output_fails_in_time_and_the_child_is_killed(
+    tmp_path: Path,
+) -> None:
+    # A stand-in that prints its list and leaves a child holding stdout open (a daemon that did not detach).
+    pid_file = tmp_path / "child.pid"
+    argv = ["/bin/sh", "-c", f"sleep 60 & echo $! > {pid_file}; echo '[]'"]
+    config = write_config(
+        tmp_path,
+        {"command": [{"name": "bg", "argv": argv, "output": "json", "json_values": PM2_MEMORY, "timeout_seconds": 1}]},
+        scrape_timeout_margin_seconds=0.5,
+    )
+    async with running_exporter(config) as (url, _):
+        samples = parse(await scrape_text(url, scrape_timeout=3))
+        assert value(samples, "tradeops_probe_failures_total", probe="command", target="bg", reason="timeout") == 1
+        child = int(pid_file.read_text())
+        for _ in range(50):
+            if not Path(f"/proc/{child}").exists():
+                break
+            await asyncio.sleep(0.1)
+        assert not Path(f"/proc/{child}").exists(), "the command's background child outlived its probe"
