@@ -28,7 +28,7 @@ EMPTY_RETRIES = 30  # times a query without data is asked again, 2 s apart
 SCENARIO = {
     "mastertrade": "collector-failed",
     "trademaster": "tm-circuit-breaker",
-    "ai-trading-v1.1": "v11-backup-failed",
+    "ai-trading-v1.1": "v11-pm2-memory-leak",
     "ai-trading": "ai-data-corruption",
 }
 # Panels over metrics the platform's own services export and the sandbox does not simulate: their queries are
