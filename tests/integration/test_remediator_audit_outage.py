@@ -82,14 +82,11 @@ async def failing_platform(status: int = 500) -> AsyncIterator[Platform]:
         await runner.cleanup()
 
 
-def slow_failing_rule() -> dict[str, Any]:
-    """The rule's overrides: one slow attempt that fails, then a page (`action_failed`)."""
-    return {"timeout_seconds": 30, "escalate_after_minutes": 60}
-
-
 def outage_config(base: str, redis_url: str, prefix: str, dsn: str) -> dict[str, Any]:
-    config = replica_config(base, redis_url, prefix, dsn, **slow_failing_rule())
-    config["rules"][0]["params"]["timeout_seconds"] = 25
+    """One attempt, then a page (`action_failed`); the incident's lock lives 8 + 1 s unless renewed, shorter than
+    the outages below, so a holder waiting for PostgreSQL keeps it only by renewing it."""
+    config = replica_config(base, redis_url, prefix, dsn, timeout_seconds=8, escalate_after_minutes=60)
+    config["rules"][0]["params"]["timeout_seconds"] = 6
     return config
 
 
@@ -147,7 +144,7 @@ async def test_postgres_stopped_mid_action_saves_redis_releases_the_lock_and_pag
             server.send_signal(signal.SIGINT)  # PostgreSQL stops while the action runs
             await server.wait()
             plat.release.set()  # the action fails while PostgreSQL is down
-            await asyncio.sleep(10)  # PostgreSQL stays down a while (12 s or so in all)
+            await asyncio.sleep(12)  # PostgreSQL stays down longer than the lock's TTL (9 s)
             # The attempt stays claimed in Redis; the page waits for somewhere to be recorded.
             stored = await redis_record(redis_url, f"{prefix}:incident:{incident}")
             assert stored is not None
