@@ -9,19 +9,17 @@ its queues. Sizes: TRADEOPS_BENCH_QUEUES, TRADEOPS_BENCH_COLLECTORS, TRADEOPS_BE
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import os
 import pstats
 import random
 import re
-import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import yaml
 from sandbox.app import Sandbox
+from sandbox.broker import GUEST, private_rabbitmq
 from sandbox.profiles import MASTERTRADE
 from sandbox.settings import SandboxSettings
 
@@ -46,11 +45,9 @@ PROFILED_SCRAPES = 30
 CAP = QUEUES // 10  # max_queues in the bound check
 TARGET = 1.25
 POSTGRES = os.environ.get("TRADEOPS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # Debian's, without its su wrapper
 DOCKER_HOST = os.environ.get("TRADEOPS_DOCKER_HOST", "unix:///run/tradeops-docker/docker.sock")
 QUEUE_PREFIX = "tradeops.bench."
 CONTAINER = "mastertrade_strategy_bench"
-GUEST = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
 
 
 def rss_bytes(pid: int) -> int:
@@ -155,49 +152,6 @@ async def delete_queues(connection: aio_pika.abc.AbstractConnection, names: list
     await channel.close()
 
 
-@contextlib.asynccontextmanager
-async def private_broker(work: Path) -> AsyncIterator[tuple[str, str]]:
-    """A RabbitMQ node of the bench's own (AMQP and management API on free ports, its own data directory);
-    yields its AMQP URL and management API, and stops it."""
-    amqp_port, api_port, dist_port = free_ports(3)
-    base = work / "rabbitmq"
-    base.mkdir()
-    (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
-    (base / "rabbitmq.conf").write_text(
-        f"listeners.tcp.default = {amqp_port}\nmanagement.tcp.port = {api_port}\nmanagement.tcp.ip = 127.0.0.1\n"
-    )
-    env = {
-        **os.environ,
-        "HOME": str(base),  # its own Erlang cookie
-        "RABBITMQ_NODENAME": f"tradeops-bench-{os.getpid()}@localhost",
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(base / "log"),
-        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-        "RABBITMQ_PID_FILE": str(base / "pid"),
-    }
-    log = (base / "server.log").open("wb")
-    process = await asyncio.create_subprocess_exec(RABBITMQ_SERVER, env=env, cwd=base, stdout=log, stderr=log)
-    api = f"http://127.0.0.1:{api_port}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            for _ in range(120):
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with http.get(f"{api}/api/overview", headers=GUEST) as response:
-                        if response.status == 200:
-                            break
-                await asyncio.sleep(0.5)
-            else:
-                raise RuntimeError(f"the bench's RabbitMQ never answered (log: {base / 'server.log'})")
-        yield f"amqp://guest:guest@127.0.0.1:{amqp_port}/", api
-    finally:
-        process.terminate()
-        await process.wait()
-        log.close()
-        shutil.rmtree(base / "mnesia", ignore_errors=True)  # the node's queues go with its data
-
-
 def exporter_config(work: Path, ports: dict[str, int], dsn: str, api: str, max_queues: int) -> dict[str, Any]:
     """The shipped MasterTrade exporter profile pointed at this run's sandbox, queues and container."""
     profile: dict[str, Any] = yaml.safe_load(Path("deploy/profiles/mastertrade/exporter.yml").read_text())
@@ -261,7 +215,7 @@ def print_profile(path: Path, scrapes: int) -> None:
 async def main() -> None:
     """Run the bench end to end and print its figures."""
     work = Path(tempfile.mkdtemp(prefix="tradeops-bench-"))
-    async with private_broker(work) as (amqp, api):
+    async with private_rabbitmq(work, f"tradeops-bench-{os.getpid()}") as (amqp, api):
         await run(work, amqp, api)
 
 

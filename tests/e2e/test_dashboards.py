@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
-from sandbox.profiles import PROFILES
 from sandbox.scenarios import by_name, run_scenario
-from sandbox.stack import Stack, StackOptions, StackPorts, running_stack
+from sandbox.stack import Stack, running_stack
 
-from tests.prereqs import AMQP_URL, POSTGRES_ADMIN_DSN, require_binary, require_tcp, unique
+from tests.e2e.conftest import Servers
+from tests.prereqs import require_binary
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,27 +58,15 @@ def dashboards_of(system: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.fixture(params=sorted(SCENARIO))
-async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(request: pytest.FixtureRequest, tmp_path: Path, servers: Servers) -> AsyncIterator[Stack]:
     for program in ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "redis-server"):
         require_binary(program)
-    require_tcp(POSTGRES_ADMIN_DSN, 5432, "PostgreSQL")
-    require_tcp(AMQP_URL, 5672, "RabbitMQ")
-    profile: str = request.param
-    options = StackOptions(
-        run_dir=tmp_path / "stack",
-        ports=StackPorts.free(PROFILES[profile]),
-        profile=profile,
-        postgres_admin_dsn=POSTGRES_ADMIN_DSN,
-        database=unique("tradeops_dash"),
-        container_prefix=unique("tradeops-dash") + "_",
-    )
+    options = servers.stack_options(tmp_path / "stack", request.param, "tradeops_dash")
     try:
         async with running_stack(options) as running:
             yield running
     finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{options.database}" WITH (FORCE)')
-        await admin.close()
+        await servers.drop_database(options.database)
 
 
 async def query(http: aiohttp.ClientSession, prometheus: str, expr: str) -> list[Any]:

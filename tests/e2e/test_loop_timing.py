@@ -5,29 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 from sandbox.loop_timing import STAMPS, component_stamps
 from sandbox.scenarios import by_name, run_scenario
-from sandbox.stack import StackOptions, StackPorts, running_stack
+from sandbox.stack import running_stack
 
-from tests.prereqs import AMQP_URL, POSTGRES_ADMIN_DSN, require_binary, require_tcp, unique
+from tests.e2e.conftest import Servers
+from tests.prereqs import require_binary
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_every_component_leaves_its_stamp_in_the_order_of_the_loop(tmp_path: Path) -> None:
+async def test_every_component_leaves_its_stamp_in_the_order_of_the_loop(tmp_path: Path, servers: Servers) -> None:
     for program in ("prometheus", "prometheus-alertmanager", "redis-server"):
         require_binary(program)
-    require_tcp(POSTGRES_ADMIN_DSN, 5432, "PostgreSQL")
-    require_tcp(AMQP_URL, 5672, "RabbitMQ")
     scenario = by_name("generation-stalled")  # an http_request action: no Docker needed
-    options = StackOptions(
-        run_dir=tmp_path / "stack",
-        ports=StackPorts.free(),
-        postgres_admin_dsn=POSTGRES_ADMIN_DSN,
-        database=unique("tradeops_e2e"),
-    )
+    options = servers.stack_options(tmp_path / "stack", scenario.profile, "tradeops_e2e")
     try:
         async with running_stack(options) as stack:
             result = await run_scenario(stack, scenario, budget_seconds=120)
@@ -35,9 +28,7 @@ async def test_every_component_leaves_its_stamp_in_the_order_of_the_loop(tmp_pat
             async with aiohttp.ClientSession() as http:
                 stamps = await component_stamps(stack, scenario.alerts, scenario.signal, result.timeline.since, http)
     finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{options.database}" WITH (FORCE)')
-        await admin.close()
+        await servers.drop_database(options.database)
     seen = [stamps.at[name] for name in STAMPS]
     assert all(stamp is not None for stamp in seen), stamps.at
     ordered = sorted(stamp for stamp in seen if stamp is not None)
