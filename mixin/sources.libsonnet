@@ -1739,6 +1739,34 @@
               }
             },
             {
+              "alert": "TradeopsRemediatorRefusingAlerts",
+              "expr": "sum by (instance) (increase(tradeops_remediator_webhook_requests_total{code=\"503\"}[5m])) > 0\nunless on (instance)\nsum by (instance) (increase(tradeops_remediator_webhook_requests_total{code=\"200\"}[5m])) > 0\n",
+              "for": "2m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P0"
+              },
+              "annotations": {
+                "summary": "tradeops-remediator on {{ $labels.instance }} refuses every alert",
+                "description": "{{ $value }} webhook requests were answered 503 on {{ $labels.instance }} in 5 minutes and none was accepted: remediable alerts reach no one.",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/TradeopsRemediatorRefusingAlerts.md"
+              }
+            },
+            {
+              "alert": "TradeopsAuditStoreUnavailable",
+              "expr": "sum by (instance) (increase(tradeops_remediator_audit_write_retries_total[2m])) > 0",
+              "for": "1m",
+              "labels": {
+                "severity": "critical",
+                "priority": "P0"
+              },
+              "annotations": {
+                "summary": "tradeops-remediator on {{ $labels.instance }} is waiting for its audit store",
+                "description": "{{ $value }} writes were refused by the audit store on {{ $labels.instance }} in 2 minutes: acknowledged alerts and their pages wait for it.",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/TradeopsAuditStoreUnavailable.md"
+              }
+            },
+            {
               "alert": "Watchdog",
               "expr": "vector(1)",
               "labels": {
