@@ -64,22 +64,28 @@ def build_registry(config: RemediatorConfig, http: SharedSession | None = None) 
 
 def rule_errors(config: RemediatorConfig, registry: ActionRegistry) -> list[ConfigErrorDetail]:
     """Check each rule's actions (its one action, or each playbook step's) exist and their parameters validate
-    (label parameters at an allowed value) within the rule's deadline, and that the steps' conditions parse and
-    have a Prometheus to ask."""
+    (label parameters at an allowed value) within the rule's deadline, that the steps' conditions parse and
+    have a Prometheus to ask, and that no step follows an unconditional escalate step (it could never run)."""
     details: list[ConfigErrorDetail] = []
     for index, rule in enumerate(config.rules):
         if not rule.steps:
             details += action_errors(f"rules[{index}]", rule.action, rule.params, rule, registry)
             continue
         names = [step.name for step in rule.steps]
+        handed_over_at: str | None = None  # an escalate step without a `when` ends every run of the playbook
         for number, step in enumerate(rule.steps):
             where = f"rules[{index}].steps[{number}]"
             if names.count(step.name) > 1:
                 details.append(ConfigErrorDetail(f"{where}.name", f"step name {step.name!r} is used twice"))
+            if handed_over_at is not None:
+                details.append(ConfigErrorDetail(where, f"never runs: step {handed_over_at!r} hands over first"))
             if isinstance(step, DiagnoseStep):
                 details += diagnose_errors(where, step, rule, config)
                 continue
             details += action_errors(where, step.action, step.params, rule, registry)
+            escalates = step.action in registry and registry.get(step.action).escalates
+            if escalates and step.when is None and handed_over_at is None:
+                handed_over_at = step.name
             conditions = [("when", step.when), ("verify.query", step.verify.query if step.verify else None)]
             details += condition_errors(where, conditions, rule, config)
     return details

@@ -87,3 +87,34 @@ def test_loading_refuses_a_rule_whose_deadline_does_not_cover_its_command(tmp_pa
         load_checked(path)
     assert "rules[0].params.timeout_seconds" in str(raised.value)
     assert "120s" in str(raised.value)
+
+
+def playbook(*steps: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "p", "matchers": ['alertname="X"'], "steps": list(steps)}
+
+
+def test_a_step_after_an_unconditional_escalate_step_can_never_run_and_is_a_located_error() -> None:
+    [error] = check(
+        playbook(
+            {"name": "hand-over", "action": "escalate", "params": {"note": "a human decides"}},
+            {"name": "restart", "action": "log", "params": {}},
+        )
+    )
+    assert error.startswith("rules[0].steps[1]: ")
+    assert "hand-over" in error
+
+
+def test_a_step_after_an_escalate_step_with_a_when_can_run_when_it_does_not_hold() -> None:
+    config = RemediatorConfig.model_validate(
+        {
+            "webhook_token": "t",
+            "prometheus": {"url": "http://127.0.0.1:9090"},
+            "rules": [
+                playbook(
+                    {"name": "hand-over", "action": "escalate", "params": {}, "when": "vector(1) > 0"},
+                    {"name": "restart", "action": "log", "params": {}},
+                )
+            ],
+        }
+    )
+    assert rule_errors(config, build_registry(config)) == []
