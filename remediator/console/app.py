@@ -35,7 +35,7 @@ from remediator.console.limits import SHOWN, by_rule, limits_left
 from remediator.console.sessions import Session, Sessions
 from remediator.intake.payload import WebhookAlert, parse_payload
 from remediator.runtime.playbook import parse_approval_id
-from remediator.state.base import StateUnavailableError
+from remediator.state.base import LockLostError, StateUnavailableError
 
 COOKIE = "tradeops_session"
 LOGIN_COOKIE = "tradeops_login"
@@ -365,6 +365,9 @@ async def decide(request: web.Request, session: Session) -> web.Response:
         result = await precise(engine.state, public_id, result)
     except StateUnavailableError:
         return render(request, "decided.html", session, 503, result="", message="The state cannot be read now.")
+    except LockLostError:
+        message = "Another replica took this incident over while deciding: see its timeline."
+        return render(request, "decided.html", session, 409, result="", message=message, key=_incident_of(public_id))
     status = 200 if result in {"approved", "denied"} else 404 if result == "unknown" else 409
     key = _incident_of(public_id) if result in {"approved", "denied", "expired"} else None
     return render(request, "decided.html", session, status, result=result, message=RESULTS[result], key=key)
