@@ -181,7 +181,15 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "reloaded"})
 
 
-APPROVAL_STATUS = {"approved": 200, "denied": 200, "unknown": 404, "not_pending": 409, "expired": 409, "resolved": 409}
+APPROVAL_STATUS = {
+    "approved": 200,
+    "denied": 200,
+    "unknown": 404,
+    "not_pending": 409,
+    "expired": 409,
+    "resolved": 409,
+    "busy": 409,
+}
 
 
 async def approvals(request: web.Request) -> web.Response:

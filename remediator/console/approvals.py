@@ -32,6 +32,7 @@ RESULTS = {
     "not_pending": "This approval was already decided, cancelled or has expired: nothing changed.",
     "expired": "This approval's deadline has passed: nothing changed (the incident escalates by itself).",
     "resolved": "The incident has resolved: nothing changed.",
+    "busy": "The incident is being worked on elsewhere (its lock is held): nothing changed; try again in a moment.",
 }
 
 

@@ -21,7 +21,7 @@ from remediator.runtime.playbook import (
     note,
     parse_approval_id,
 )
-from remediator.state.base import StateUnavailableError
+from remediator.state.base import Hold, StateUnavailableError
 from remediator.state.incident import Incident, now
 
 if TYPE_CHECKING:
@@ -30,6 +30,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger("remediator.runtime")
 PRUNE_INTERVAL_SECONDS = 3600
 APPROVED_STEP_SLACK_SECONDS = 10.0  # beyond its query and action deadlines, before an approved step counts as lost
+
+
+def undecidable(held: Hold, nonce: str) -> str | None:
+    """Why an approval cannot be decided under this hold (busy, unknown, not_pending, resolved, expired), or None
+    when it can: busy when the incident stayed locked elsewhere for longer than an unrenewed lock lives."""
+    incident = held.incident
+    if not held.won:
+        return "busy"
+    if incident is None or not approval_matches(incident, nonce):
+        return "unknown"
+    if incident.approval.get("state") != "pending":
+        return "not_pending"
+    if incident.closed or held.resolving:
+        return "resolved"
+    if incident.approval_until is not None and incident.approval_until <= now():
+        return "expired"
+    return None
 
 
 class Timers:
@@ -102,10 +119,10 @@ class Timers:
 
     async def decide_approval(self, public_id: str, approve: bool, user: str) -> str:
         """Approve or deny a step waiting for a human; return what came of it: approved, denied, or why nothing
-        changed (unknown, not_pending, expired, resolved). Single use: the decision is durable before the step
-        runs. Approving a step whose rule was removed or changed since it was asked runs nothing and pages
-        (approval_void); approving re-checks that no resolve was accepted and that the step's `when` still holds,
-        then runs it under every bound, with a deadline of its own; denying pages."""
+        changed (unknown, not_pending, expired, resolved, busy: locked elsewhere longer than a lock lives). Single
+        use: the decision is durable before the step runs. Approving a step whose rule was removed or changed
+        since it was asked runs nothing and pages (approval_void); approving re-checks that no resolve was accepted
+        and that the step's `when` still holds, then runs it under every bound, with its own deadline; denying pages."""
         parsed = parse_approval_id(public_id)
         if parsed is None:
             return "unknown"
@@ -115,16 +132,9 @@ class Timers:
             return "unknown"  # a forged id takes no lock
         rule = next((r for r in self.engine.config.rules if r.name == found.rule), None)
         async with self.engine.state.hold(key, self.engine.lock_seconds(rule)) as held:
-            incident = held.incident if held.won else None
-            if incident is None or not approval_matches(incident, nonce):
-                return "unknown"
-            if incident.approval.get("state") != "pending":
-                return "not_pending"
-            if incident.closed or held.resolving:
-                return "resolved"
-            if incident.approval_until is not None and incident.approval_until <= now():
-                return "expired"
-            held.save_on_release = incident
+            if (unchanged := undecidable(held, nonce)) is not None or held.incident is None:
+                return unchanged or "unknown"
+            incident = held.save_on_release = held.incident
             journal = Journal(alert_of(incident))
             name = incident.approval.get("name", "")
             by = user[:128]

@@ -1,6 +1,7 @@
-"""An approval whose incident lock is lost before its step is claimed (a Redis failover, or the lock's TTL passed
-while the step's `when` waited on a slow Prometheus, and another replica may hold the incident now): the human who
-approved is told so, in the console and through the API, never given a server error, and the step does not run."""
+"""Approvals against the incident's lock in Redis. A lock lost before the approved step is claimed (a failover,
+while the step's `when` waited on a slow Prometheus; another replica may hold the incident now): the human who
+approved is told so, in the console and through the API, never given a server error, and the step does not run.
+A lock another holder keeps: the answer says busy, not "forged", and the same approval works once it is free."""
 
 from __future__ import annotations
 
@@ -138,3 +139,42 @@ async def _open_incidents(state: RedisState) -> Any:
         found = await state.incident(name.decode().removeprefix(state._key("incident", "")))
         if found is not None:
             yield {"key": found.key, "approval": found.approval}
+
+
+async def test_an_approval_while_another_holder_keeps_the_incident_locked_is_answered_busy_and_works_later(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = "{tradeops-test-" + uuid.uuid4().hex + "}"
+    marker = tmp_path / "ran"
+    rule = guarded_with_when(marker) | {"timeout_seconds": 2}
+    del rule["steps"][0]["when"]
+    rule["steps"][0]["params"]["timeout_seconds"] = 1
+    async with recorder() as (hook, _calls):
+        cfg = config(
+            tmp_path,
+            hook,
+            rules=[rule],
+            state="redis",
+            state_redis={"url": redis_url, "key_prefix": prefix, "lock_margin_seconds": 1},
+        )
+        async with served(cfg) as (client, remediator, base):
+            assert (await post(client, payload(alert(name="QueueDepthCritical", queue="orders"))))[0] == 200
+            await settle(remediator)
+            state = remediator.engine.state
+            assert isinstance(state, RedisState)
+            [incident] = [i async for i in _open_incidents(state)]
+            public_id = approval_id(incident["key"], incident["approval"]["nonce"])
+            lock = state._key("lock", incident["key"])
+            await state.redis.set(lock, "a-live-holder-elsewhere", px=60_000)  # held, and renewed, elsewhere
+            async with aiohttp.ClientSession() as http:
+                url, headers = f"{base}/api/v1/approvals/{public_id}", {"Authorization": f"Bearer {TOKEN}"}
+                async with http.post(url, json={"decision": "approve"}, headers=headers) as response:
+                    status, answer = response.status, await response.json()
+                assert (status, answer["result"]) == (409, "busy"), answer
+                assert not marker.exists()
+                await state.redis.delete(lock)  # the other holder let go
+                async with http.post(url, json={"decision": "approve"}, headers=headers) as response:
+                    status, answer = response.status, await response.json()
+            assert (status, answer["result"]) == (200, "approved"), answer
+            assert marker.read_text() == "ran\n"
+            await state.redis.delete(*[n async for n in state.redis.scan_iter(match=prefix + "*")])
