@@ -387,3 +387,22 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
     assert re.search(r"^FROM python:3\.11-slim", text, re.MULTILINE)
     for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.MULTILINE):
         assert (ROOT / source).exists(), source
+
+
+def test_the_kubernetes_demo_exporter_reads_the_backups_the_sandbox_writes() -> None:
+    manifests = rendered("overlays/sandbox")
+    workloads = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+    volumes = {}
+    for name in ("tradeops-exporter", "sandbox"):
+        spec = workloads[name]["spec"]["template"]["spec"]
+        [volumes[name]] = [v for v in spec["volumes"] if v["name"] == "backups"]
+    claim = volumes["sandbox"].get("persistentVolumeClaim", {}).get("claimName")
+    assert claim is not None, "the sandbox writes its backups to a volume of its own pod only"
+    assert volumes["tradeops-exporter"] == volumes["sandbox"] | {"persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    [pvc] = [m for m in manifests if m["kind"] == "PersistentVolumeClaim" and m["metadata"]["name"] == claim]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # One node mounts a ReadWriteOnce volume: the sandbox is placed beside the exporter.
+    affinity = workloads["sandbox"]["spec"]["template"]["spec"]["affinity"]["podAffinity"]
+    [term] = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "tradeops-exporter"}
+    assert term["topologyKey"] == "kubernetes.io/hostname"
