@@ -12,7 +12,8 @@ import asyncpg
 from common.batcher import Batcher
 from common.postgres import keep_session
 from remediator.audit.outbox_postgres import PostgresOutbox
-from remediator.audit.reads import AuditQuery, IncidentQuery, IncidentRow, state_condition, utc
+from remediator.audit.reads import AuditQuery, IncidentQuery, IncidentRow, utc
+from remediator.audit.where import Dialect, audit_where, incident_where
 from remediator.intake.inbox import unfinished
 from remediator.intake.payload import WebhookAlert
 from remediator.state.base import AuditEntry, AuditUnavailableError, Delivery
@@ -98,6 +99,20 @@ PENDING = (
 FINISHED = (
     "SELECT id FROM tradeops_deliveries AS d WHERE received_at < $1 "
     "AND alerts <= (SELECT count(*) FROM tradeops_delivered WHERE delivery = d.id)"
+)
+
+
+# The read pages' conditions (remediator/audit/where.py) in PostgreSQL: $N parameters, JSON through ->> on the
+# record's text, times as timestamptz.
+POSTGRES = Dialect(
+    placeholder="$",
+    escalated="((record::json->>'escalated')::boolean)",
+    attempts="((record::json->>'attempts')::int)",
+    alertname="record::json->>'alertname'",
+    rule="record::json->>'rule'",
+    priority="record::json->'labels'->>'priority'",
+    audit_priority="labels::json->>'priority'",
+    time=lambda at: at,
 )
 
 
@@ -252,75 +267,19 @@ class PostgresStore:
 
     async def incident_page(self, query: IncidentQuery) -> list[IncidentRow]:
         """Incident records matching the query, open first, then by last update (newest first), then key."""
-        where: list[str] = []
-        values: list[Any] = []
-
-        def param(value: Any) -> str:
-            values.append(value)
-            return f"${len(values)}"
-
-        if query.state is not None:
-            escalated = "((record::json->>'escalated')::boolean)"
-            where.append(state_condition(query.state, escalated, "((record::json->>'attempts')::int)"))
-        for path, value in (
-            ("record::json->>'alertname'", query.alertname),
-            ("record::json->>'rule'", query.rule),
-            ("record::json->'labels'->>'priority'", query.priority),
-        ):
-            if value is not None:
-                where.append(f"{path} = {param(value)}")
-        if query.since is not None:
-            where.append(f"updated_at >= {param(utc(query.since))}")
-        if query.until is not None:
-            where.append(f"updated_at < {param(utc(query.until))}")
-        if query.after is not None:
-            rank, stamp, key = param(query.after.closed), param(utc(query.after.updated_at)), param(query.after.key)
-            where.append(
-                f"((state = 'closed') > {rank} OR ((state = 'closed') = {rank} AND "
-                f"(updated_at < {stamp} OR (updated_at = {stamp} AND key < {key}))))"
-            )
-        sql = "SELECT record, updated_at FROM tradeops_incident_records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY state = 'closed', updated_at DESC, key DESC LIMIT {param(query.limit)}"
-        rows = await self._call(lambda c: c.fetch(sql, *values))
+        where = incident_where(query, POSTGRES)
+        sql = f"SELECT record, updated_at FROM tradeops_incident_records{where.sql()}"  # noqa: S608 - constant
+        sql += f" ORDER BY state = 'closed', updated_at DESC, key DESC LIMIT {where.param(query.limit)}"
+        rows = await self._call(lambda c: c.fetch(sql, *where.values))
         return [IncidentRow(Incident.from_record(row["record"]), row["updated_at"]) for row in rows]
 
     async def audit_page(self, query: AuditQuery) -> list[dict[str, Any]]:
         """Audit entries matching the query, newest first (ids below query.before_id; all replicas)."""
-        where: list[str] = []
-        values: list[Any] = []
-
-        def param(value: Any) -> str:
-            values.append(value)
-            return f"${len(values)}"
-
-        for column, value in (
-            ("incident", query.incident),
-            ("alertname", query.alertname),
-            ("rule", query.rule),
-            ("event", query.event),
-            ("decision", query.decision),
-            ("labels::json->>'priority'", query.priority),
-        ):
-            if value is not None:
-                where.append(f"{column} = {param(value)}")
-        if query.since is not None:
-            where.append(f"at >= {param(utc(query.since))}")
-        if query.until is not None:
-            where.append(f"at < {param(utc(query.until))}")
-        if query.before_id is not None:
-            where.append(f"id < {param(query.before_id)}")
-        if query.above_id is not None:
-            where.append(f"id > {param(query.above_id)}")
-        sql = (
-            "SELECT id, at, replica, incident, alertname, status, event, rule, decision, detail, labels "
-            "FROM tradeops_audit"
-        )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY id DESC LIMIT {param(query.limit)}"
-        rows = await self._call(lambda c: c.fetch(sql, *values))
+        where = audit_where(query, POSTGRES)
+        columns = "id, at, replica, incident, alertname, status, event, rule, decision, detail, labels"
+        sql = f"SELECT {columns} FROM tradeops_audit{where.sql()}"  # noqa: S608 - constant columns and conditions
+        sql += f" ORDER BY id DESC LIMIT {where.param(query.limit)}"
+        rows = await self._call(lambda c: c.fetch(sql, *where.values))
         entries = []
         for row in rows:
             entry = dict(row)

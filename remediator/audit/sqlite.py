@@ -11,7 +11,8 @@ from typing import Any
 
 from remediator.audit.group_commit import ClosedError, GroupCommitWriter
 from remediator.audit.outbox_sqlite import SqliteOutbox
-from remediator.audit.reads import AuditQuery, IncidentQuery, IncidentRow, state_condition, utc
+from remediator.audit.reads import AuditQuery, IncidentQuery, IncidentRow, utc
+from remediator.audit.where import Dialect, audit_where, incident_where
 from remediator.intake.inbox import unfinished
 from remediator.intake.payload import WebhookAlert
 from remediator.state.base import AuditEntry, AuditUnavailableError, Delivery
@@ -66,6 +67,20 @@ CREATE INDEX IF NOT EXISTS incident_records_due ON incident_records (due_at) WHE
 
 class StoreClosedError(RuntimeError):
     """The store was used after close()."""
+
+
+# The read pages' conditions (remediator/audit/where.py) in SQLite: ?NNN parameters, JSON through json_extract,
+# times as the ISO text the rows keep.
+SQLITE = Dialect(
+    placeholder="?",
+    escalated="(json_extract(record, '$.escalated') = 1)",
+    attempts="json_extract(record, '$.attempts')",
+    alertname="json_extract(record, '$.alertname')",
+    rule="json_extract(record, '$.rule')",
+    priority="json_extract(record, '$.labels.priority')",
+    audit_priority="json_extract(labels, '$.priority')",
+    time=dt.datetime.isoformat,
+)
 
 
 class SqliteStore:
@@ -226,73 +241,18 @@ class SqliteStore:
 
     async def incident_page(self, query: IncidentQuery) -> list[IncidentRow]:
         """Incident records matching the query, open first, then by last update (newest first), then key."""
-        where: list[str] = []
-        values: list[Any] = []
-        if query.state is not None:
-            escalated = "(json_extract(record, '$.escalated') = 1)"
-            where.append(state_condition(query.state, escalated, "json_extract(record, '$.attempts')"))
-        for path, value in (
-            ("$.alertname", query.alertname),
-            ("$.rule", query.rule),
-            ("$.labels.priority", query.priority),
-        ):
-            if value is not None:
-                where.append(f"json_extract(record, '{path}') = ?")
-                values.append(value)
-        if query.since is not None:
-            where.append("updated_at >= ?")
-            values.append(utc(query.since).isoformat())
-        if query.until is not None:
-            where.append("updated_at < ?")
-            values.append(utc(query.until).isoformat())
-        if query.after is not None:
-            rank, stamp, key = int(query.after.closed), utc(query.after.updated_at).isoformat(), query.after.key
-            where.append(
-                "((state = 'closed') > ? OR ((state = 'closed') = ? "
-                "AND (updated_at < ? OR (updated_at = ? AND key < ?))))"
-            )
-            values += [rank, rank, stamp, stamp, key]
-        sql = "SELECT record, updated_at FROM incident_records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY state = 'closed', updated_at DESC, key DESC LIMIT ?"
-        rows = self._read(sql, (*values, query.limit))
+        where = incident_where(query, SQLITE)
+        sql = f"SELECT record, updated_at FROM incident_records{where.sql()}"  # noqa: S608 - constant conditions
+        sql += f" ORDER BY state = 'closed', updated_at DESC, key DESC LIMIT {where.param(query.limit)}"
+        rows = self._read(sql, tuple(where.values))
         return [IncidentRow(Incident.from_record(row[0]), dt.datetime.fromisoformat(row[1])) for row in rows]
 
     async def audit_page(self, query: AuditQuery) -> list[dict[str, Any]]:
         """Audit entries matching the query, newest first (ids below query.before_id)."""
-        where: list[str] = []
-        values: list[Any] = []
-        for column, value in (
-            ("incident", query.incident),
-            ("alertname", query.alertname),
-            ("rule", query.rule),
-            ("event", query.event),
-            ("decision", query.decision),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                values.append(value)
-        if query.priority is not None:
-            where.append("json_extract(labels, '$.priority') = ?")
-            values.append(query.priority)
-        if query.since is not None:
-            where.append("at >= ?")
-            values.append(utc(query.since).isoformat())
-        if query.until is not None:
-            where.append("at < ?")
-            values.append(utc(query.until).isoformat())
-        if query.before_id is not None:
-            where.append("id < ?")
-            values.append(query.before_id)
-        if query.above_id is not None:
-            where.append("id > ?")
-            values.append(query.above_id)
+        where = audit_where(query, SQLITE)
         names = ("id", "at", "incident", "alertname", "status", "event", "rule", "decision", "detail", "labels")
-        sql = f"SELECT {', '.join(names)} FROM audit"  # noqa: S608 - constant column list
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*values, query.limit))
+        sql = f"SELECT {', '.join(names)} FROM audit{where.sql()}"  # noqa: S608 - constant columns and conditions
+        rows = self._read(sql + f" ORDER BY id DESC LIMIT {where.param(query.limit)}", tuple(where.values))
         entries = [dict(zip(names, row, strict=True)) for row in rows]
         for entry in entries:
             entry["labels"] = json.loads(entry["labels"])
