@@ -1,4 +1,5 @@
-"""Real Prometheus-stack processes for tests: started on free loopback ports, always stopped."""
+"""Real Prometheus-stack processes and in-process aiohttp stand-ins for tests: started on free loopback ports,
+always stopped."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 
 from common.web import free_port
 from tests.prereqs import require_binary
@@ -28,6 +30,19 @@ async def wait_http(url: str, attempts: int = 200) -> None:
                         return
             await asyncio.sleep(0.1)
     raise AssertionError(f"{url} never answered 200")
+
+
+@contextlib.asynccontextmanager
+async def served(app: web.Application, *, handler_cancellation: bool = False) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port until the block ends; yield its base URL (http://127.0.0.1:N)."""
+    runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

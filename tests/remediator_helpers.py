@@ -1,4 +1,4 @@
-"""Helpers for remediator tests: configs, payloads, a recording HTTP endpoint, and a running app."""
+"""Helpers for remediator tests: configs, payloads, recording HTTP endpoints, and a running app."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,13 +15,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.web import free_port
 from remediator.api.web import Remediator, build_app
 from remediator.app import build_engine
 from remediator.audit.sqlite import SqliteStore
 from remediator.config import RemediatorConfig
 from remediator.escalation.outbox import DurableOutbox
 from remediator.metrics import RemediatorMetrics
+from tests.processes import served
 
 TOKEN = "s3cret-token"
 STARTS = "2026-11-22T03:00:00Z"
@@ -73,14 +73,18 @@ async def recorder() -> AsyncIterator[tuple[str, list[tuple[str, Any]]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", calls
-    finally:
-        await runner.cleanup()
+    async with served(app) as url:
+        yield url, calls
+
+
+def recording(bodies: list[dict[str, Any]]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler (a stand-in pager's /escalations) that keeps each request's JSON body in `bodies`, answering 200."""
+
+    async def handler(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.json_response({})
+
+    return handler
 
 
 def config(tmp_path: Path, base_url: str, **overrides: Any) -> RemediatorConfig:

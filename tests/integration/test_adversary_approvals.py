@@ -33,8 +33,8 @@ from tests.integration.test_adversary_guarantees import (
     send,
     until,
 )
-from tests.processes import private_redis
-from tests.remediator_helpers import TOKEN, alert, payload
+from tests.processes import private_redis, served
+from tests.remediator_helpers import TOKEN, alert, payload, recording
 
 pytestmark = pytest.mark.integration
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -66,10 +66,6 @@ async def stand() -> AsyncIterator[Stand]:
                 await asyncio.wait_for(state.action_gate.wait(), 30)
         return web.json_response({})
 
-    async def escalations(request: web.Request) -> web.Response:
-        state.pages.append(await request.json())
-        return web.json_response({})
-
     async def query(_request: web.Request) -> web.Response:
         state.query_started.set()
         if state.query_gate is not None:
@@ -80,20 +76,16 @@ async def stand() -> AsyncIterator[Stand]:
 
     app = web.Application()
     app.router.add_post("/platform/{tail:.*}", act)
-    app.router.add_post("/escalations", escalations)
+    app.router.add_post("/escalations", recording(state.pages))
     app.router.add_route("*", "/api/v1/query", query)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    state.url = f"http://127.0.0.1:{port}"
-    try:
-        yield state
-    finally:
-        for gate in (state.action_gate, state.query_gate):
-            if gate is not None:
-                gate.set()
-        await runner.cleanup()
+    async with served(app, handler_cancellation=True) as url:
+        state.url = url
+        try:
+            yield state
+        finally:
+            for gate in (state.action_gate, state.query_gate):
+                if gate is not None:
+                    gate.set()
 
 
 def guarded_step(url: str, within_minutes: float, **extra: Any) -> dict[str, Any]:

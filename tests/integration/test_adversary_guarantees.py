@@ -22,7 +22,7 @@ from aiohttp import web
 
 from common.web import free_port
 from remediator.intake.payload import WebhookAlert
-from tests.processes import process, wait_http
+from tests.processes import process, served, wait_http
 from tests.remediator_helpers import TOKEN, alert, payload
 
 pytestmark = pytest.mark.integration
@@ -67,17 +67,13 @@ async def stand() -> AsyncIterator[Stand]:
     app = web.Application()
     app.router.add_post("/platform/{tail:.*}", act)
     app.router.add_post("/escalations", escalations)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    state.url = f"http://127.0.0.1:{port}"
-    try:
-        yield state
-    finally:
-        if state.action_gate is not None:
-            state.action_gate.set()
-        await runner.cleanup()
+    async with served(app, handler_cancellation=True) as url:
+        state.url = url
+        try:
+            yield state
+        finally:
+            if state.action_gate is not None:
+                state.action_gate.set()
 
 
 def base_config(tmp_path: Path, url: str, *, escalation: dict[str, Any] | None = None, **fix: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from common.web import free_port
 from remediator.intake.payload import WebhookAlert
-from tests.processes import process, wait_http
+from tests.processes import process, served, wait_http
 from tests.remediator_helpers import TOKEN, alert, payload
 
 pytestmark = pytest.mark.integration
@@ -82,19 +82,10 @@ async def pager() -> AsyncIterator[Pager]:
     app.router.add_post("/platform/{tail:.*}", platform)
     other = web.Application()
     other.router.add_route("*", "/{tail:.*}", elsewhere)
-    runners = [web.AppRunner(app, handler_cancellation=True), web.AppRunner(other)]
-    ports = []
-    for runner in runners:
-        await runner.setup()
-        ports.append(free_port())
-        await web.TCPSite(runner, "127.0.0.1", ports[-1]).start()
-    state.url = f"http://127.0.0.1:{ports[0]}"
-    state.redirect_target = f"http://127.0.0.1:{ports[1]}/stolen"
-    try:
+    async with served(app, handler_cancellation=True) as url, served(other) as other_url:
+        state.url = url
+        state.redirect_target = f"{other_url}/stolen"
         yield state
-    finally:
-        for runner in runners:
-            await runner.cleanup()
 
 
 def remediator_config(tmp_path: Path, pager_url: str, **escalation: Any) -> dict[str, Any]:

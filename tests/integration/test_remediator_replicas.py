@@ -12,7 +12,7 @@ import signal
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ from aiohttp import web
 
 from common.web import free_port, free_ports
 from remediator.intake.payload import WebhookAlert
-from tests.processes import private_postgres, private_postgres_cluster, private_redis, process, wait_http
-from tests.remediator_helpers import TOKEN, alert, payload
+from tests.processes import private_postgres, private_postgres_cluster, private_redis, process, served, wait_http
+from tests.remediator_helpers import TOKEN, alert, payload, recording
 
 pytestmark = pytest.mark.integration
 SLOTS = [f"s{index}" for index in range(200)] + ["hang"]
@@ -65,23 +65,26 @@ async def platform() -> AsyncIterator[Platform]:
             state.running[slot] -= 1
         return web.json_response({})
 
-    async def escalate(request: web.Request) -> web.Response:
-        state.escalations.append(await request.json())
-        return web.json_response({})
+    async with serve_platform(act, state.escalations, state.release) as url:
+        state.url = url
+        yield state
 
+
+@contextlib.asynccontextmanager
+async def serve_platform(
+    act: Callable[[web.Request], Awaitable[web.Response]], escalations: list[dict[str, Any]], release: asyncio.Event
+) -> AsyncIterator[str]:
+    """Serve a stand-in platform for replica_config on a free loopback port, POST /platform/act/{slot} answered by
+    act and POST /escalations recorded in escalations; yield its URL. On the way out release is set, so that no
+    call act holds outlives the test."""
     app = web.Application()
     app.router.add_post("/platform/act/{slot}", act)
-    app.router.add_post("/escalations", escalate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    state.url = f"http://127.0.0.1:{port}"
-    try:
-        yield state
-    finally:
-        state.release.set()
-        await runner.cleanup()
+    app.router.add_post("/escalations", recording(escalations))
+    async with served(app) as url:
+        try:
+            yield url
+        finally:
+            release.set()
 
 
 def replica_config(base: str, redis_url: str, prefix: str, dsn: str, **rule: Any) -> dict[str, Any]:

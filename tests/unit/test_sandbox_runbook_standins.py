@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 from sandbox import backups
 from sandbox.app import Sandbox
 from sandbox.chaos import Chaos
@@ -17,7 +16,7 @@ from sandbox.faults import BackupSetParams, MarketDataStaleParams, ServiceParams
 from sandbox.services import build_service_app
 from sandbox.settings import SandboxSettings
 
-from common.web import free_port
+from tests.processes import served
 
 
 async def no_reconcile() -> None:
@@ -34,15 +33,8 @@ def sandbox(profile: str, tmp_path: Path) -> Sandbox:
 
 @asynccontextmanager
 async def serving(box: Sandbox, service: str) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    runner = web.AppRunner(build_service_app(box.ctx, service))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield f"http://127.0.0.1:{port}", session
-    finally:
-        await runner.cleanup()
+    async with served(build_service_app(box.ctx, service)) as url, aiohttp.ClientSession() as session:
+        yield url, session
 
 
 async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, object]:

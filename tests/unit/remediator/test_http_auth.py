@@ -17,10 +17,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from common.config import ConfigError
-from common.web import free_port
 from remediator.app import load_checked
 from remediator.config import BackendsConfig, EscalationConfig, WebhookEscalation
 from remediator.escalation.channels import channels
+from tests.processes import served
 from tests.remediator_helpers import alert, auth, config, payload, post, remediator_client, settle
 
 TOKEN = "tok-9f8e7d6c5b4a-never-logged"
@@ -44,14 +44,8 @@ async def protected() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with served(app) as url:
+        yield url, seen
 
 
 def maintenance_rule(base: str, auth_params: dict[str, Any]) -> dict[str, Any]:

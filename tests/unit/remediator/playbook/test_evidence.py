@@ -133,24 +133,18 @@ async def test_an_instance_label_fills_the_host_of_a_status_url_and_a_hostile_on
 ) -> None:
     from aiohttp import web  # noqa: PLC0415
 
-    from common.web import free_port  # noqa: PLC0415
+    from tests.processes import served  # noqa: PLC0415
 
     async def status(_request: web.Request) -> web.Response:
         return web.Response(text="gate: open")
 
     app = web.Application()
     app.router.add_get("/status", status)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with served(app) as base:
         backends = EvidenceBackends(http=http, url_allowed=lambda url: url.startswith("http://127.0.0.1:"))
         probe = HttpGetProbe(kind="http_get", name="gate", url="http://{instance}/status")
-        (seen,) = await gather([probe], {"instance": f"127.0.0.1:{port}"}, backends, deadline_seconds=5)
+        (seen,) = await gather([probe], {"instance": base.removeprefix("http://")}, backends, deadline_seconds=5)
         (hostile,) = await gather([probe], {"instance": "127.0.0.1:1@evil.example"}, backends, deadline_seconds=5)
-    finally:
-        await runner.cleanup()
     assert seen.ok, seen.text  # the host:port goes in as it is, not percent-quoted into "127.0.0.1%3A..."
     assert "gate: open" in seen.text
     assert not hostile.ok

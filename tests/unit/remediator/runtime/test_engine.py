@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from common.web import free_port
+from tests.processes import served
 from tests.remediator_helpers import alert, config, decisions, payload, post, recorder, remediator_client, settle
 
 Calls = list[tuple[str, Any]]
@@ -162,17 +162,10 @@ async def test_the_audit_stamps_when_an_action_started_apart_from_when_it_ended(
 
     app = web.Application()
     app.router.add_post("/platform/generate", slow_action)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with remediator_client(config(tmp_path, f"http://127.0.0.1:{port}")) as (client, remediator):
-            await post(client, payload(alert()))
-            await settle(remediator)
-            entries = list(reversed(await remediator.engine.store.recent(50)))
-    finally:
-        await runner.cleanup()
+    async with served(app) as url, remediator_client(config(tmp_path, url)) as (client, remediator):
+        await post(client, payload(alert()))
+        await settle(remediator)
+        entries = list(reversed(await remediator.engine.store.recent(50)))
     at = {e["event"]: dt.datetime.fromisoformat(e["at"]) for e in entries}
     assert [e["event"] for e in entries][:4] == ["received", "decision", "action_started", "action"]
     assert at["decision"] <= at["action_started"] <= arrived[0]
