@@ -1,8 +1,9 @@
-"""Helpers for exporter tests: write a config, serve the exporter in-process, scrape and parse."""
+"""Helpers for exporter tests: write a config, serve the exporter in-process and backends for it to probe, scrape
+and parse."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.web import free_port
 from exporter.config import load
 from exporter.probeset import build_probe_set
 from exporter.web import Exporter, build_app
+from tests.processes import served
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -32,14 +33,38 @@ async def running_exporter(config_path: Path, lifecycle: bool = False) -> AsyncI
     """Serve an exporter for the config on a free loopback port (POST /-/reload only with lifecycle); yield its
     base URL and the Exporter."""
     exporter = Exporter(config_path, build_probe_set(load(config_path)))
-    runner = web.AppRunner(build_app(exporter, lifecycle))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", exporter
-    finally:
-        await runner.cleanup()
+    async with served(build_app(exporter, lifecycle)) as url:
+        yield url, exporter
+
+
+@asynccontextmanager
+async def answering(answers: Mapping[str, object]) -> AsyncIterator[str]:
+    """A loopback backend for probes; yield its base URL. Each GET path answers as `answers` holds at the time:
+    bytes as a JSON body, a web.Response (once: a response is sent only once), or what its handler returns; any
+    other path 404."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        answer = answers.get(request.path)
+        if answer is None:
+            return web.Response(status=404, text="not found")
+        if isinstance(answer, bytes):
+            return web.Response(body=answer, content_type="application/json")
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        assert callable(answer)
+        result: web.StreamResponse = await answer(request)
+        return result
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handler)
+    async with served(app) as url:
+        yield url
+
+
+async def scrape_probes(tmp_path: Path, probes: dict[str, Any]) -> Samples:
+    """Serve an exporter for these probes (its config written in tmp_path), scrape it once and parse the samples."""
+    async with running_exporter(write_config(tmp_path, probes)) as (url, _):
+        return parse(await scrape_text(url))
 
 
 async def scrape_text(base_url: str, scrape_timeout: float | None = None) -> str:

@@ -6,18 +6,16 @@ booleans and a backend that hangs."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from common.web import free_port
-from tests.exporter_helpers import parse, running_exporter, scrape_text, value, write_config
+from tests.exporter_helpers import answering, parse, running_exporter, scrape_text, value, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -28,31 +26,8 @@ QUOTAS = {"list_path": "providers", "label_field": "name", "value_fields": {"rem
 async def gate() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
     """A loopback rate gate whose /status answers each test sets."""
     answers: dict[str, bytes] = {}
-
-    async def handler(request: web.Request) -> web.Response:
-        answer = answers.get(request.path)
-        if answer is None:
-            return web.Response(status=404)
-        return web.Response(body=answer, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", answers
-    await runner.cleanup()
-
-
-@pytest.fixture
-def hanging_port() -> Iterator[int]:
-    """A socket that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    yield server.getsockname()[1]
-    server.close()
+    async with answering(answers) as url:
+        yield url, answers
 
 
 def target(name: str, url: str, **extra: Any) -> dict[str, Any]:

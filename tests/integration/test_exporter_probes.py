@@ -6,11 +6,10 @@ import asyncio
 import gzip
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
@@ -23,7 +22,7 @@ from aiohttp import web
 
 from common.version import build_info
 from common.web import free_port
-from tests.exporter_helpers import has, parse, running_exporter, scrape_text, value, write_config
+from tests.exporter_helpers import answering, has, parse, running_exporter, scrape_text, value, write_config
 from tests.prereqs import RABBITMQ_API, require_binary, require_tcp, unique
 
 pytestmark = pytest.mark.integration
@@ -33,23 +32,8 @@ pytestmark = pytest.mark.integration
 async def fake_service() -> AsyncIterator[tuple[str, dict[str, web.Response | bytes]]]:
     """A loopback HTTP server whose /health answer each test sets (stands in for a trading service)."""
     answers: dict[str, web.Response | bytes] = {}
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        answer = answers.get(request.path)
-        if answer is None:
-            return web.Response(status=404)
-        if isinstance(answer, bytes):
-            return web.Response(body=answer, content_type="application/json")
-        return answer
-
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", answers
-    await runner.cleanup()
+    async with answering(answers) as url:
+        yield url, answers
 
 
 def mgmt_sample(name: str, queue: str) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -59,16 +43,6 @@ def mgmt_sample(name: str, queue: str) -> tuple[str, frozenset[tuple[str, str]]]
 
 async def hold_message(message: AbstractIncomingMessage) -> None:
     """A consumer that keeps the message it is given unacknowledged."""
-
-
-@pytest.fixture
-def hanging_port() -> Iterator[int]:
-    """A socket that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)  # the kernel completes handshakes; nothing ever reads or answers
-    yield server.getsockname()[1]
-    server.close()
 
 
 def refused_port() -> int:

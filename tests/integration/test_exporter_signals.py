@@ -25,49 +25,26 @@ from sandbox.profiles import PROFILES
 from sandbox.settings import SandboxSettings
 
 from common.web import free_port, free_ports
-from tests.exporter_helpers import Samples, has, parse, running_exporter, scrape_text, value, write_config
+from tests.exporter_helpers import (
+    Samples,
+    answering,
+    has,
+    parse,
+    running_exporter,
+    scrape_text,
+    value,
+    write_config,
+)
 from tests.prereqs import DOCKER_HOST, TEST_IMAGE, require_binary, unique
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def hanging_port() -> Iterator[int]:
-    """A socket that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    yield server.getsockname()[1]
-    server.close()
-
-
 @contextlib.asynccontextmanager
 async def serving(routes: dict[str, object]) -> AsyncIterator[str]:
-    """A loopback server: each path answers its bytes (as JSON), its web.Response (once: a response is sent only
-    once), or runs its handler."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        answer = routes.get(request.path)
-        if answer is None:
-            return web.Response(status=404, text="not found")
-        if isinstance(answer, bytes):
-            return web.Response(body=answer, content_type="application/json")
-        if isinstance(answer, web.Response):
-            return answer
-        assert callable(answer)
-        result: web.StreamResponse = await answer(request)
-        return result
-
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    """A loopback backend answering as `routes` says (exporter_helpers.answering); yield its host:port."""
+    async with answering(routes) as url:
+        yield url.removeprefix("http://")
 
 
 def failed_with(samples: Samples, probe: str, target: str, reason: str) -> bool:

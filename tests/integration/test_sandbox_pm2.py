@@ -16,13 +16,10 @@ import pytest
 from sandbox.app import Sandbox
 from sandbox.faults import ProcessParams, ProviderParams
 from sandbox.pm2_services import MIB
-from sandbox.profiles import PROFILES
-from sandbox.settings import SandboxSettings
-from sandbox.stack import Stack, StackOptions, StackPorts
 
-from common.web import free_port
-from tests.exporter_helpers import Samples, parse, running_exporter, scrape_text, value, write_config
+from tests.exporter_helpers import Samples, scrape_probes, value
 from tests.integration.test_sandbox_chaos import _settings, active_faults, eventually, inject, running
+from tests.integration.test_sandbox_runbook_checks import sandbox_and_probes
 
 pytestmark = pytest.mark.integration
 
@@ -150,20 +147,8 @@ async def test_v11_the_whole_gates_reset_restores_every_providers_quota(
 async def shipped_probes(postgres_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Sandbox, dict[str, Any]]]:
     """A v1.1 sandbox on a stack's ports, and the shipped profile's PM2 and rate gate probes pointed at it as the
     stack points them (Stack.exporter_config: `pm2 jlist` becomes the stand-in)."""
-    profile = "ai-trading-v1.1"
-    stack = Stack(StackOptions(run_dir=tmp_path / "stack", ports=StackPorts.free(PROFILES[profile]), profile=profile))
-    probes = stack.exporter_config()["probes"]
-    box = Sandbox(
-        SandboxSettings(
-            profile=profile,
-            ports=stack.options.ports.services,
-            control_port=free_port(),
-            postgres_dsn=postgres_dsn,
-            backup_root=stack.backup_root,
-        )
-    )
-    await box.start()
-    try:
+    kinds = ("command", "service_health")
+    async with sandbox_and_probes("ai-trading-v1.1", kinds, postgres_dsn, tmp_path) as (box, probes):
         yield (
             box,
             {
@@ -171,25 +156,17 @@ async def shipped_probes(postgres_dsn: str, tmp_path: Path) -> AsyncIterator[tup
                 "service_health": [p for p in probes["service_health"] if p["name"] == "rate_gate"],
             },
         )
-    finally:
-        await box.chaos.clear_all()
-        await box.stop()
-
-
-async def scrape(tmp_path: Path, probes: dict[str, Any]) -> Samples:
-    async with running_exporter(write_config(tmp_path, probes)) as (url, _):
-        return parse(await scrape_text(url))
 
 
 async def test_the_shipped_profile_reads_each_processs_memory_and_each_providers_quota_from_the_sandbox(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
     async with shipped_probes(postgres_dsn, tmp_path) as (box, probes):
-        healthy = await scrape(tmp_path, probes)
+        healthy = await scrape_probes(tmp_path, probes)
         await box.chaos.inject("provider_quota_exhausted", ProviderParams(provider="alphavantage"))
         await box.chaos.inject("pm2_memory_leak", ProcessParams(process="rate-gate"))
         await eventually(lambda: _leaked(box))
-        faulted = await scrape(tmp_path, probes)
+        faulted = await scrape_probes(tmp_path, probes)
 
     def memory(samples: Samples, process: str) -> float:
         return value(samples, "tradeops_command_value", command="pm2_jlist", item=process, field="memory")

@@ -21,7 +21,7 @@ from sandbox.settings import SandboxSettings
 from sandbox.stack import Stack, StackOptions, StackPorts
 
 from common.web import free_port
-from tests.exporter_helpers import Samples, parse, running_exporter, scrape_text, value, write_config
+from tests.exporter_helpers import scrape_probes, value
 from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
 
 pytestmark = pytest.mark.integration
@@ -52,18 +52,12 @@ async def sandbox_and_probes(
         await box.stop()
 
 
-async def scrape(tmp_path: Path, probes: dict[str, Any]) -> Samples:
-    config = write_config(tmp_path, probes)
-    async with running_exporter(config) as (url, _):
-        return parse(await scrape_text(url))
-
-
 async def test_grafana_and_the_monitoring_ui_are_up_then_down_when_faulted(tmp_path: Path, postgres_dsn: str) -> None:
     async with sandbox_and_probes("mastertrade", ("service_health",), postgres_dsn, tmp_path) as (box, probes):
         probes["service_health"] = [t for t in probes["service_health"] if t["name"] in {"grafana", "monitoring_ui"}]
-        healthy = await scrape(tmp_path, probes)
+        healthy = await scrape_probes(tmp_path, probes)
         await box.chaos.inject("service_unhealthy", ServiceParams(service="grafana"))
-        unhealthy = await scrape(tmp_path, probes)
+        unhealthy = await scrape_probes(tmp_path, probes)
     for service in ("grafana", "monitoring_ui"):
         assert value(healthy, "tradeops_service_up", service=service, criticality="medium") == 1
         assert value(unhealthy, "tradeops_service_up", service=service, criticality="medium") == 0
@@ -72,9 +66,9 @@ async def test_grafana_and_the_monitoring_ui_are_up_then_down_when_faulted(tmp_p
 
 async def test_the_trademaster_full_backup_is_read_then_missing_when_faulted(tmp_path: Path, postgres_dsn: str) -> None:
     async with sandbox_and_probes("trademaster", ("backups",), postgres_dsn, tmp_path) as (box, probes):
-        present = await scrape(tmp_path, probes)
+        present = await scrape_probes(tmp_path, probes)
         await box.chaos.inject("backup_missing", BackupSetParams(set="postgres_full"))
-        missing = await scrape(tmp_path, probes)
+        missing = await scrape_probes(tmp_path, probes)
     assert value(present, "tradeops_backup_files", set="postgres_full") == 1
     assert value(present, "tradeops_backup_newest_intact", set="postgres_full") == 1
     assert time.time() - value(present, "tradeops_backup_newest_timestamp_seconds", set="postgres_full") < 3600
@@ -84,9 +78,9 @@ async def test_the_trademaster_full_backup_is_read_then_missing_when_faulted(tmp
 async def test_the_collectors_last_update_is_fresh_then_frozen_past_the_rpo(tmp_path: Path, postgres_dsn: str) -> None:
     async with sandbox_and_probes("ai-trading", ("service_health",), postgres_dsn, tmp_path) as (box, probes):
         probes["service_health"] = [t for t in probes["service_health"] if t["name"] == "data_collector_status"]
-        fresh = await scrape(tmp_path, probes)
+        fresh = await scrape_probes(tmp_path, probes)
         await box.chaos.inject("market_data_stale", MarketDataStaleParams(stale_seconds=120))
-        frozen = await scrape(tmp_path, probes)
+        frozen = await scrape_probes(tmp_path, probes)
     labels = {"service": "data_collector_status", "field": "last_update_timestamp"}
     assert time.time() - value(fresh, "tradeops_service_value", **labels) < 10
     assert time.time() - value(frozen, "tradeops_service_value", **labels) > 60  # the RPO's minute

@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from common.web import free_port
 from exporter.config import CollectorsConfig, RabbitMQConfig, ServiceHealthConfig
 from exporter.probes.base import ProbeError
 from exporter.probes.http import CollectorsProbe, ServiceHealthProbe
 from exporter.sink import MetricSink
+from tests.processes import served
 
 TOKEN = "exp-tok-31415926-never-in-metrics"
 
@@ -35,14 +35,8 @@ async def protected() -> AsyncIterator[tuple[str, list[str | None]]]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", health)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with served(app) as url:
+        yield url, seen
 
 
 def sink_text(sink: MetricSink) -> str:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from common.web import free_port
 from tests.exporter_helpers import parse, running_exporter, scrape_text, value, write_config
+from tests.processes import served
 
 ROOT = Path(__file__).parents[3]
 FIELD = "last_update_timestamp"
@@ -29,12 +29,8 @@ async def collector() -> AsyncIterator[tuple[int, dict[str, bytes]]]:
 
     app = web.Application()
     app.router.add_get("/data/status", status)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield port, answer
-    await runner.cleanup()
+    async with served(app) as url:
+        yield int(url.rpartition(":")[2]), answer
 
 
 def shipped_target(port: int) -> dict[str, Any]:
