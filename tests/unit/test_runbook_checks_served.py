@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ from sandbox import backups
 from sandbox.profiles import PROFILES
 from sandbox.stack import Stack, StackOptions, StackPorts
 
-from remediator.app import load_checked
-from remediator.config import ActStep, DiagnoseStep, RemediatorConfig, RuleConfig
+from remediator.config import ActStep, DiagnoseStep, RuleConfig
 from remediator.policy.decide import matching_rules
+from tests.unit.test_shipped_profiles import manifest, remediator
 
 ROOT = Path(__file__).parents[2]
 
@@ -27,11 +26,6 @@ def exporter_profile(profile: str) -> dict[str, Any]:
     return data
 
 
-@cache
-def remediator(profile: str) -> RemediatorConfig:
-    return load_checked(ROOT / "deploy/profiles" / profile / "remediator.yml")
-
-
 def rule_for(profile: str, **labels: str) -> RuleConfig:
     matched = matching_rules(remediator(profile), labels)
     assert matched, f"{profile}: no rule matches {labels}"
@@ -39,9 +33,8 @@ def rule_for(profile: str, **labels: str) -> RuleConfig:
 
 
 def alerts_of(profile: str) -> dict[str, dict[str, Any]]:
-    manifest = yaml.safe_load((ROOT / "deploy/profiles" / profile / "profile.yml").read_text())
     found: dict[str, dict[str, Any]] = {}
-    for name in manifest["rule_files"]:
+    for name in manifest(profile)["rule_files"]:
         for group in yaml.safe_load((ROOT / "alert_rules" / name).read_text())["groups"]:
             found |= {rule["alert"]: rule for rule in group["rules"] if "alert" in rule}
     return found
