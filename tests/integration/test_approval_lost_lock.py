@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser
 
-from common.web import free_port
 from remediator.runtime.playbook import approval_id
 from remediator.state.redis_backend import RedisState
+from tests import processes
 from tests.integration.test_console_approvals import served
 from tests.integration.test_console_browser import browser, login
 from tests.remediator_helpers import TOKEN, alert, config, payload, post, recorder, settle
@@ -60,15 +60,11 @@ async def slow_prometheus(asked: asyncio.Event, answer: asyncio.Event) -> AsyncI
 
     app = web.Application()
     app.router.add_route("*", "/api/v1/query", query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        answer.set()
-        await runner.cleanup()
+    async with processes.served(app) as url:
+        try:
+            yield url
+        finally:
+            answer.set()
 
 
 async def lose_lock_while_the_when_waits(state: RedisState, asked: asyncio.Event, answer: asyncio.Event) -> None:
