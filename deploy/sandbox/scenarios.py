@@ -46,6 +46,9 @@ class Scenario:
     # A human's answer to the first approval page, through POST /api/v1/approvals/{id} with the token; None lets
     # the approval expire.
     approval: Literal["approve", "deny"] | None = None
+    # A verification window shorter than the stack's, for a scenario whose every verification must fail: nothing
+    # physical is awaited, so its own e2e stack need not wait the whole window (the demo's shared stack ignores it).
+    verify_within_seconds: float | None = None
 
 
 @dataclass
@@ -341,6 +344,8 @@ async def _signals_queue_seen_below_critical(stack: Stack) -> None:
     raise RuntimeError(f"Prometheus never saw {query}: the exporter does not report the queue")
 
 
+# The window of a scenario whose verifications must all fail: 5 polls (Timings.verify_every_seconds).
+NOT_VERIFIED_WINDOW_SECONDS = 10.0
 QUEUE_SIGNAL = "tradeops_queue_messages_ready > 10000"
 ORDERS_SIGNAL = 'tradeops_queue_messages_ready{queue="risk_manager.orders"} > 10000'
 # The order queue's consumer (mastertrade_risk_manager) is a container the sandbox does not link to its service:
@@ -482,6 +487,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         needs_docker=True,
         min_actions=2,
         max_actions=2,
+        verify_within_seconds=NOT_VERIFIED_WINDOW_SECONDS,
     ),
     Scenario(
         name="remediator-restart",
@@ -498,6 +504,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         max_actions=2,
         during=_restart_remediator,
         during_step="action",
+        verify_within_seconds=NOT_VERIFIED_WINDOW_SECONDS,
     ),
     # The playbooks' ladders (issue 20): a step that does not help, a step a human approves, denies or lets expire,
     # a step whose precondition does not hold, and pages that carry what was tried and seen.
@@ -522,6 +529,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         needs_docker=True,
         steps=(("restart-consumer", "not_verified"), ("purge-old-messages", "skipped")),
         setup=_signals_queue_seen_below_critical,
+        verify_within_seconds=NOT_VERIFIED_WINDOW_SECONDS,
     ),
     _order_queue(
         "order-queue-approved",
@@ -545,6 +553,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         page_has=("purge-old-messages: denied - by token:e2e-on-call",),
         steps=(*ORDER_LADDER, ("purge-old-messages", "denied")),
         approval="deny",
+        verify_within_seconds=NOT_VERIFIED_WINDOW_SECONDS,
     ),
     _order_queue(
         "order-queue-expired",
@@ -553,6 +562,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         escalation="approval_expired",
         page_has=("purge-old-messages: approval_expired - nobody approved in time",),
         steps=(*ORDER_LADDER, ("purge-old-messages", "expired")),
+        verify_within_seconds=NOT_VERIFIED_WINDOW_SECONDS,
     ),
 )
 
@@ -702,6 +712,7 @@ V11_SCENARIOS: tuple[Scenario, ...] = (
         page_has=("evidence: pm2-restarts: ",),
         escalation="playbook_exhausted",  # the restart ran; its verification saw the loop go on
         profile="ai-trading-v1.1",
+        verify_within_seconds=NOT_VERIFIED_WINDOW_SECONDS,
     ),
     Scenario(
         name="v11-pm2-memory-leak",

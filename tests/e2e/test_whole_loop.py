@@ -3,12 +3,13 @@ real PostgreSQL, Redis, RabbitMQ and dockerd. One test per scenario; every proce
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sandbox.scenarios import ALL_SCENARIOS, Scenario, run_scenario
-from sandbox.stack import Stack, running_stack
+from sandbox.stack import Stack, Timings, running_stack
 
 from tests.e2e.conftest import Servers
 from tests.prereqs import DOCKER_HOST, require_binary, require_docker
@@ -25,7 +26,12 @@ async def stack(tmp_path: Path, request: pytest.FixtureRequest, servers: Servers
     if scenario.needs_docker:
         require_docker().close()
         docker_host = DOCKER_HOST
-    options = servers.stack_options(tmp_path / "stack", scenario.profile, "tradeops_e2e", docker_host=docker_host)
+    timings = Timings()
+    if scenario.verify_within_seconds is not None:
+        timings = dataclasses.replace(timings, verify_within_seconds=scenario.verify_within_seconds)
+    options = servers.stack_options(
+        tmp_path / "stack", scenario.profile, "tradeops_e2e", docker_host=docker_host, timings=timings
+    )
     try:
         async with running_stack(options) as running:
             yield running
