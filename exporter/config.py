@@ -244,12 +244,16 @@ def _docker_host(value: str) -> str:
 
 
 class ContainersConfig(ProbeConfig):
-    """The containers of one Docker engine: restarts, running, last start (seed 000, Morning Checklist 1)."""
+    """The containers of one Docker engine: restarts, running, last start (seed 000, Morning Checklist 1), and
+    optionally memory (seed 002, Memory Leaks)."""
 
     docker_host: Annotated[str, AfterValidator(_docker_host)] = "unix:///var/run/docker.sock"
     include: tuple[Regex, ...] = ()
     exclude: tuple[Regex, ...] = ()
     max_containers: MaxSeries = 200
+    # Each running container's memory usage and limit from one-shot stats (seed 002, Memory Leaks): one more
+    # Engine API call per running container and scrape, so off unless asked for.
+    memory: bool = False
 
     @model_validator(mode="after")
     def _patterns_combine(self) -> ContainersConfig:
