@@ -1,14 +1,17 @@
 """tradeops-exporter at scale (issue 23): the shipped MasterTrade profile against real PostgreSQL, Redis, RabbitMQ
 (10,000 extra queues, each with a consumer, on a RabbitMQ node of the bench's own, so that nobody else's management
-API lists them meanwhile), the Docker engine and a sandbox with 200 collectors. Prints, from one
-run: the median full scrape beside the slowest single backend's round trip (interleaved, shuffled rounds), the
-exporter's RSS over 1,000 scrapes, that `max_queues` bounds the queue series and the scrape says how many it cut,
-and where a scrape's time goes (cProfile of the running exporter). Asserts nothing; stops by itself and deletes
-its queues. Sizes: TRADEOPS_BENCH_QUEUES, TRADEOPS_BENCH_COLLECTORS, TRADEOPS_BENCH_ROUNDS, TRADEOPS_BENCH_SCRAPES."""
+API lists them meanwhile), the Docker engine and a sandbox with 200 collectors. Prints, from one run: the median
+full scrape beside the slowest single backend's round trip (interleaved, shuffled rounds), the tail of both
+(p50/p90/p99/max per round, the worst rounds side by side with the exporter's own phases and the garbage
+collector's pauses in the exporter and in the bench's own process), the exporter's RSS over 1,000 scrapes, that
+`max_queues` bounds the queue series and the scrape says how many it cut, and where a scrape's time goes
+(cProfile of the running exporter). Asserts nothing; stops by itself and deletes its queues. Sizes:
+TRADEOPS_BENCH_QUEUES, TRADEOPS_BENCH_COLLECTORS, TRADEOPS_BENCH_ROUNDS, TRADEOPS_BENCH_SCRAPES."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import pstats
@@ -48,6 +51,37 @@ POSTGRES = os.environ.get("TRADEOPS_TEST_POSTGRES_DSN", "postgresql://postgres@1
 DOCKER_HOST = os.environ.get("TRADEOPS_DOCKER_HOST", "unix:///run/tradeops-docker/docker.sock")
 QUEUE_PREFIX = "tradeops.bench."
 CONTAINER = "mastertrade_strategy_bench"
+WORST = 6  # rounds shown side by side
+# Logs, in a process, each garbage collection of 1 ms or more and every full one: its start (perf_counter, the
+# system-wide monotonic clock, so the bench can place it inside its own scrape windows), duration, generation and
+# the process's GC time so far (all collections).
+GC_HOOK = """
+import gc, time
+
+def log_gc(path):
+    log = open(path, "w", buffering=1)
+    state = [0.0, 0.0]
+
+    def hook(phase, info):
+        now = time.perf_counter()
+        if phase == "start":
+            state[0] = now
+            return
+        took = now - state[0]
+        state[1] += took
+        if took >= 0.001 or info["generation"] == 2:
+            log.write(f"{state[0]:.6f} {took:.6f} {info['generation']} {state[1]:.6f}\\n")
+
+    gc.callbacks.append(hook)
+"""
+EXPORTER_WITH_GC_LOG = (
+    GC_HOOK
+    + """
+import runpy, sys
+log_gc(sys.argv.pop(1))
+runpy.run_module("exporter.main", run_name="__main__", alter_sys=True)
+"""
+)
 
 
 def rss_bytes(pid: int) -> int:
@@ -85,6 +119,12 @@ def probe_phase(body: bytes) -> tuple[float, str, float]:
         raise RuntimeError("scrape without tradeops_exporter_scrape_duration_seconds or probe durations")
     slowest = max(durations, key=durations.__getitem__)
     return float(match.group(1)), slowest, durations[slowest]
+
+
+def probe_duration(body: bytes, probe: str) -> float:
+    """One probe's (kind/target) own duration in one scrape's metrics, in seconds."""
+    durations = {f"{k.decode()}/{t.decode()}": float(v) for k, t, v in PROBE_DURATION.findall(body)}
+    return durations[probe]
 
 
 def sample(body: bytes, name: str, **labels: str) -> float | None:
@@ -156,8 +196,12 @@ def exporter_config(work: Path, ports: dict[str, int], dsn: str, api: str, max_q
     """The shipped MasterTrade exporter profile pointed at this run's sandbox, queues and container."""
     profile: dict[str, Any] = yaml.safe_load(Path("deploy/profiles/mastertrade/exporter.yml").read_text())
     probes = profile["probes"]
-    for probe in probes["service_health"]:
-        probe["url"] = f"http://127.0.0.1:{ports[probe['name']]}/health"
+    moved = {f"127.0.0.1:{s.port}/": f"127.0.0.1:{ports[s.name]}/" for s in MASTERTRADE.services}
+    for probe in probes["service_health"]:  # each at its service's port in this run (Grafana's serves the UI too)
+        address = re.search(r"127\.0\.0\.1:\d+/", probe["url"])
+        if address is None:
+            raise RuntimeError(f"service_health {probe['name']}: no loopback port in {probe['url']}")
+        probe["url"] = probe["url"].replace(address.group(0), moved[address.group(0)])
     probes["collectors"][0]["url"] = f"http://127.0.0.1:{ports['market_data']}/health/collectors"
     probes["strategy_generation"][0]["dsn"] = dsn
     for probe in probes["backups"]:
@@ -171,15 +215,21 @@ def exporter_config(work: Path, ports: dict[str, int], dsn: str, api: str, max_q
     return profile
 
 
-async def start_exporter(work: Path, config: Path, port: int, profile_to: Path | None = None) -> Any:
-    """Start tradeops-exporter (under cProfile when profile_to is given) on port."""
-    profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
+async def start_exporter(
+    work: Path, config: Path, port: int, profile_to: Path | None = None, gc_log: Path | None = None
+) -> Any:
+    """Start tradeops-exporter on port: under cProfile when profile_to is given, else logging its garbage
+    collections to gc_log when that is given."""
+    if profile_to:
+        how = ["-m", "cProfile", "-o", str(profile_to), "-m", "exporter.main"]
+    elif gc_log:
+        how = ["-c", EXPORTER_WITH_GC_LOG, str(gc_log)]
+    else:
+        how = ["-m", "exporter.main"]
     log = (work / f"exporter-{port}.log").open("wb")
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        *profiler,
-        "-m",
-        "exporter.main",
+        *how,
         "--config.file",
         str(config),
         "--web.listen-address",
@@ -247,7 +297,7 @@ async def run(work: Path, amqp: str, api: str) -> None:
         print(f"{QUEUES} queues with a consumer each declared in {time.perf_counter() - started:.1f} s")
         config = work / "exporter.yml"
         config.write_text(yaml.safe_dump(exporter_config(work, ports, dsn, api, QUEUES + 1000)))
-        tradeops = await start_exporter(work, config, exporter_port)
+        tradeops = await start_exporter(work, config, exporter_port, gc_log=work / "exporter-gc.log")
         processes.append(tradeops)
         metrics_url = f"http://127.0.0.1:{exporter_port}/metrics"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
@@ -263,7 +313,7 @@ async def run(work: Path, amqp: str, api: str) -> None:
                 f"{count_lines(first, 'tradeops_queue_consumers{', QUEUE_PREFIX)} bench queues reported, "
                 f"failed probes: {re.findall(rb'probe_success{(.*)} 0', first)}"
             )
-            await timing(http, scrape, ports, api)
+            await timing(http, scrape, ports, api, work)
             await rss_over_scrapes(scrape, tradeops.pid)
             await bound(http, scrape, config, work, ports, dsn, api, exporter_port)
             config.write_text(yaml.safe_dump(exporter_config(work, ports, dsn, api, QUEUES + 1000)))
@@ -290,16 +340,27 @@ async def run(work: Path, amqp: str, api: str) -> None:
         await sandbox.stop()
 
 
-async def timing(http: aiohttp.ClientSession, scrape: Callable[[], Any], ports: dict[str, int], api: str) -> None:
-    """The full scrape beside each backend's single round trip, interleaved in shuffled rounds."""
+RABBITMQ_LISTING = "RabbitMQ /api/queues?columns=... (as tradeops asks)"
+
+
+async def timing(
+    http: aiohttp.ClientSession, scrape: Callable[[], Any], ports: dict[str, int], api: str, work: Path
+) -> None:
+    """The full scrape beside each backend's single round trip, interleaved in shuffled rounds; then the tail."""
     bodies: list[bytes] = []
+    windows: list[tuple[float, float]] = []
 
     async def tradeops_scrape() -> None:
+        started = time.perf_counter()
         bodies.append(await scrape())
+        windows.append((started, time.perf_counter()))
 
     pool = await asyncpg.create_pool(POSTGRES, min_size=1, max_size=1)
     client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
     docker = aiohttp.UnixConnector(path=DOCKER_HOST.removeprefix("unix://"))
+    namespace: dict[str, Any] = {}
+    exec(GC_HOOK, namespace)  # the bench's own process: it reads the bodies and serves the sandbox
+    namespace["log_gc"](str(work / "bench-gc.log"))
     async with aiohttp.ClientSession(connector=docker) as engine:
 
         async def pg_round_trip() -> object:
@@ -311,23 +372,31 @@ async def timing(http: aiohttp.ClientSession, scrape: Callable[[], Any], ports: 
         backends: dict[str, Callable[[], Awaitable[object]]] = {
             "PostgreSQL pg_stat_activity": pg_round_trip,
             "Redis INFO": redis_round_trip,
-            "RabbitMQ /api/queues?columns=... (as tradeops asks)": call_of(
-                http, f"{api}/api/queues?{QUEUE_QUERY}", headers=GUEST
-            ),
+            RABBITMQ_LISTING: call_of(http, f"{api}/api/queues?{QUEUE_QUERY}", headers=GUEST),
             "collectors endpoint": call_of(http, f"http://127.0.0.1:{ports['market_data']}/health/collectors"),
             "Docker /containers/json": call_of(engine, "http://docker/containers/json?all=1"),
         }
-        measured = await interleaved({"tradeops": tradeops_scrape, **backends}, ROUNDS)
+        beam = beam_pid(work)
+        usage: dict[str, list[tuple[float, ...]]] = {"tradeops": [], RABBITMQ_LISTING: []}
+        calls = {"tradeops": tradeops_scrape, **backends}
+        for name, into in usage.items():
+            calls[name] = metered(calls[name], beam, into)
+        measured = await interleaved(calls, ROUNDS)
     await pool.close()
     await client.aclose()
+    print_medians(measured, bodies)
+    print_tail(measured, bodies, windows, usage, work)
+
+
+def print_medians(measured: dict[str, list[float]], bodies: list[bytes]) -> None:
+    """The medians: the full scrape, its probing phase, and each backend's round trip against the slowest."""
     median = statistics.median(measured["tradeops"])
-    p99 = statistics.quantiles(measured["tradeops"], n=100)[98]
     probing = [probe_phase(body) for body in bodies]
     phase = statistics.median(seconds for seconds, _, _ in probing) * 1000
     slowest_probes = {name for _, name, _ in probing}
     slowest_probe = statistics.median(duration for _, _, duration in probing) * 1000
     print(f"{ROUNDS} rounds, each: one full scrape and one round trip to each backend, in shuffled order")
-    print(f"  tradeops full scrape: median {median:.1f} ms, p99 {p99:.1f} ms")
+    print(f"  tradeops full scrape: median {median:.1f} ms, p99 {percentile(measured['tradeops'], 99):.1f} ms")
     print(
         f"  probing phase {phase:.1f} ms; the slowest probe ({', '.join(sorted(slowest_probes))}) {slowest_probe:.1f}"
         f" ms; after the probes (building, rendering, sending) {median - phase:.1f} ms"
@@ -341,6 +410,127 @@ async def timing(http: aiohttp.ClientSession, scrape: Callable[[], Any], ports: 
         if backend > slowest:
             slowest_name, slowest = name, backend
     print(f"  tradeops / slowest backend ({slowest_name}) = {median / slowest:.2f} (target <= {TARGET})")
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile, interpolated between the values measured, never beyond the largest."""
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def gc_pauses(path: Path) -> list[tuple[float, float, int, float]]:
+    """A GC_HOOK log: each logged collection's start, duration (s), generation and the GC time so far."""
+    rows = [line.split() for line in path.read_text().splitlines()]
+    return [(float(a), float(b), int(c), float(d)) for a, b, c, d in rows if d]
+
+
+def in_window(pauses: list[tuple[float, float, int, float]], window: tuple[float, float]) -> tuple[float, int]:
+    """The logged collections' time (ms) started within window, and how many of them were full ones."""
+    inside = [(took, generation) for start, took, generation, _ in pauses if window[0] <= start <= window[1]]
+    return sum(took for took, _ in inside) * 1000, sum(1 for _, generation in inside if generation == 2)
+
+
+def beam_pid(work: Path) -> int:
+    """The process id of this bench's own RabbitMQ node (its Erlang VM, whose home is under work)."""
+    home = f"-home {work / 'rabbitmq'} "
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            words = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "beam" in words and home in words:
+                return int(cmdline.parent.name)
+    raise RuntimeError(f"no Erlang VM with {home}")
+
+
+def cpu_now(pid: int) -> tuple[float, float, float]:
+    """CPU time so far (ms): of process pid, of the whole machine (every core, busy), and stolen by the host."""
+    ticks = 1000 / os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    machine = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = machine[0] + machine[1] + machine[2] + machine[5] + machine[6]  # user nice system irq softirq
+    return (int(fields[11]) + int(fields[12])) * ticks, busy * ticks, machine[7] * ticks
+
+
+def metered(call: Callable[[], Awaitable[object]], pid: int, into: list[tuple[float, ...]]) -> Callable[[], Any]:
+    """call, recording for each call the CPU (ms) that process pid, the machine and the host's steal used meanwhile."""
+
+    async def wrapped() -> object:
+        before = cpu_now(pid)
+        result = await call()
+        into.append(tuple(after - first for after, first in zip(cpu_now(pid), before, strict=True)))
+        return result
+
+    return wrapped
+
+
+def tail_columns(
+    measured: dict[str, list[float]], bodies: list[bytes], windows: list[tuple[float, float]], work: Path
+) -> dict[str, list[float]]:
+    """Per round (ms): the scrape, RabbitMQ's listing alone, the exporter's own phases and GC pauses."""
+    exporter_gc, bench_gc = gc_pauses(work / "exporter-gc.log"), gc_pauses(work / "bench-gc.log")
+    rabbit_probe = [probe_duration(body, "rabbitmq/main") * 1000 for body in bodies]
+    phase = [probe_phase(body)[0] * 1000 for body in bodies]
+    scrape = measured["tradeops"]
+    return {
+        "full scrape": scrape,
+        "RabbitMQ listing alone, same round": measured[RABBITMQ_LISTING],
+        "exporter's RabbitMQ probe (inside the scrape)": rabbit_probe,
+        "exporter's probing phase": phase,
+        "after the probes (build, render, send)": [s - p for s, p in zip(scrape, phase, strict=True)],
+        "scrape less its RabbitMQ probe": [s - r for s, r in zip(scrape, rabbit_probe, strict=True)],
+        "exporter GC pauses >= 1 ms in the scrape": [in_window(exporter_gc, w)[0] for w in windows],
+        "bench process GC pauses >= 1 ms in it": [in_window(bench_gc, w)[0] for w in windows],
+    }
+
+
+def print_tail(
+    measured: dict[str, list[float]],
+    bodies: list[bytes],
+    windows: list[tuple[float, float]],
+    usage: dict[str, list[tuple[float, ...]]],
+    work: Path,
+) -> None:
+    """p50/p90/p99/max of each per-round figure, then the worst rounds side by side."""
+    columns = tail_columns(measured, bodies, windows, work)
+    for name, label in (("tradeops", "the scrape"), (RABBITMQ_LISTING, "the listing alone")):
+        columns[f"RabbitMQ node's CPU during {label}"] = [cpu[0] for cpu in usage[name]]
+        columns[f"machine's CPU (2 cores) during {label}"] = [cpu[1] for cpu in usage[name]]
+        columns[f"host's steal during {label}"] = [cpu[2] for cpu in usage[name]]
+    print(f"the tail, per round ({ROUNDS} rounds; p99 interpolated, never beyond the max), ms:")
+    print(f"  {'':<48} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+    for name, values in columns.items():
+        cells = " ".join(f"{percentile(values, q):8.1f}" for q in (50, 90, 99)) + f" {max(values):8.1f}"
+        print(f"  {name:<48} {cells}")
+    failed = [i for i, body in enumerate(bodies) if sample(body, "tradeops_probe_success", probe="rabbitmq") == 0]
+    print(f"  rounds whose RabbitMQ probe failed (timed out): {failed}")
+    print_worst(columns, usage)
+    for name in ("exporter", "bench"):
+        pauses = gc_pauses(work / f"{name}-gc.log")
+        within = [p for p in pauses if windows[0][0] <= p[0] <= windows[-1][1]]
+        total = (within[-1][3] - within[0][3] + within[0][1]) * 1000 if within else 0.0
+        longest = max((p[1] for p in within), default=0.0) * 1000
+        print(
+            f"  {name} GC over the rounds: {total:.0f} ms in all (every collection, from the log's running total),"
+            f" {sum(1 for p in within if p[2] == 2)} full collections, the longest {longest:.1f} ms"
+        )
+
+
+def print_worst(columns: dict[str, list[float]], usage: dict[str, list[tuple[float, ...]]]) -> None:
+    """The WORST slowest scrapes, each beside the same round's other figures and what share of the scrape's excess
+    over its median the exporter's RabbitMQ probe's excess over its own median is."""
+    scrape, probe = columns["full scrape"], columns["exporter's RabbitMQ probe (inside the scrape)"]
+    alone, after = columns["RabbitMQ listing alone, same round"], columns["after the probes (build, render, send)"]
+    gc_ms = columns["exporter GC pauses >= 1 ms in the scrape"]
+    print(
+        "  the worst rounds (ms): round | scrape, its RabbitMQ probe, after the probes, exporter GC | share of the"
+        " excess that is the probe's | RabbitMQ alone | node CPU, machine CPU, steal in the scrape | the same alone"
+    )
+    for i in sorted(range(len(scrape)), key=lambda i: -scrape[i])[:WORST]:
+        share = (probe[i] - statistics.median(probe)) / max(1e-9, scrape[i] - statistics.median(scrape))
+        cpu, cpu_alone = usage["tradeops"][i], usage[RABBITMQ_LISTING][i]
+        print(
+            f"  {i:3d} | {scrape[i]:7.0f} {probe[i]:7.0f} {after[i]:5.0f} {gc_ms[i]:4.0f} | {share:4.0%} |"
+            f" {alone[i]:7.0f} | {cpu[0]:5.0f} {cpu[1]:5.0f} {cpu[2]:4.0f} | {cpu_alone[0]:5.0f} {cpu_alone[1]:5.0f}"
+            f" {cpu_alone[2]:4.0f}"
+        )
 
 
 async def rss_over_scrapes(scrape: Callable[[], Any], pid: int) -> None:
