@@ -398,7 +398,9 @@ def test_the_kubernetes_demo_exporter_reads_the_backups_the_sandbox_writes() -> 
         [volumes[name]] = [v for v in spec["volumes"] if v["name"] == "backups"]
     claim = volumes["sandbox"].get("persistentVolumeClaim", {}).get("claimName")
     assert claim is not None, "the sandbox writes its backups to a volume of its own pod only"
-    assert volumes["tradeops-exporter"] == volumes["sandbox"] | {"persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    assert volumes["tradeops-exporter"] == volumes["sandbox"] | {
+        "persistentVolumeClaim": {"claimName": claim, "readOnly": True}
+    }
     [pvc] = [m for m in manifests if m["kind"] == "PersistentVolumeClaim" and m["metadata"]["name"] == claim]
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     # One node mounts a ReadWriteOnce volume: the sandbox is placed beside the exporter.
