@@ -392,6 +392,32 @@ def test_ai_trading_large_loss_pages_at_once_and_halts_only_with_approval() -> N
                 assert step.approval is not None, f"{rule.name}/{step.name} halts trading unasked"
 
 
+def test_ai_trading_memory_leak_restarts_only_that_allowlisted_container_while_high_then_verifies_it_fell() -> None:
+    # Seed 002, Memory Leaks: "restart affected service", the one the alert names; the others are never touched.
+    rules = matching_rules(
+        remediator("ai-trading"), {"alertname": "AiTradingContainerMemoryLeak", "container": "ai-trading-scheduler"}
+    )
+    assert [rule.name for rule in rules] == ["restart-leaking-service"]
+    rule = rules[0]
+    (step,) = acts(rule)
+    assert step.action == "docker_restart"
+    assert step.params["container"] == "{container}"
+    allowed = rule.label_params["container"]
+    assert allowed.resolve("ai-trading-trade-executor") == "ai-trading-trade-executor"
+    for other in ("ai-trading-maintenance", "postgres", "redis", "tradeops-remediator", "ai-trading-.*", ""):
+        assert allowed.resolve(other) is None, other
+    assert step.when is not None  # one whose memory already fell is not restarted
+    assert 'container="{container}"' in step.when
+    assert "tradeops:ai_trading_container_memory_ratio:threshold" in step.when
+    assert step.verify is not None  # its memory fell below 80 % of its limit, else the playbook pages
+    assert 'tradeops_container_memory_usage_bytes{container="{container}"}' in step.verify.query
+    assert "< scalar(tradeops:ai_trading_container_memory_ratio:threshold)" in step.verify.query
+    assert rule.max_attempts == 1
+    assert rule.target == "container:{container}"  # one cooldown per container, shared with restart-service
+    assert diagnoses_first(rule)  # High Memory Usage, Diagnosis: docker stats; the service's logs
+    assert probes(rule) == {"container-memory": "promql", "growth-per-15m": "promql", "service-logs": "container_logs"}
+
+
 def test_ai_trading_data_corruption_enters_read_only_maintenance_then_pages_a_human() -> None:
     rules = matching_rules(remediator("ai-trading"), {"alertname": "AiTradingDataCorruption"})
     assert [actions(rule) for rule in rules] == [["http_request"], ["escalate"]]
