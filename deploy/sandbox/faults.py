@@ -655,6 +655,42 @@ class Pm2MemoryLeak(Fault):
         pm2_services.free_leak(ctx.state, params.process)
 
 
+class MemoryLeakParams(ServiceParams):
+    service: str = "trade_executor"
+    mib_per_second: Annotated[int, Field(ge=1, le=256)] = 4
+    # 230 MiB of the sandbox's 256 MiB limit: above 80 % (seed 002, Memory Leaks) without an OOM kill
+    up_to_mib: Annotated[int, Field(ge=1, le=4096)] = 230
+
+
+class MemoryLeak(Fault):
+    name = "memory_leak"
+    params_model = MemoryLeakParams
+    description = (
+        "a process in the service's real container holds memory growing by mib_per_second up to up_to_mib MiB, "
+        "until the container is restarted"
+    )
+
+    async def inject(self, ctx: SandboxContext, params: MemoryLeakParams) -> dict[str, Any]:
+        _known(params.service, ctx.state.services, "service")
+        container = ctx.containers.get(params.service)
+        if container is None:
+            raise FaultError(409, f"service {params.service!r} has no container (start with --container)")
+        client = ctx.backends.docker()
+        if not await containers.is_running(client, container):
+            raise FaultError(409, f"the container {container!r} of {params.service!r} is not running")
+        await containers.start_leak(client, container, params.mib_per_second, params.up_to_mib)
+        return {"container": container, "up_to_bytes": params.up_to_mib * 1024 * 1024}
+
+    async def active(self, ctx: SandboxContext, params: MemoryLeakParams) -> bool:
+        container = ctx.containers.get(params.service)
+        return container is not None and await containers.leaking(ctx.backends.docker(), container)
+
+    async def clear(self, ctx: SandboxContext, params: MemoryLeakParams) -> None:
+        container = ctx.containers.get(params.service)
+        if container is not None and await containers.leaking(ctx.backends.docker(), container):
+            await containers.restart(ctx.backends.docker(), container)  # what frees a leak: a restart
+
+
 class ProviderParams(FaultParams):
     provider: str = "alphavantage"
 
@@ -801,6 +837,7 @@ def fault_catalogue() -> dict[str, Fault]:
         LosingStrategy(),
         Pm2CrashLoop(),
         Pm2MemoryLeak(),
+        MemoryLeak(),
         ProviderQuotaExhausted(),
         BackupScriptFailing(),
         DataCorruption(),
