@@ -78,6 +78,14 @@
             {
               "record": "tradeops:ai_trading_market_data_max_age_seconds:threshold",
               "expr": "vector(60)"
+            },
+            {
+              "record": "tradeops:ai_trading_container_memory_ratio:threshold",
+              "expr": "vector(0.8)"
+            },
+            {
+              "record": "tradeops:ai_trading_container_memory_growth_ratio:threshold",
+              "expr": "vector(0.05)"
             }
           ]
         },
@@ -425,6 +433,25 @@
                 "summary": "Queries on {{ $labels.server }} have run for over 5 minutes",
                 "description": "{{ $value }} active queries on {{ $labels.server }} have run for over 5 minutes (Connection Pool Exhausted).",
                 "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingLongQueries.md"
+              }
+            }
+          ]
+        },
+        {
+          "name": "ai-trading-memory-leaks",
+          "rules": [
+            {
+              "alert": "AiTradingContainerMemoryLeak",
+              "expr": "(\n  tradeops_container_memory_usage_bytes / tradeops_container_memory_limit_bytes\n    > scalar(tradeops:ai_trading_container_memory_ratio:threshold)\n)\nand\n(\n  deriv(tradeops_container_memory_usage_bytes[15m]) * 900\n    > tradeops_container_memory_limit_bytes * scalar(tradeops:ai_trading_container_memory_growth_ratio:threshold)\n)\n",
+              "for": "5m",
+              "labels": {
+                "severity": "warning",
+                "priority": "P2"
+              },
+              "annotations": {
+                "summary": "Container {{ $labels.container }} is above 80% of its memory limit and still growing",
+                "description": "{{ $labels.container }} on {{ $labels.engine }} uses {{ $value | humanizePercentage }} of its memory limit and has kept growing for 15 minutes (Memory Leaks: restart the affected service).",
+                "runbook_url": "https://github.com/tradeops/tradeops/blob/main/docs/runbooks/AiTradingContainerMemoryLeak.md"
               }
             }
           ]

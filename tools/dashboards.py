@@ -795,6 +795,20 @@ AI_TRADING_OVERVIEW = Dashboard(
             (Query(f"time() - tradeops_service_value{{{MARKET_DATA}}}", "{{service}}"),),
             thresholds=((60, "red"),),
         ),
+        Panel(
+            "Container memory",
+            "Each service container's memory against its own limit (Memory Leaks: monitor_system.sh "
+            "--memory-threshold 80; above 80 % and still growing is AiTradingContainerMemoryLeak).",
+            "percentunit",
+            (
+                Query(
+                    f"tradeops_container_memory_usage_bytes{{{sel()}}}"
+                    f" / tradeops_container_memory_limit_bytes{{{sel()}}}",
+                    "{{container}}",
+                ),
+            ),
+            thresholds=((0.8, "red"),),
+        ),
     ),
 )
 

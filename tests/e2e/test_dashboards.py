@@ -38,6 +38,7 @@ NOT_SIMULATED = {
     ("ai-trading", "Queue depth"): "the ai-trading sandbox declares no queues; the shared broker may hold none",
     ("ai-trading-v1.1", "Log ingestion lag"): "Loki and promtail are not simulated (promtail_stream_lag_seconds)",
     ("mastertrade", "Container restarts"): "this stack runs no container (no Docker engine given) named mastertrade_*",
+    ("ai-trading", "Container memory"): "this stack runs no container (no Docker engine given) named ai-trading-*",
 }
 
 
