@@ -202,6 +202,12 @@ class Stack:
             probe["databases"] = [self.options.database]
         for probe in probes.get("command", []):
             probe["argv"] = self._standin_argv(probe["argv"])
+        for probe in probes.get("containers", []):
+            # The memory probe (ai-trading's Memory Leaks) reads the stack's own containers on its engine; the
+            # restart probes keep their shipped names, so a stack's restarts raise no ContainerRestarted.
+            if probe.get("memory") and self.options.docker_host is not None:
+                probe["docker_host"] = self.options.docker_host
+                probe["include"] = [re.escape(self.options.container_prefix) + ".*"]
         return config
 
     def _standin_argv(self, argv: list[str]) -> list[str]:
@@ -246,6 +252,7 @@ class Stack:
         config["escalation"]["after_minutes"] = dict.fromkeys(("P0", "P1", "P2", "P3"), t.escalate_after_minutes)
         config["escalation"]["check_interval_seconds"] = 1
         config["limits"]["actions_per_hour"] = 100
+        shipped = self._shipped_containers(config["rules"])  # before their maps are rewritten
         for rule in config["rules"]:
             rule["retry_after_minutes"] = t.retry_after_minutes
             rule["cooldown_minutes"] = t.cooldown_minutes
@@ -278,9 +285,7 @@ class Stack:
                         "--backup-now",
                         "{set}",
                     ]
-            container = rule.get("label_params", {}).get("container")
-            if container is not None and "map" in container:  # keyed by service (or by queue: its consumer's)
-                container["map"] = {key: self.container(self._service_of(key)) for key in container["map"]}
+            self._retarget_containers(rule, shipped)
             script = rule.get("label_params", {}).get("script")
             if script is not None:
                 script["map"] = {key: self._standin_script(value) for key, value in script["map"].items()}
@@ -292,6 +297,30 @@ class Stack:
         credentials = urlsplit(self.options.amqp_url).netloc.rpartition("@")[0]
         scheme, _, rest = self.options.rabbitmq_api.partition("://")
         return f"{scheme}://{credentials}@{rest}" if credentials else self.options.rabbitmq_api
+
+    def _retarget_containers(self, rule: dict[str, Any], shipped: dict[str, str]) -> None:
+        """Point a rule's container parameter at the stack's containers: a map keyed by service (or by queue: its
+        consumer's), or, on a stack with an engine, an allowlist of the alert's container label
+        (restart-leaking-service), each shipped name turned into the stack's name for its service."""
+        container = rule.get("label_params", {}).get("container")
+        if container is None:
+            return
+        if "map" in container:
+            container["map"] = {key: self.container(self._service_of(key)) for key in container["map"]}
+        elif container.get("label") == "container" and self.options.docker_host is not None:
+            allowed = container.get("allowed", [])  # a name that stands for no service of the stack stays
+            container["allowed"] = [self.container(shipped[name]) if name in shipped else name for name in allowed]
+
+    def _shipped_containers(self, rules: list[dict[str, Any]]) -> dict[str, str]:
+        """The service each shipped container name stands for, from the profile's service-keyed container maps
+        (restart-service: data_collector -> ai-trading-data-collector)."""
+        shipped: dict[str, str] = {}
+        for rule in rules:
+            container = rule.get("label_params", {}).get("container")
+            if container is not None and "map" in container:
+                for key, name in container["map"].items():
+                    shipped.setdefault(name, self._service_of(key))
+        return shipped
 
     def _service_of(self, key: str) -> str:
         """The service a container map's key names: itself, the service that consumes the queue it names, or the
