@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import io
 import os
 import pstats
@@ -377,6 +378,7 @@ async def timing(
             "Docker /containers/json": call_of(engine, "http://docker/containers/json?all=1"),
         }
         beam = beam_pid(work)
+        await idle_node_cpu(beam)
         usage: dict[str, list[tuple[float, ...]]] = {"tradeops": [], RABBITMQ_LISTING: []}
         calls = {"tradeops": tradeops_scrape, **backends}
         for name, into in usage.items():
@@ -449,6 +451,21 @@ def cpu_now(pid: int) -> tuple[float, float, float]:
     return (int(fields[11]) + int(fields[12])) * ticks, busy * ticks, machine[7] * ticks
 
 
+async def idle_node_cpu(pid: int, seconds: float = 15.0, step: float = 0.5) -> None:
+    """The RabbitMQ node's CPU while nobody asks it anything: per step, over seconds (its own background work)."""
+    slices = []
+    last = cpu_now(pid)[0]
+    for _ in range(int(seconds / step)):
+        await asyncio.sleep(step)
+        now = cpu_now(pid)[0]
+        slices.append(now - last)
+        last = now
+    print(
+        f"RabbitMQ node's CPU while idle, ms per {step * 1000:.0f} ms over {seconds:.0f} s: "
+        f"{' '.join(f'{ms:.0f}' for ms in slices)} (mean {statistics.mean(slices) / step / 10:.0f} % of a core)"
+    )
+
+
 def metered(call: Callable[[], Awaitable[object]], pid: int, into: list[tuple[float, ...]]) -> Callable[[], Any]:
     """call, recording for each call the CPU (ms) that process pid, the machine and the host's steal used meanwhile."""
 
@@ -502,6 +519,23 @@ def print_tail(
     failed = [i for i, body in enumerate(bodies) if sample(body, "tradeops_probe_success", probe="rabbitmq") == 0]
     print(f"  rounds whose RabbitMQ probe failed (timed out): {failed}")
     print_worst(columns, usage)
+    scrape, probe = columns["full scrape"], columns["exporter's RabbitMQ probe (inside the scrape)"]
+    alone, cpu_alone = (
+        columns["RabbitMQ listing alone, same round"],
+        columns["RabbitMQ node's CPU during the listing alone"],
+    )
+    print(
+        f"  across rounds: r(scrape, its RabbitMQ probe) {statistics.correlation(scrape, probe):.2f}, r(scrape, after"
+        f" the probes) {statistics.correlation(scrape, columns['after the probes (build, render, send)']):.2f},"
+        f" r(its probe, the listing alone in the same round) {statistics.correlation(probe, alone):.2f}; the node's"
+        f" CPU per ms of listing alone {statistics.linear_regression(alone, cpu_alone).slope:.2f}"
+        f" (r {statistics.correlation(alone, cpu_alone):.2f})"
+    )
+    with (work / "rounds.csv").open("w", newline="") as table:
+        writer = csv.writer(table)
+        writer.writerow(columns)
+        writer.writerows([f"{v:.1f}" for v in row] for row in zip(*columns.values(), strict=True))
+    print(f"  every round: {work / 'rounds.csv'}")
     for name in ("exporter", "bench"):
         pauses = gc_pauses(work / f"{name}-gc.log")
         within = [p for p in pauses if windows[0][0] <= p[0] <= windows[-1][1]]
