@@ -22,6 +22,7 @@ from common.web import free_ports
 from exporter.config import ContainersConfig
 from exporter.probes.containers import ContainersProbe
 from exporter.scrape import FailureCounts, run_probe
+from remediator.actions.docker_restart import DockerRestartAction, DockerRestartParams
 from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
 
 pytestmark = pytest.mark.integration
@@ -133,7 +134,19 @@ async def test_the_memory_leak_fault_grows_one_service_containers_memory_until_a
     assert await active(box) == ["memory_leak:trade_executor"]
     assert docker_client.containers.get(name).status == "running"  # grown, not OOM-killed
 
-    docker_client.containers.get(name).restart(timeout=1)  # what docker_restart does
+    neighbour = docker_client.containers.run(TEST_IMAGE, SLEEPER, name=f"{name}-neighbour", detach=True)
+    action = DockerRestartAction(DOCKER_HOST)
+    try:
+        neighbour.reload()
+        neighbour_start = neighbour.attrs["State"]["StartedAt"]
+        # restart-leaking-service's step: the remediator's docker_restart of the one container the alert names
+        result = await action.run(DockerRestartParams(container=name, mode="restart", wait_seconds=30), {})
+        neighbour.reload()
+        assert neighbour.attrs["State"]["StartedAt"] == neighbour_start  # nothing else restarted
+    finally:
+        neighbour.remove(force=True)
+        await action.close()
+    print(f"docker_restart: {result}")
     usage, _ = await memory_of(name)
     assert usage[name] < 16 * MIB
     assert await active(box) == []
