@@ -762,6 +762,20 @@ AI_SCENARIOS: tuple[Scenario, ...] = (
         profile="ai-trading",
     ),
     Scenario(
+        name="ai-memory-leak",
+        description="the trade executor's container leaks memory past 80 % of its limit -> that one container"
+        " restarted, its memory verified to fall",
+        faults=(("memory_leak", {"service": "trade_executor", "mib_per_second": 16}),),
+        alerts=("AiTradingContainerMemoryLeak",),
+        signal="tradeops_container_memory_usage_bytes / tradeops_container_memory_limit_bytes > 0.8",
+        rule="restart-leaking-service",
+        decision="executed",
+        outcome="resolved",
+        steps=(("restart-service", "when_holds"),),  # then restarted; verified or resolved first, whichever comes
+        needs_docker=True,
+        profile="ai-trading",
+    ),
+    Scenario(
         name="ai-data-corruption",
         description="integrity checks find corrupt data -> read-only maintenance mode, and a human is called",
         faults=(("data_corruption", {}),),
