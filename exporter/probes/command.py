@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
 import signal
-from typing import Any
 
 from exporter.config import CommandConfig
 from exporter.probes.base import Probe, ProbeError
-from exporter.probes.http import lookup
+from exporter.probes.http import finite_number, lookup
 from exporter.sink import MetricSink
 
 
@@ -77,7 +75,7 @@ class CommandProbe(Probe):
         for item in items:
             item_label = str(lookup(item, spec.label_field))[:128]
             for field_name, path in spec.value_fields.items():
-                value = _number(lookup(item, path))
+                value = finite_number(lookup(item, path))
                 if value is None:
                     continue
                 if series >= self.config.max_series:
@@ -115,9 +113,3 @@ async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 import re
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +14,7 @@ import aiohttp
 
 from exporter.config import ContainersConfig
 from exporter.probes.base import NameFilter, Probe, ProbeError
-from exporter.probes.http import fetch_json
+from exporter.probes.http import fetch_json, finite_number
 from exporter.sink import Kind, MetricSink
 
 FRACTION = re.compile(r"\.([0-9]+)")
@@ -181,9 +180,8 @@ def memory_figures(stats: Any, configured_limit: Any) -> tuple[float | None, flo
 
 
 def _bytes(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
+    number = finite_number(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _name(entry: dict[str, Any]) -> str | None:

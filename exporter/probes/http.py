@@ -112,14 +112,13 @@ class ServiceHealthProbe(Probe):
 
     def _values(self, sink: MetricSink, document: Any) -> None:
         for field, path in sorted(self.config.value_paths.items()):
-            value = lookup(document, path)
             # A missing or non-numeric field is left out, never reported as 0 (bool is not a number here).
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            if (value := finite_number(lookup(document, path))) is not None:
                 sink.gauge(
                     "tradeops_service_value",
                     "A number the service reports in its health document (value_paths).",
                     {"service": self.target, "field": field},
-                    float(value),
+                    value,
                 )
 
     def _item_values(self, sink: MetricSink, document: Any) -> None:
@@ -138,7 +137,7 @@ class ServiceHealthProbe(Probe):
             if isinstance(name, str | int) and not isinstance(name, bool)
         ]
         for count, (item, body) in enumerate(labelled):
-            numbers = {field: _finite(lookup(body, path)) for field, path in sorted(spec.value_fields.items())}
+            numbers = {field: finite_number(lookup(body, path)) for field, path in sorted(spec.value_fields.items())}
             if count >= self.config.max_items:
                 sink.dropped_series += sum(n is not None for n in numbers.values())
                 continue
@@ -226,7 +225,7 @@ class CollectorsProbe(Probe):
             )
 
 
-def _finite(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """The value as a float if it is a finite number (a bool is not one); None otherwise."""
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)

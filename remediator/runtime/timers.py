@@ -132,8 +132,9 @@ class Timers:
             return "unknown"  # a forged id takes no lock
         rule = next((r for r in self.engine.config.rules if r.name == found.rule), None)
         async with self.engine.state.hold(key, self.engine.lock_seconds(rule)) as held:
-            if (unchanged := undecidable(held, nonce)) is not None or held.incident is None:
-                return unchanged or "unknown"
+            why = undecidable(held, nonce)
+            if why is not None or held.incident is None:  # (undecidable says "unknown" for no incident)
+                return why or "unknown"
             incident = held.save_on_release = held.incident
             journal = Journal(alert_of(incident))
             name = incident.approval.get("name", "")

@@ -15,14 +15,12 @@ import docker
 import pytest
 from sandbox.app import Sandbox
 from sandbox.containers import MEMORY_LIMIT_BYTES
-from sandbox.profiles import PROFILES
-from sandbox.settings import SandboxSettings
 
-from common.web import free_ports
 from exporter.config import ContainersConfig
 from exporter.probes.containers import ContainersProbe
 from exporter.scrape import FailureCounts, run_probe
 from remediator.actions.docker_restart import DockerRestartAction, DockerRestartParams
+from tests.integration.test_sandbox_chaos import sandbox_settings
 from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
 
 pytestmark = pytest.mark.integration
@@ -76,16 +74,12 @@ async def ai_trading(
 ) -> AsyncIterator[tuple[Sandbox, str]]:
     """An ai-trading sandbox whose trade executor is a real container of a unique name, removed afterwards."""
     name = unique("tradeops-test-ai-trade-executor")
-    services = PROFILES["ai-trading"].services
-    *ports, control_port = free_ports(len(services) + 1)
-    settings = SandboxSettings(
-        profile="ai-trading",
-        ports={spec.name: port for spec, port in zip(services, ports, strict=True)},
-        control_port=control_port,
-        postgres_dsn=postgres_dsn,
-        redis_url=redis_url,
-        amqp_url=amqp_url,
-        backup_root=tmp_path / "backups",
+    settings = sandbox_settings(
+        postgres_dsn,
+        redis_url,
+        amqp_url,
+        tmp_path,
+        "ai-trading",
         docker_host=DOCKER_HOST,
         containers={"trade_executor": name},
         image=TEST_IMAGE,

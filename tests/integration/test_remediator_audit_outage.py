@@ -252,6 +252,14 @@ async def test_postgres_stopped_mid_action_saves_redis_releases_the_lock_and_pag
         assert stored is not None
         assert stored["attempts"] == 1
         assert o.plat.pages == []
+        # What TradeopsAuditStoreUnavailable reads: the replica's own metrics still answer, and count the refusals.
+        async with o.http.get(f"{o.replica.url}/metrics") as response:
+            assert response.status == 200
+            exposed = await response.text()
+        [retries] = [
+            line for line in exposed.splitlines() if line.startswith("tradeops_remediator_audit_write_retries_total ")
+        ]
+        assert float(retries.split()[1]) >= 1, retries
         async with o.postgres():
             # The authoritative record is written and the lock let go once the page is recorded.
             await o.lock_free()

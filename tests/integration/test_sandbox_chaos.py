@@ -32,7 +32,7 @@ from tests.prereqs import DOCKER_HOST, TEST_IMAGE, unique
 pytestmark = pytest.mark.integration
 
 
-def _settings(
+def sandbox_settings(
     postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path, profile: str = "mastertrade", **extra: Any
 ) -> SandboxSettings:
     services = PROFILES[profile].services
@@ -63,7 +63,7 @@ async def running(settings: SandboxSettings) -> AsyncIterator[Sandbox]:
 
 @pytest.fixture
 async def sandbox(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path)) as box:
+    async with running(sandbox_settings(postgres_dsn, redis_url, amqp_url, tmp_path)) as box:
         yield box
 
 
@@ -214,7 +214,7 @@ async def test_a_starting_sandbox_declares_its_consumers_queues_on_a_fresh_broke
         channel = await connection.channel()
         for name in names:
             await channel.queue_delete(name)
-        async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path)):
+        async with running(sandbox_settings(postgres_dsn, redis_url, amqp_url, tmp_path)):
             for name in names:
                 channel = await connection.channel()
                 queue = await channel.declare_queue(name, passive=True)  # raises ChannelClosed when missing
@@ -380,7 +380,7 @@ async def test_container_down_stops_the_real_container_and_a_restart_brings_the_
     http: aiohttp.ClientSession,
 ) -> None:
     name = unique("tradeops-test-strategy")
-    settings = _settings(
+    settings = sandbox_settings(
         postgres_dsn,
         redis_url,
         amqp_url,
@@ -420,7 +420,7 @@ async def test_queue_buildup_is_drained_after_a_restart_of_its_consumer_unless_a
 ) -> None:
     name = unique("tradeops-test-strategy")
     queue = "strategy_service.signals"  # the profile's queue of the strategy service, whose container is linked
-    settings = _settings(
+    settings = sandbox_settings(
         postgres_dsn,
         redis_url,
         amqp_url,
@@ -486,7 +486,7 @@ def test_sandbox_refuses_to_start_on_a_port_in_use(tmp_path: Path, postgres_dsn:
 
 @pytest.fixture
 async def trademaster(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "trademaster")) as box:
+    async with running(sandbox_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "trademaster")) as box:
         yield box
 
 
@@ -547,7 +547,7 @@ async def _positive(pending: Any) -> bool:
 
 @pytest.fixture
 async def v11(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "ai-trading-v1.1")) as box:
+    async with running(sandbox_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "ai-trading-v1.1")) as box:
         yield box
 
 
@@ -598,7 +598,7 @@ async def _restarts_at_least(path: Path, count: int) -> bool:
 
 @pytest.fixture
 async def ai_trading(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "ai-trading")) as box:
+    async with running(sandbox_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "ai-trading")) as box:
         yield box
 
 

@@ -18,7 +18,7 @@ from sandbox.faults import ProcessParams, ProviderParams
 from sandbox.pm2_services import MIB
 
 from tests.exporter_helpers import Samples, scrape_probes, value
-from tests.integration.test_sandbox_chaos import _settings, active_faults, eventually, inject, running
+from tests.integration.test_sandbox_chaos import active_faults, eventually, inject, running, sandbox_settings
 from tests.integration.test_sandbox_runbook_checks import sandbox_and_probes
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def v11(postgres_dsn: str, redis_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with running(_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "ai-trading-v1.1")) as box:
+    async with running(sandbox_settings(postgres_dsn, redis_url, amqp_url, tmp_path, "ai-trading-v1.1")) as box:
         yield box
 
 
